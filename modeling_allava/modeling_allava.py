@@ -1,0 +1,151 @@
+"""ALLaVA model: transformers' Llava with a selectable projector, an optional LM-head bias and training helpers.
+
+Everything else (vision feature selection, image-token scattering, generation, caching, attention backends) is
+inherited from `LlavaModel` / `LlavaForConditionalGeneration` unchanged.
+"""
+
+from typing import Literal
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from transformers.models.llava.modeling_llava import (
+    LlavaForConditionalGeneration,
+    LlavaModel,
+    LlavaMultiModalProjector,
+    LlavaPreTrainedModel,
+)
+
+from .configuration_allava import AllavaConfig
+
+
+TrainableStage = Literal["allava", "projector_only", "full"]
+# Every Auto class a saved checkpoint answers to; users load with AutoModel and expect generate().
+AUTO_MODEL_CLASSES = ("AutoModel", "AutoModelForCausalLM", "AutoModelForImageTextToText")
+
+
+class AllavaMultiModalProjector(LlavaMultiModalProjector):
+    """`mlp2x_gelu` is exactly Llava's projector (linear_1, GELU, linear_2); `linear` keeps linear_1 alone."""
+
+    def __init__(self, config: AllavaConfig):
+        super().__init__(config)
+        if config.projector_type == "linear":
+            self.act = nn.Identity()
+            self.linear_2 = nn.Identity()
+
+
+class AllavaPreTrainedModel(LlavaPreTrainedModel):
+    config: AllavaConfig
+
+
+class AllavaModel(AllavaPreTrainedModel, LlavaModel):
+    """Llava's backbone (vision tower, projector, language model) with ALLaVA's projector choice."""
+
+    def __init__(self, config: AllavaConfig):
+        # LlavaModel.__init__ hard-codes Llava's projector, so build the three parts here instead of twice.
+        LlavaPreTrainedModel.__init__(self, config)
+        self.vision_tower = AutoModel.from_config(config.vision_config)
+        self.multi_modal_projector = AllavaMultiModalProjector(config)
+        self.language_model = AutoModel.from_config(config.text_config)
+        self.post_init()
+
+
+class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalGeneration):
+    """ALLaVA vision-language model. Loaded by AutoModel, AutoModelForCausalLM and AutoModelForImageTextToText alike,
+    so `AutoModel.from_pretrained(...)` gives a model with `generate()`."""
+
+    def __init__(self, config: AllavaConfig):
+        LlavaPreTrainedModel.__init__(self, config)
+        self.model = AllavaModel(config)
+        # Phi-2's LM head has a bias that Llava's head would silently drop.
+        self.lm_head = nn.Linear(
+            config.text_config.hidden_size, config.text_config.vocab_size, bias=config.lm_head_bias
+        )
+        self.post_init()
+
+    @classmethod
+    def from_backbones(
+        cls,
+        vision: str,
+        text: str,
+        *,
+        image_token_index: int | None = None,
+        projector_type: Literal["mlp2x_gelu", "linear"] = "mlp2x_gelu",
+        dtype: torch.dtype | str | None = None,
+        attn_implementation: str | None = None,
+        **config_kwargs,
+    ) -> "AllavaForConditionalGeneration":
+        """Compose a new ALLaVA model from a pretrained vision tower and a pretrained causal LM (hub ids or folders).
+
+        The text path keeps the source LM's weights exactly (LM-head bias included), so text-only logits equal the
+        source model's; only the projector is freshly initialised. `image_token_index` defaults to the id of
+        `<image>` after adding it to the text model's tokenizer (what `AllavaProcessor.from_backbones` does).
+        """
+        vision_config = AutoConfig.from_pretrained(vision)
+        vision_config = getattr(vision_config, "vision_config", vision_config)  # full CLIP/SigLIP -> vision half
+        loading = {"dtype": dtype, "attn_implementation": attn_implementation}
+        loading = {k: v for k, v in loading.items() if v is not None}
+        vision_tower = AutoModel.from_pretrained(vision, config=vision_config, **loading)
+        causal_lm = AutoModelForCausalLM.from_pretrained(text, **loading)
+        if image_token_index is None:
+            from .processing_allava import load_tokenizer_with_image_token
+
+            image_token_index = load_tokenizer_with_image_token(text).convert_tokens_to_ids("<image>")
+
+        config = AllavaConfig(
+            vision_config=vision_tower.config,
+            text_config=causal_lm.config,
+            projector_type=projector_type,
+            lm_head_bias=causal_lm.get_output_embeddings().bias is not None,
+            image_token_index=image_token_index,
+            tie_word_embeddings=causal_lm.config.tie_word_embeddings,
+            **config_kwargs,
+        )
+        with torch.device("meta"):
+            model = cls(config)
+        # Adopt the pretrained modules as they are; only the projector needs real (new) weights.
+        model.model.vision_tower = vision_tower
+        model.model.language_model = causal_lm.get_decoder()
+        model.lm_head = causal_lm.get_output_embeddings()
+        projector = model.model.multi_modal_projector.to_empty(device=causal_lm.device)
+        for module in projector.modules():
+            model._init_weights(module)
+        projector.to(causal_lm.dtype)
+        if image_token_index >= config.text_config.vocab_size:
+            model.resize_token_embeddings(image_token_index + 1)
+        model.config._attn_implementation = causal_lm.config._attn_implementation
+        model.tie_weights()
+        return model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as usual; a model registered for remote code also maps every Auto class in `auto_map`."""
+        if self._auto_class is not None:
+            code_name = f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"
+            self.config.auto_map = {
+                **(getattr(self.config, "auto_map", None) or {}),
+                **dict.fromkeys(AUTO_MODEL_CLASSES, code_name),
+            }
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def set_trainable_modules(self, stage: TrainableStage = "allava") -> dict[str, int]:
+        """Freeze/unfreeze parts per recipe and return trainable parameter counts per part.
+
+        `allava`: vision tower frozen, projector and language model trained (both ALLaVA stages).
+        `projector_only`: LLaVA-1.5's pretraining stage. `full`: everything (tiny random models only).
+        """
+        if stage not in ("allava", "projector_only", "full"):
+            raise ValueError(f"stage must be 'allava', 'projector_only' or 'full', got {stage!r}")
+        parts = {
+            "vision_tower": (self.model.vision_tower, stage == "full"),
+            "multi_modal_projector": (self.model.multi_modal_projector, True),
+            "language_model": (self.model.language_model, stage != "projector_only"),
+            "lm_head": (self.lm_head, stage != "projector_only"),
+        }
+        counts = {}
+        for name, (module, trainable) in parts.items():
+            module.requires_grad_(trainable)
+            counts[name] = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        return counts
+
+
+__all__ = ["AllavaForConditionalGeneration", "AllavaModel", "AllavaPreTrainedModel"]

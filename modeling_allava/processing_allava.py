@@ -1,0 +1,191 @@
+"""ALLaVA processor: LLaVA-1.5 image preprocessing, exact image-token count, ALLaVA's chat formats, safe images."""
+
+import io
+import os
+
+import numpy as np
+from PIL import Image
+from transformers import AutoConfig, AutoTokenizer, LlavaProcessor
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, make_flat_list_of_images
+from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+
+
+# ALLaVA-Phi2 / ALLaVA-StableLM2: no system prompt, no BOS; `[INST] <image>\n{user} [/INST] {assistant}<eos>`.
+# A system message, if given, is put at the start of the first user turn. Generation markers make TRL's
+# `assistant_only_loss` (and our collator) train on the assistant text and its end-of-turn token only.
+ALLAVA_CHAT_TEMPLATE = (
+    "{%- set ns = namespace(system='') -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['content'] is string -%}{%- set parts = [{'type': 'text', 'text': message['content']}] -%}"
+    "{%- else -%}{%- set parts = message['content'] -%}{%- endif -%}"
+    "{%- if message['role'] == 'system' -%}"
+    "{%- for part in parts if part['type'] == 'text' -%}{%- set ns.system = ns.system + part['text'] + '\n\n' -%}"
+    "{%- endfor -%}"
+    "{%- elif message['role'] == 'user' -%}"
+    "{{- '[INST] ' + ns.system -}}{%- set ns.system = '' -%}"
+    "{%- for part in parts if part['type'] == 'image' -%}{{- '<image>\n' -}}{%- endfor -%}"
+    "{%- for part in parts if part['type'] == 'text' -%}{{- part['text'] -}}{%- endfor -%}"
+    "{{- ' [/INST] ' -}}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{%- generation -%}"
+    "{%- for part in parts if part['type'] == 'text' -%}{{- part['text'] -}}{%- endfor -%}{{- eos_token -}}"
+    "{%- endgeneration -%}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+)
+
+# ALLaVA-Phi3-mini: the backbone's own format, `<|user|>\n<image>\n{user}<|end|>\n<|assistant|>\n{assistant}<|end|>\n`.
+PHI3_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['content'] is string -%}{%- set parts = [{'type': 'text', 'text': message['content']}] -%}"
+    "{%- else -%}{%- set parts = message['content'] -%}{%- endif -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{- '<|assistant|>\n' -}}"
+    "{%- generation -%}"
+    "{%- for part in parts if part['type'] == 'text' -%}{{- part['text'] -}}{%- endfor -%}{{- '<|end|>' -}}"
+    "{%- endgeneration -%}"
+    "{{- '\n' -}}"
+    "{%- else -%}"
+    "{{- '<|' + message['role'] + '|>\n' -}}"
+    "{%- for part in parts if part['type'] == 'image' -%}{{- '<image>\n' -}}{%- endfor -%}"
+    "{%- for part in parts if part['type'] == 'text' -%}{{- part['text'] -}}{%- endfor -%}"
+    "{{- '<|end|>\n' -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|assistant|>\n' -}}{%- endif -%}"
+)
+
+CHAT_TEMPLATES = {"allava": ALLAVA_CHAT_TEMPLATE, "phi3": PHI3_CHAT_TEMPLATE}
+# Which template each text backbone uses (ALLaVA's own choice for phi / stablelm / phi3; [INST] for the others).
+TEMPLATE_FOR_TEXT_TYPE = {"phi": "allava", "stablelm": "allava", "phi3": "phi3", "llama": "allava", "qwen2": "allava"}
+
+IMAGE_TOKEN = "<image>"
+# Larger images are refused before decoding (a 24k x 24k PNG unpacks to ~1.7 GB): Pillow's own guard only warns.
+MAX_IMAGE_PIXELS = 16384 * 16384
+
+
+def load_tokenizer_with_image_token(name_or_path: str, **kwargs):
+    """Load a backbone's tokenizer with `<image>` as one special token and a pad token (eos if it has none)."""
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]}, replace_additional_special_tokens=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _to_rgb(image: Image.Image, where: str) -> Image.Image:
+    """Convert any Pillow mode to RGB the way ALLaVA expects (alpha composited on white, 16-bit scaled down)."""
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"{where}: image has zero size ({image.width}x{image.height}).")
+    if image.width * image.height > MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"{where}: image is {image.width}x{image.height} pixels, over the limit of {MAX_IMAGE_PIXELS} "
+            "(decompression-bomb guard); downscale it first."
+        )
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / peak * 255.0, 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    return image.convert("RGB")
+
+
+def load_image(image, where: str = "image") -> Image.Image:
+    """Open a PIL image, path or bytes fully and safely; every failure is a ValueError naming `where`."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    if isinstance(image, (str, os.PathLike, bytes, bytearray)):
+        source = io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image
+        try:
+            with Image.open(source) as opened:
+                if opened.width * opened.height > MAX_IMAGE_PIXELS:
+                    return _to_rgb(opened, where)  # raises the size error before any decoding
+                opened.load()
+                image = opened.copy()
+        except (OSError, SyntaxError, Image.DecompressionBombError) as error:
+            raise ValueError(f"{where}: cannot read image ({error})") from error
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"{where}: expected a PIL image, a path or bytes, got {type(image).__name__}.")
+    try:
+        image.load()
+    except OSError as error:  # truncated data behind an already-opened PIL image
+        raise ValueError(f"{where}: cannot read image ({error})") from error
+    return _to_rgb(image, where)
+
+
+class AllavaProcessor(LlavaProcessor):
+    r"""LlavaProcessor with ALLaVA defaults: pad-to-square with the CLIP mean colour, CLS-aware token count, ALLaVA's
+    chat templates, images normalised to RGB with clear errors, and literal `<image>` in chat text kept as text.
+    """
+
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        patch_size: int = 14,
+        vision_feature_select_strategy: str = "default",
+        chat_template: str | None = None,
+        image_token: str = IMAGE_TOKEN,
+        num_additional_image_tokens: int = 1,
+        **kwargs,
+    ):
+        if tokenizer is not None and image_token not in tokenizer.get_vocab():
+            raise ValueError(
+                f"The tokenizer has no {image_token!r} token; load it with load_tokenizer_with_image_token()."
+            )
+        super().__init__(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            patch_size=patch_size,
+            vision_feature_select_strategy=vision_feature_select_strategy,
+            chat_template=chat_template,
+            image_token=image_token,
+            num_additional_image_tokens=num_additional_image_tokens,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_backbones(cls, vision: str, text: str, chat_template: str | None = None, **tokenizer_kwargs):
+        """Build the processor for a model composed with `AllavaForConditionalGeneration.from_backbones`."""
+        vision_config = AutoConfig.from_pretrained(vision)
+        vision_config = getattr(vision_config, "vision_config", vision_config)
+        text_type = AutoConfig.from_pretrained(text).model_type
+        has_cls = vision_config.model_type == "clip_vision_model"
+        return cls(
+            image_processor=build_image_processor(vision_config.image_size),
+            tokenizer=load_tokenizer_with_image_token(text, **tokenizer_kwargs),
+            patch_size=vision_config.patch_size,
+            vision_feature_select_strategy="default" if has_cls else "full",
+            num_additional_image_tokens=int(has_cls),
+            chat_template=chat_template or CHAT_TEMPLATES[TEMPLATE_FOR_TEXT_TYPE.get(text_type, "allava")],
+        )
+
+    def __call__(self, images=None, text=None, videos=None, audio=None, **kwargs):
+        if images is not None:
+            flat = make_flat_list_of_images(images) if not isinstance(images, (str, bytes)) else [images]
+            images = [load_image(image, where=f"images[{index}]") for index, image in enumerate(flat)]
+        return super().__call__(images=images, text=text, videos=videos, audio=audio, **kwargs)
+
+    def apply_chat_template(self, conversation, chat_template=None, **kwargs):
+        """Like ProcessorMixin's, but when tokenizing, `<image>` typed inside message text stays text by default."""
+        if kwargs.get("tokenize"):
+            kwargs.setdefault("sanitize_control_tokens", True)
+        return super().apply_chat_template(conversation, chat_template=chat_template, **kwargs)
+
+
+def build_image_processor(image_size: int = 336) -> LlavaImageProcessorPil:
+    """LLaVA-1.5 preprocessing: pad to square (CLIP mean colour), resize shortest edge, centre crop, CLIP normalise."""
+    return LlavaImageProcessorPil(
+        do_pad=True,
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_mean=OPENAI_CLIP_MEAN,
+        image_std=OPENAI_CLIP_STD,
+    )
+
+
+__all__ = ["AllavaProcessor", "build_image_processor", "load_tokenizer_with_image_token", "load_image"]

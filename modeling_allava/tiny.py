@@ -1,0 +1,197 @@
+"""Tiny random ALLaVA models and an offline tokenizer, for tests, the offline demo and benches.
+
+Not shipped as remote code (the configuration / modeling / processing files never import it).
+"""
+
+import itertools
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    CLIPConfig,
+    CLIPModel,
+    CLIPVisionConfig,
+    PreTrainedTokenizerFast,
+)
+
+from .configuration_allava import AllavaConfig
+from .modeling_allava import AllavaForConditionalGeneration
+from .processing_allava import CHAT_TEMPLATES, TEMPLATE_FOR_TEXT_TYPE, AllavaProcessor, build_image_processor
+
+
+TEXT_BACKBONES = ("phi", "phi3", "stablelm", "llama", "qwen2")
+SPECIAL_TOKENS = ["<|endoftext|>", "<pad>", "<image>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+
+# The tokenizer learns its merges from this vocabulary: chat markup, shapes-world words and everyday English.
+_WORDS = """
+[INST] [/INST] the a an of and or to in on at is are was were be it this that these those there here with for from by
+image picture photo shows show shown contains describe description detail detailed details question answer explain
+what which who where when why how many much colour color shape shapes size position count number left right centre
+center middle top bottom side background plain light dark grey gray white black red green blue yellow purple orange
+circle circles square squares triangle triangles cross crosses star stars small large big tiny one two three four five
+six seven eight nine ten zero plus minus times equals word words letter letters spell backwards reverse sentence
+please tell me about you your I we they he she can could would should will do does did not no yes true false
+look looking see seen carefully closely reasoning because so therefore first second finally also each every all some
+object objects item items thing things scene scenes view area part group groups placed located sits sit appears
+write list name give short long simple complex hello thanks thank sure here's answer: question: caption: image:
+""".split()
+
+
+def _training_corpus() -> list[str]:
+    """Deterministic text for the BPE trainer: words alone and in short phrases so common bigrams merge."""
+    phrases = [" ".join(pair) for pair in itertools.islice(itertools.product(_WORDS[:60], _WORDS[:40]), 2400)]
+    return _WORDS + phrases + [str(n) for n in range(100)]
+
+
+def build_tiny_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
+    """A small byte-level BPE tokenizer built offline in well under a second; encodes any text.
+
+    Whitespace and punctuation are isolated tokens, so a prompt that ends in a space (ALLaVA's `[/INST] `)
+    tokenises the same way at training and at generation time.
+    """
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r"\s|[^\w\s]"), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_training_corpus(), trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<pad>",
+        additional_special_tokens=SPECIAL_TOKENS[2:],
+        model_max_length=2048,
+    )
+
+
+def _tiny_text_config(text_backbone: str, tokenizer, hidden_size: int, num_layers: int) -> dict:
+    if text_backbone not in TEXT_BACKBONES:
+        raise ValueError(f"text_backbone must be one of {TEXT_BACKBONES}, got {text_backbone!r}")
+    vocab_size = (len(tokenizer) + 63) // 64 * 64
+    config = {
+        "model_type": text_backbone,
+        "hidden_size": hidden_size,
+        "intermediate_size": hidden_size * 2,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "vocab_size": vocab_size,
+        "max_position_embeddings": 2048,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "tie_word_embeddings": False,
+    }
+    if text_backbone == "phi":
+        config["partial_rotary_factor"] = 0.5
+    if text_backbone == "stablelm":
+        config.update(partial_rotary_factor=0.25, use_qkv_bias=True)
+    return config
+
+
+def tiny_vision_config(image_size: int = 56, patch_size: int = 14, hidden_size: int = 64) -> CLIPVisionConfig:
+    return CLIPVisionConfig(
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=image_size,
+        patch_size=patch_size,
+        projection_dim=hidden_size,
+    )
+
+
+def tiny_config(
+    text_backbone: str = "phi",
+    tokenizer: PreTrainedTokenizerFast | None = None,
+    image_size: int = 56,
+    patch_size: int = 14,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    **overrides,
+) -> AllavaConfig:
+    """A CLIP + `text_backbone` ALLaVA config with a few-hundred-thousand parameters."""
+    tokenizer = tokenizer or build_tiny_tokenizer()
+    return AllavaConfig(
+        vision_config=tiny_vision_config(image_size, patch_size),
+        text_config=_tiny_text_config(text_backbone, tokenizer, hidden_size, num_layers),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        **overrides,
+    )
+
+
+def build_tiny_processor(
+    text_backbone: str = "phi", image_size: int = 56, patch_size: int = 14, tokenizer=None
+) -> AllavaProcessor:
+    return AllavaProcessor(
+        image_processor=build_image_processor(image_size),
+        tokenizer=tokenizer or build_tiny_tokenizer(),
+        patch_size=patch_size,
+        chat_template=CHAT_TEMPLATES[TEMPLATE_FOR_TEXT_TYPE[text_backbone]],
+    )
+
+
+def build_tiny_model_and_processor(
+    text_backbone: str = "phi", seed: int = 0, image_size: int = 56, **config_overrides
+) -> tuple[AllavaForConditionalGeneration, AllavaProcessor]:
+    """A random tiny model and its matching processor; same seed, same weights."""
+    processor = build_tiny_processor(text_backbone, image_size=image_size)
+    config = tiny_config(text_backbone, processor.tokenizer, image_size=image_size, **config_overrides)
+    torch.manual_seed(seed)
+    model = AllavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+    end_ids = [processor.tokenizer.eos_token_id]
+    if TEMPLATE_FOR_TEXT_TYPE[text_backbone] == "phi3":
+        end_ids.append(processor.tokenizer.convert_tokens_to_ids("<|end|>"))
+    model.generation_config.eos_token_id = end_ids
+    return model.eval(), processor
+
+
+def save_tiny_backbones(folder: str | Path, text_backbone: str = "phi", seed: int = 0) -> tuple[Path, Path]:
+    """Write a tiny full CLIP checkpoint and a tiny causal LM + tokenizer, shaped like the hub repos
+    `from_backbones` reads (e.g. openai/clip-vit-large-patch14-336 and microsoft/phi-2)."""
+    folder = Path(folder)
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(seed)
+    vision_config = tiny_vision_config()
+    clip = CLIPModel(
+        CLIPConfig(
+            vision_config=vision_config.to_dict(),
+            text_config={
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 4,
+            },
+            projection_dim=64,
+        )
+    )
+    clip.save_pretrained(folder / "vision")
+    text_config = AutoConfig.for_model(**_tiny_text_config(text_backbone, tokenizer, 64, 2))
+    AutoModelForCausalLM.from_config(text_config).save_pretrained(folder / "text")
+    tokenizer.save_pretrained(folder / "text")
+    return folder / "vision", folder / "text"
+
+
+__all__ = [
+    "TEXT_BACKBONES",
+    "build_tiny_model_and_processor",
+    "build_tiny_processor",
+    "build_tiny_tokenizer",
+    "save_tiny_backbones",
+    "tiny_config",
+]
