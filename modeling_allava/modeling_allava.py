@@ -117,6 +117,28 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
         model.tie_weights()
         return model
 
+    def forward(self, input_ids=None, pixel_values=None, attention_mask=None, position_ids=None, **kwargs):
+        """Llava's forward, refusing sequences longer than the text model's context instead of failing deep inside."""
+        tokens = input_ids if input_ids is not None else kwargs.get("inputs_embeds")
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        if position_ids is not None:
+            needed = int(position_ids.max()) + 1
+        else:
+            needed = tokens.shape[1] + (cache.get_seq_length() if cache is not None else 0)
+        limit = self.config.text_config.max_position_embeddings
+        if needed > limit:
+            raise ValueError(
+                f"Input needs {needed} positions but the text model's context is {limit} tokens "
+                "(text_config.max_position_embeddings); shorten the prompt or lower max_new_tokens."
+            )
+        return super().forward(
+            input_ids=input_ids,
+            pixel_values=pixel_values,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            **kwargs,
+        )
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as usual; a model registered for remote code also maps every Auto class in `auto_map`."""
         if self._auto_class is not None:

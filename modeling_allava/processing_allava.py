@@ -6,50 +6,44 @@ import os
 import numpy as np
 from PIL import Image
 from transformers import AutoConfig, AutoTokenizer, LlavaProcessor
-from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, make_flat_list_of_images
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
 
-# ALLaVA-Phi2 / ALLaVA-StableLM2: no system prompt, no BOS; `[INST] <image>\n{user} [/INST] {assistant}<eos>`.
-# A system message, if given, is put at the start of the first user turn. Generation markers make TRL's
-# `assistant_only_loss` (and our collator) train on the assistant text and its end-of-turn token only.
-ALLAVA_CHAT_TEMPLATE = (
-    "{%- set ns = namespace(system='') -%}"
-    "{%- for message in messages -%}"
+# Jinja fragments shared by the templates. String content becomes one text part. `<image>` typed inside message text
+# is written `< image>`, so only image parts make placeholders, whichever path the text takes afterwards.
+_PARTS = (
     "{%- if message['content'] is string -%}{%- set parts = [{'type': 'text', 'text': message['content']}] -%}"
     "{%- else -%}{%- set parts = message['content'] -%}{%- endif -%}"
-    "{%- if message['role'] == 'system' -%}"
-    "{%- for part in parts if part['type'] == 'text' -%}{%- set ns.system = ns.system + part['text'] + '\n\n' -%}"
+)
+_TEXT = "(part['text'] | replace('<image>', '< image>'))"
+_TEXT_PARTS = "{%- for part in parts if part['type'] == 'text' -%}{{- " + _TEXT + " -}}{%- endfor -%}"
+_IMAGE_PARTS = "{%- for part in parts if part['type'] == 'image' -%}{{- '<image>\n' -}}{%- endfor -%}"
+
+# ALLaVA-Phi2 / ALLaVA-StableLM2: no system prompt, no BOS; `[INST] <image>\n{user} [/INST] {assistant}<eos>`.
+# A system message, if given, starts the first user turn. Generation markers make TRL's `assistant_only_loss`
+# (and our collator) train on the assistant text and its end-of-turn token only.
+ALLAVA_CHAT_TEMPLATE = (
+    "{%- set ns = namespace(system='') -%}"
+    "{%- for message in messages -%}" + _PARTS + "{%- if message['role'] == 'system' -%}"
+    "{%- for part in parts if part['type'] == 'text' -%}{%- set ns.system = ns.system + " + _TEXT + " + '\n\n' -%}"
     "{%- endfor -%}"
     "{%- elif message['role'] == 'user' -%}"
-    "{{- '[INST] ' + ns.system -}}{%- set ns.system = '' -%}"
-    "{%- for part in parts if part['type'] == 'image' -%}{{- '<image>\n' -}}{%- endfor -%}"
-    "{%- for part in parts if part['type'] == 'text' -%}{{- part['text'] -}}{%- endfor -%}"
-    "{{- ' [/INST] ' -}}"
+    "{{- '[INST] ' + ns.system -}}{%- set ns.system = '' -%}" + _IMAGE_PARTS + _TEXT_PARTS + "{{- ' [/INST] ' -}}"
     "{%- elif message['role'] == 'assistant' -%}"
-    "{%- generation -%}"
-    "{%- for part in parts if part['type'] == 'text' -%}{{- part['text'] -}}{%- endfor -%}{{- eos_token -}}"
-    "{%- endgeneration -%}"
+    "{%- generation -%}" + _TEXT_PARTS + "{{- eos_token -}}{%- endgeneration -%}"
     "{%- endif -%}"
     "{%- endfor -%}"
 )
 
 # ALLaVA-Phi3-mini: the backbone's own format, `<|user|>\n<image>\n{user}<|end|>\n<|assistant|>\n{assistant}<|end|>\n`.
 PHI3_CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['content'] is string -%}{%- set parts = [{'type': 'text', 'text': message['content']}] -%}"
-    "{%- else -%}{%- set parts = message['content'] -%}{%- endif -%}"
-    "{%- if message['role'] == 'assistant' -%}"
+    "{%- for message in messages -%}" + _PARTS + "{%- if message['role'] == 'assistant' -%}"
     "{{- '<|assistant|>\n' -}}"
-    "{%- generation -%}"
-    "{%- for part in parts if part['type'] == 'text' -%}{{- part['text'] -}}{%- endfor -%}{{- '<|end|>' -}}"
-    "{%- endgeneration -%}"
+    "{%- generation -%}" + _TEXT_PARTS + "{{- '<|end|>' -}}{%- endgeneration -%}"
     "{{- '\n' -}}"
     "{%- else -%}"
-    "{{- '<|' + message['role'] + '|>\n' -}}"
-    "{%- for part in parts if part['type'] == 'image' -%}{{- '<image>\n' -}}{%- endfor -%}"
-    "{%- for part in parts if part['type'] == 'text' -%}{{- part['text'] -}}{%- endfor -%}"
-    "{{- '<|end|>\n' -}}"
+    "{{- '<|' + message['role'] + '|>\n' -}}" + _IMAGE_PARTS + _TEXT_PARTS + "{{- '<|end|>\n' -}}"
     "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|assistant|>\n' -}}{%- endif -%}"
@@ -67,7 +61,7 @@ MAX_IMAGE_PIXELS = 16384 * 16384
 def load_tokenizer_with_image_token(name_or_path: str, **kwargs):
     """Load a backbone's tokenizer with `<image>` as one special token and a pad token (eos if it has none)."""
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
-    tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]}, replace_additional_special_tokens=False)
+    tokenizer.add_special_tokens({"extra_special_tokens": [IMAGE_TOKEN]}, replace_extra_special_tokens=False)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -117,9 +111,18 @@ def load_image(image, where: str = "image") -> Image.Image:
     return _to_rgb(image, where)
 
 
+def _flatten(images) -> list:
+    """Nested lists (one per sample) of PIL images, paths, bytes or arrays -> one flat list in order."""
+    if isinstance(images, (list, tuple)):
+        return [image for item in images for image in _flatten(item)]
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return list(images)
+    return [images]
+
+
 class AllavaProcessor(LlavaProcessor):
     r"""LlavaProcessor with ALLaVA defaults: pad-to-square with the CLIP mean colour, CLS-aware token count, ALLaVA's
-    chat templates, images normalised to RGB with clear errors, and literal `<image>` in chat text kept as text.
+    chat templates (literal `<image>` in message text cannot add placeholders), images made RGB with clear errors.
     """
 
     def __init__(
@@ -166,15 +169,8 @@ class AllavaProcessor(LlavaProcessor):
 
     def __call__(self, images=None, text=None, videos=None, audio=None, **kwargs):
         if images is not None:
-            flat = make_flat_list_of_images(images) if not isinstance(images, (str, bytes)) else [images]
-            images = [load_image(image, where=f"images[{index}]") for index, image in enumerate(flat)]
+            images = [load_image(image, where=f"images[{index}]") for index, image in enumerate(_flatten(images))]
         return super().__call__(images=images, text=text, videos=videos, audio=audio, **kwargs)
-
-    def apply_chat_template(self, conversation, chat_template=None, **kwargs):
-        """Like ProcessorMixin's, but when tokenizing, `<image>` typed inside message text stays text by default."""
-        if kwargs.get("tokenize"):
-            kwargs.setdefault("sanitize_control_tokens", True)
-        return super().apply_chat_template(conversation, chat_template=chat_template, **kwargs)
 
 
 def build_image_processor(image_size: int = 336) -> LlavaImageProcessorPil:

@@ -73,7 +73,7 @@ def build_tiny_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
         eos_token="<|endoftext|>",
         unk_token="<|endoftext|>",
         pad_token="<pad>",
-        additional_special_tokens=SPECIAL_TOKENS[2:],
+        extra_special_tokens=SPECIAL_TOKENS[2:],
         model_max_length=2048,
     )
 

@@ -1,0 +1,211 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import modeling_allava.processing_allava as processing
+from modeling_allava import AllavaProcessor, build_image_processor
+from modeling_allava.tiny import TEXT_BACKBONES, build_tiny_processor, build_tiny_tokenizer
+
+
+CONVERSATION = [
+    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is this?"}]},
+    {"role": "assistant", "content": [{"type": "text", "text": "A red circle."}]},
+    {"role": "user", "content": [{"type": "text", "text": "How many?"}]},
+    {"role": "assistant", "content": [{"type": "text", "text": "One."}]},
+]
+
+
+@pytest.fixture(scope="module")
+def processors():
+    tokenizer = build_tiny_tokenizer()
+    return {backbone: build_tiny_processor(backbone, tokenizer=tokenizer) for backbone in TEXT_BACKBONES}
+
+
+def _image(size=(80, 40), colour=(255, 0, 0), mode="RGB"):
+    return Image.new(mode, size, colour)
+
+
+@pytest.mark.parametrize("backbone", ["phi", "stablelm", "llama", "qwen2"])
+def test_allava_template_exact_string(processors, backbone):
+    text = processors[backbone].apply_chat_template(CONVERSATION)
+    assert text == (
+        "[INST] <image>\nWhat is this? [/INST] A red circle.<|endoftext|>[INST] How many? [/INST] One.<|endoftext|>"
+    )
+    prompt = processors[backbone].apply_chat_template(CONVERSATION[:1], add_generation_prompt=True)
+    assert prompt == "[INST] <image>\nWhat is this? [/INST] "
+
+
+def test_phi3_template_exact_string(processors):
+    text = processors["phi3"].apply_chat_template(CONVERSATION)
+    assert text == (
+        "<|user|>\n<image>\nWhat is this?<|end|>\n<|assistant|>\nA red circle.<|end|>\n"
+        "<|user|>\nHow many?<|end|>\n<|assistant|>\nOne.<|end|>\n"
+    )
+    prompt = processors["phi3"].apply_chat_template(CONVERSATION[:1], add_generation_prompt=True)
+    assert prompt == "<|user|>\n<image>\nWhat is this?<|end|>\n<|assistant|>\n"
+
+
+def test_system_message_goes_into_first_user_turn(processors):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    assert (
+        processors["phi"].apply_chat_template(messages, add_generation_prompt=True)
+        == "[INST] Be brief.\n\nHi [/INST] "
+    )
+
+
+@pytest.mark.parametrize("backbone", ["phi", "phi3"])
+def test_assistant_mask_covers_answers_and_end_tokens(processors, backbone):
+    processor = processors[backbone]
+    conversation = [dict(m) for m in CONVERSATION]
+    conversation[0] = {
+        "role": "user",
+        "content": [{"type": "image", "image": _image()}, CONVERSATION[0]["content"][1]],
+    }
+    out = processor.apply_chat_template(
+        conversation, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, return_tensors="pt"
+    )
+    ids = out["input_ids"][0]
+    mask = out["assistant_masks"][0].bool()
+    end = "<|endoftext|>" if backbone == "phi" else "<|end|>"
+    assert processor.tokenizer.decode(ids[mask]) == f"A red circle.{end}One.{end}"
+
+
+def test_image_token_count_matches_vision_tower(processors):
+    processor = processors["phi"]
+    out = processor(images=[_image()], text=["<image>\nhi"], return_tensors="pt")
+    assert (out["input_ids"] == processor.image_token_id).sum() == 16  # (56 / 14)^2, CLS dropped
+    assert out["pixel_values"].shape == (1, 3, 56, 56)
+
+
+def test_full_size_processor_gives_576_image_tokens():
+    processor = AllavaProcessor(image_processor=build_image_processor(336), tokenizer=build_tiny_tokenizer())
+    out = processor(images=[_image((640, 480))], text="<image>\nDescribe.", return_tensors="pt")
+    assert (out["input_ids"] == processor.image_token_id).sum() == 576
+    assert out["pixel_values"].shape == (1, 3, 336, 336)
+
+
+def test_pad_to_square_uses_clip_mean_colour(processors):
+    image_processor = processors["phi"].image_processor
+    wide = np.zeros((20, 80, 3), dtype=np.uint8)  # black band, padded above and below
+    pixels = image_processor(Image.fromarray(wide), return_tensors="np")["pixel_values"][0]
+    mean, std = np.array(image_processor.image_mean), np.array(image_processor.image_std)
+    corner = pixels[:, 0, 0] * std + mean  # back to [0, 1]
+    np.testing.assert_allclose(corner * 255, [122, 116, 104], atol=1.5)
+    centre = pixels[:, 28, 28] * std + mean
+    np.testing.assert_allclose(centre, 0, atol=0.01)
+
+
+def test_literal_image_text_in_chat_does_not_break_count(processors):
+    processor = processors["phi"]
+    conversation = [
+        {
+            "role": "user",
+            "content": [{"type": "image", "image": _image()}, {"type": "text", "text": "What does <image> mean?"}],
+        }
+    ]
+    text = processor.apply_chat_template(conversation, add_generation_prompt=True)
+    assert text == "[INST] <image>\nWhat does < image> mean? [/INST] "
+    out = processor.apply_chat_template(
+        conversation, add_generation_prompt=True, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    assert out["input_ids"][0].count(processor.image_token_id) == 16
+
+
+def test_placeholder_and_image_count_mismatch(processors):
+    with pytest.raises(ValueError, match="number of images"):
+        processors["phi"](images=[_image(), _image()], text=["<image>\nonly one"])
+    with pytest.raises(ValueError, match="no images were passed"):
+        processors["phi"](text=["<image>\nno image given"])
+
+
+def _png_bytes(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.new("CMYK", (30, 20), (0, 255, 255, 0)),
+        Image.new("P", (30, 20), 3),
+        Image.new("LA", (30, 20), (128, 200)),
+        Image.new("RGBA", (30, 20), (255, 0, 0, 0)),
+        Image.new("L", (30, 20), 77),
+        Image.fromarray(np.full((20, 30), 65535, dtype=np.uint16)),
+    ],
+    ids=["CMYK", "P", "LA", "RGBA", "L", "16-bit"],
+)
+def test_odd_modes_become_rgb(processors, image):
+    rgb = processing.load_image(image)
+    assert rgb.mode == "RGB" and rgb.size == (30, 20)
+    out = processors["phi"](images=[image], text=["<image>\nhi"], return_tensors="pt")
+    assert out["pixel_values"].shape == (1, 3, 56, 56)
+
+
+def test_sixteen_bit_is_scaled_not_clipped():
+    half = Image.fromarray(np.full((4, 4), 32768, dtype=np.uint16))
+    assert processing.load_image(half).getpixel((0, 0)) == (127, 127, 127)
+
+
+def test_transparent_pixels_composite_on_white():
+    assert processing.load_image(Image.new("RGBA", (2, 2), (255, 0, 0, 0))).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_images_from_paths_and_bytes(tmp_path, processors):
+    path = tmp_path / "red.png"
+    _image().save(path)
+    for source in (str(path), path.read_bytes()):
+        out = processors["phi"](images=[source], text=["<image>\nhi"], return_tensors="pt")
+        assert out["pixel_values"].shape == (1, 3, 56, 56)
+
+
+def test_corrupt_image_bytes(processors):
+    with pytest.raises(ValueError, match=r"images\[0\]: cannot read image"):
+        processors["phi"](images=[b"not an image at all"], text=["<image>\nhi"])
+
+
+def test_truncated_image(tmp_path, processors):
+    data = _png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)))
+    path = tmp_path / "cut.png"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"images\[1\]: cannot read image"):
+        processors["phi"](images=[_image(), str(path)], text=["<image><image>\nhi"])
+
+
+def test_zero_size_image(processors):
+    with pytest.raises(ValueError, match=r"images\[0\]: image has zero size \(0x10\)"):
+        processors["phi"](images=[Image.new("RGB", (0, 10))], text=["<image>\nhi"])
+
+
+def test_decompression_bomb_refused_before_decoding(monkeypatch, tmp_path):
+    monkeypatch.setattr(processing, "MAX_IMAGE_PIXELS", 100 * 100)
+    path = tmp_path / "big.png"
+    Image.new("1", (200, 200)).save(path)
+    with pytest.raises(ValueError, match="decompression-bomb guard"):
+        processing.load_image(str(path), where="big.png")
+
+
+def _tokenizer_without_image_token():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel({"hello": 0, "<unk>": 1, "</s>": 2}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="</s>")
+
+
+def test_tokenizer_without_image_token_rejected():
+    with pytest.raises(ValueError, match="no '<image>' token; load it with load_tokenizer_with_image_token"):
+        AllavaProcessor(image_processor=build_image_processor(56), tokenizer=_tokenizer_without_image_token())
+
+
+def test_load_tokenizer_adds_single_image_token_and_pad(tmp_path):
+    _tokenizer_without_image_token().save_pretrained(tmp_path)
+    tokenizer = processing.load_tokenizer_with_image_token(str(tmp_path))
+    assert tokenizer.pad_token == "</s>"
+    assert len(tokenizer("<image>", add_special_tokens=False)["input_ids"]) == 1
+    processor = AllavaProcessor(image_processor=build_image_processor(56), tokenizer=tokenizer)
+    assert processor.image_token_id == tokenizer.convert_tokens_to_ids("<image>")
