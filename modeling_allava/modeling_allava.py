@@ -87,6 +87,7 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
         loading = {k: v for k, v in loading.items() if v is not None}
         vision_tower = AutoModel.from_pretrained(vision, config=vision_config, **loading)
         causal_lm = AutoModelForCausalLM.from_pretrained(text, **loading)
+        implementation = causal_lm.config._attn_implementation  # AllavaConfig below resets the sub-config's
         if image_token_index is None:
             from .processing_allava import load_tokenizer_with_image_token
 
@@ -107,13 +108,14 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
         model.model.vision_tower = vision_tower
         model.model.language_model = causal_lm.get_decoder()
         model.lm_head = causal_lm.get_output_embeddings()
+        config.vision_config, config.text_config = vision_tower.config, causal_lm.config  # one source of truth
         projector = model.model.multi_modal_projector.to_empty(device=causal_lm.device)
         for module in projector.modules():
             model._init_weights(module)
         projector.to(causal_lm.dtype)
         if image_token_index >= config.text_config.vocab_size:
             model.resize_token_embeddings(image_token_index + 1)
-        model.config._attn_implementation = causal_lm.config._attn_implementation
+        model.set_attn_implementation(implementation)
         model.tie_weights()
         return model
 

@@ -217,3 +217,13 @@ def test_image_token_count_mismatch_in_model_inputs():
     inputs["attention_mask"] = inputs["attention_mask"][keep][None]
     with pytest.raises(ValueError, match="Image features and image tokens do not match"):
         model(**inputs)
+
+
+def test_from_backbones_dtype_and_attention_backend(tmp_path):
+    vision_dir, text_dir = save_tiny_backbones(tmp_path, "phi")
+    model = AllavaForConditionalGeneration.from_backbones(
+        str(vision_dir), str(text_dir), dtype=torch.bfloat16, attn_implementation="eager"
+    )
+    assert {param.dtype for param in model.parameters()} == {torch.bfloat16}
+    assert model.config.text_config._attn_implementation == "eager"
+    assert model.config.vision_config._attn_implementation == "eager"

@@ -97,3 +97,16 @@ def test_checkpoint_loads_through_every_auto_class_in_a_fresh_process(tmp_path):
         assert loaded["generated"] == expected_ids.tolist(), auto_class
     new_tokens = expected_ids[inputs["input_ids"].shape[1] :]
     assert report["pipeline"] == processor.decode(new_tokens, skip_special_tokens=True)
+
+
+def test_importing_the_package_registers_every_auto_class(tmp_path):
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
+
+    from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor
+
+    model, processor = build_tiny_model_and_processor("phi")
+    for auto_class in (AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText):
+        assert type(auto_class.from_config(model.config)) is AllavaForConditionalGeneration
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    assert type(AutoProcessor.from_pretrained(tmp_path)) is AllavaProcessor  # no remote code needed when installed
