@@ -1,0 +1,244 @@
+"""What to synthesise from: an image folder, a manifest (JSONL/JSON/CSV/TXT) or `hf:<dataset>[:<config>]:<split>`.
+
+Inputs are listed and validated before the first request, so a bad manifest fails in a second with the line at fault,
+not after an hour of paid calls. Image bytes are read lazily, per item, by the worker that needs them.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dataset_scripts.images import fetch_url, read_file
+from dataset_scripts.schema import check_source_name
+
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+MANIFEST_SUFFIXES = {".jsonl", ".json", ".csv", ".txt"}
+QUESTION_KEYS = ("question", "instruction")
+CAPTION_KEYS = ("original_caption", "caption")
+
+
+class InputError(ValueError):
+    """The input cannot be used as given; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One unit of work: an image (+ instruction for vflan) or a text instruction."""
+
+    origin: str  # path relative to the input folder / manifest value / URL / hf:<dataset>:<split>#<row>
+    source: str
+    question: str | None = None  # vflan instruction, or the text-mode instruction
+    original_caption: str | None = None
+    reader: Callable[[float, int], bytes] | None = None  # (timeout, max_bytes) -> raw image bytes
+
+    @property
+    def item_id(self) -> str:
+        """Stable identity of the input (not of its content): resume bookkeeping and shard assignment."""
+        return hashlib.sha256(f"{self.origin}\0{self.question or ''}".encode()).hexdigest()[:20]
+
+
+def shard_of(item: Item, num_shards: int) -> int:
+    return int(item.item_id, 16) % num_shards
+
+
+def select_shard(items: list[Item], num_shards: int, shard_index: int, limit: int | None = None) -> list[Item]:
+    """This machine's disjoint share of the inputs (every machine lists the same inputs, each keeps its own)."""
+    if not 0 <= shard_index < num_shards:
+        raise InputError(f"--shard-index must be in [0, {num_shards}), got {shard_index}")
+    mine = [item for item in items if shard_of(item, num_shards) == shard_index]
+    return mine[:limit] if limit is not None else mine
+
+
+def _read_path_or_url(value: str, base: Path, timeout: float, max_bytes: int) -> bytes:
+    if value.startswith(("http://", "https://")):
+        return fetch_url(value, timeout, max_bytes)
+    path = Path(value)
+    return read_file(path if path.is_absolute() else base / path, max_bytes)
+
+
+def _first(row: dict, keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = row.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _text_of(row: dict) -> str | None:
+    """The instruction of a text row: `instruction`/`question`, or the first human turn of `conversations`."""
+    text = _first(row, QUESTION_KEYS)
+    if text is None and isinstance(row.get("conversations"), list):
+        for turn in row["conversations"]:
+            if isinstance(turn, dict) and turn.get("from") == "human" and isinstance(turn.get("value"), str):
+                return turn["value"].strip() or None
+    return text
+
+
+def _manifest_rows(path: Path) -> Iterator[tuple[str, dict]]:
+    """(location for messages, row dict) for each row of a JSONL / JSON / CSV / TXT manifest."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            with path.open(encoding="utf-8") as handle:
+                for number, line in enumerate(handle, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as error:
+                        raise InputError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+                    yield f"{path}:{number}", row
+        elif suffix == ".json":
+            try:
+                rows = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as error:
+                raise InputError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+            if not isinstance(rows, list):
+                raise InputError(f"{path}: expected a JSON list of objects")
+            for number, row in enumerate(rows):
+                yield f"{path}[{number}]", row
+        elif suffix == ".csv":
+            with path.open(encoding="utf-8", newline="") as handle:
+                reader = csv.DictReader(handle)
+                if not reader.fieldnames:
+                    raise InputError(f"{path}: empty CSV (a header row with an 'image' column is required)")
+                for number, row in enumerate(reader, 2):
+                    yield f"{path}:{number}", row
+        else:
+            with path.open(encoding="utf-8") as handle:
+                for number, line in enumerate(handle, 1):
+                    if line.strip():
+                        yield f"{path}:{number}", {"instruction": line.strip()}
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not UTF-8 text ({error.reason})") from None
+
+
+def _make_item(where: str, row: object, mode: str, source: str, reader: Callable | None, origin: str) -> Item:
+    """Validate one input row for `mode`; `reader` is None when the row names no image."""
+    if not isinstance(row, dict):
+        raise InputError(f"{where}: expected an object, got {type(row).__name__}")
+    row_source = _first(row, ("source",)) or source
+    try:
+        check_source_name(row_source)
+    except ValueError as error:
+        raise InputError(f"{where}: {error}") from None
+    if mode == "text":
+        instruction = _text_of(row)
+        if instruction is None:
+            raise InputError(f"{where}: no instruction (expected 'instruction', 'question' or 'conversations')")
+        return Item(origin=origin, source=row_source, question=instruction)
+    if reader is None:
+        raise InputError(f"{where}: no image (expected an 'image' path/URL or a 'url')")
+    question = _first(row, QUESTION_KEYS)
+    if mode == "vflan" and question is None:
+        raise InputError(f"{where}: vflan mode needs an instruction in 'question' (or 'instruction')")
+    return Item(
+        origin=origin,
+        source=row_source,
+        question=question if mode == "vflan" else None,
+        original_caption=_first(row, CAPTION_KEYS),
+        reader=reader,
+    )
+
+
+def _from_manifest(path: Path, mode: str, source: str) -> list[Item]:
+    if path.suffix.lower() == ".txt" and mode != "text":
+        raise InputError(f"{path}: a .txt manifest (one instruction per line) only fits --mode text")
+    items = []
+    for where, row in _manifest_rows(path):
+        image = None
+        if isinstance(row, dict) and mode != "text":
+            image = _first(row, ("image", "url"))
+        reader = functools.partial(_read_path_or_url, image, path.parent) if image else None
+        origin = image or f"{path.name}#{len(items)}"
+        items.append(_make_item(where, row, mode, source, reader, origin))
+    if not items:
+        raise InputError(f"{path}: the manifest has no rows")
+    return items
+
+
+def _from_folder(folder: Path, mode: str, source: str) -> list[Item]:
+    if mode != "caption-qa":
+        raise InputError(f"{folder}: an image folder only fits --mode caption-qa ({mode} needs a manifest)")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise InputError(f"{folder}: no images found (looked for {sorted(IMAGE_SUFFIXES)})")
+    return [
+        Item(origin=p.relative_to(folder).as_posix(), source=source, reader=functools.partial(_read_file, p))
+        for p in paths
+    ]
+
+
+def _read_file(path: Path, timeout: float, max_bytes: int) -> bytes:
+    return read_file(path, max_bytes)
+
+
+def _hf_bytes(dataset: Dataset, column: str, index: int, base: Path, timeout: float, max_bytes: int) -> bytes:
+    value = dataset[index][column]
+    if isinstance(value, str):
+        return _read_path_or_url(value, base, timeout, max_bytes)
+    if isinstance(value, dict) and value.get("bytes"):
+        return value["bytes"]
+    if isinstance(value, dict) and value.get("path"):
+        return _read_path_or_url(value["path"], base, timeout, max_bytes)
+    return b""
+
+
+def _from_hf(spec: str, mode: str, source: str, image_column: str | None) -> list[Item]:
+    parts = spec[len("hf:") :].split(":")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise InputError(f"{spec!r}: expected hf:<dataset>[:<config>]:<split>")
+    name, config, split = parts[0], (parts[1] if len(parts) == 3 else None), parts[-1]
+    import datasets  # heavy: only for hf: inputs
+
+    try:
+        dataset = datasets.load_dataset(name, config, split=split)
+    except Exception as error:  # noqa: BLE001 (any loader failure is a bad input, reported as such)
+        raise InputError(f"{spec!r}: could not load the dataset ({type(error).__name__}: {error})") from None
+    column = None
+    if mode != "text":
+        column = image_column or next(
+            (key for key, feature in dataset.features.items() if isinstance(feature, datasets.Image)), "image"
+        )
+        if column not in dataset.column_names:
+            raise InputError(f"{spec!r}: no image column {column!r} (columns: {dataset.column_names})")
+        if isinstance(dataset.features[column], datasets.Image):
+            dataset = dataset.cast_column(column, datasets.Image(decode=False))
+    base = Path(name) if Path(name).is_dir() else Path.cwd()
+    text_columns = [key for key in dataset.column_names if key != column]
+    rows = dataset.select_columns(text_columns) if text_columns else ({} for _ in range(len(dataset)))
+    items = []
+    for index, row in enumerate(rows):
+        where = f"{spec}#{index}"
+        reader = functools.partial(_hf_bytes, dataset, column, index, base) if column else None
+        items.append(_make_item(where, row, mode, source, reader, where))
+    if not items:
+        raise InputError(f"{spec!r}: the split is empty")
+    return items
+
+
+def load_items(spec: str, mode: str, source: str, image_column: str | None = None) -> list[Item]:
+    """All inputs named by `--input`, validated; `source` is the default source name (rows may override it)."""
+    check_source_name(source)
+    if spec.startswith("hf:"):
+        return _from_hf(spec, mode, source, image_column)
+    path = Path(spec)
+    if path.is_dir():
+        return _from_folder(path, mode, source)
+    if not path.exists():
+        raise InputError(f"--input {spec!r} does not exist")
+    if path.suffix.lower() not in MANIFEST_SUFFIXES:
+        raise InputError(f"{spec}: unknown input type; expected a folder, {sorted(MANIFEST_SUFFIXES)} or hf:...")
+    return _from_manifest(path, mode, source)

@@ -1,0 +1,311 @@
+"""The synthesis engine: bounded-concurrency workers that turn inputs into records, resumable at any instant.
+
+Workers pull items, skip those finished by an earlier run, prepare the image, call the teacher for each template of
+the strategy, validate (retrying bad replies a bounded number of times), and append one record, reject or skip line.
+The budget is checked before every request; a fatal API error cancels everything at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from dataset_scripts.images import PreparedImage, SkipImage, prepare
+from dataset_scripts.inputs import Item
+from dataset_scripts.limits import CostMeter
+from dataset_scripts.sections import Rejected, parse_reply
+from dataset_scripts.shards import OutputDir, iter_jsonl
+from dataset_scripts.tasks import TaskSpec
+from dataset_scripts.teacher_client import FatalAPIError, TeacherClient, TransientAPIError
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    concurrency: int = 16
+    max_parse_retries: int = 2
+    max_side: int = 768
+    max_pixels: int = 64_000_000
+    max_image_bytes: int = 20_000_000
+    fetch_timeout: float = 20.0
+    retry_rejects: bool = False
+    max_consecutive_failures: int = 50
+    progress: bool = True
+
+
+class BudgetExhausted(Exception):
+    """The next request could push the cost past --max-cost."""
+
+
+@dataclass
+class _Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
+    cost_usd: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "cost_usd": round(self.cost_usd, 8)}
+
+
+class Synthesis:
+    """One shard's run; `await run()` returns the summary (also written to summary-<shard>.json)."""
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        items: list[Item],
+        out: OutputDir,
+        client: TeacherClient,
+        meter: CostMeter,
+        options: RunOptions,
+        describe_run: dict,
+    ) -> None:
+        self.spec = spec
+        self.items = items
+        self.out = out
+        self.client = client
+        self.meter = meter
+        self.options = options
+        self.describe_run = describe_run
+        self.this_run: Counter = Counter()
+        self.failed: Counter = Counter()
+        self.stop_reason: str | None = None
+        self.stop_message: str | None = None
+        self._consecutive_failures = 0
+
+    def _load_previous(self) -> None:
+        """What earlier runs finished: in any shard file of the folder (so changing --num-shards redoes nothing);
+        the budget counts this shard's own spending only."""
+        fingerprint = self.spec.fingerprint
+        self.done_items: set[str] = set()
+        self.done_keys: set[str] = set()
+        self.skipped_seen: set[tuple[str, str]] = set()
+        spent = 0.0
+        for kind in ("records", "rejects"):
+            for path in sorted(self.out.root.glob(f"{kind}-*-of-*.jsonl")):
+                own = path == self.out.path(kind)
+                for row in iter_jsonl(path):
+                    if own:
+                        spent += row.get("usage", {}).get("cost_usd", 0.0)
+                    if row.get("fingerprint") == fingerprint and (kind == "records" or not self.options.retry_rejects):
+                        self.done_items.add(row["item_id"])
+                        self.done_keys.add(row["key"])
+        for row in iter_jsonl(self.out.path("skipped")):
+            self.skipped_seen.add((row["item_id"], row["reason"]))
+        self.meter.spent = spent
+        self.spent_before = spent
+        self.claimed: set[str] = set()
+
+    async def _skip(self, item: Item, reason: str, detail: str) -> None:
+        """Count the skip; write it once per (input, reason), so reruns do not repeat lines."""
+        self.this_run[f"skipped:{reason}"] += 1
+        if (item.item_id, reason) not in self.skipped_seen:
+            self.skipped_seen.add((item.item_id, reason))
+            row = {"item_id": item.item_id, "origin": item.origin, "reason": reason, "detail": detail}
+            await asyncio.to_thread(self.out.append, "skipped", row)
+
+    async def _call_template(
+        self, template: str, item: Item, image: PreparedImage | None, description: str | None, usage: _Usage
+    ) -> tuple[dict | None, Rejected | None, str]:
+        """Parsed fields of one template's reply, or the last rejection and raw text after all retries."""
+        messages = self.spec.messages(template, image, item.question, description)
+        estimate = self.spec.estimate_prompt_tokens(messages, image)
+        max_tokens = int(self.spec.sampling.get("max_tokens") or 0)
+        rejection, raw = None, ""
+        for _ in range(self.options.max_parse_retries + 1):
+            reserved = self.meter.estimate(estimate, max_tokens)
+            if not self.meter.try_reserve(reserved):
+                raise BudgetExhausted
+            try:
+                reply = await self.client.complete(messages, estimate)
+            except BaseException:
+                self.meter.settle(reserved, 0, 0)
+                raise
+            usage.cost_usd += self.meter.settle(reserved, reply.prompt_tokens, reply.completion_tokens)
+            usage.prompt_tokens += reply.prompt_tokens
+            usage.completion_tokens += reply.completion_tokens
+            usage.requests += 1
+            raw = reply.text
+            try:
+                if reply.finish_reason == "length":
+                    raise Rejected("truncated", f"the reply hit max_tokens={max_tokens}")
+                return parse_reply(template, reply.text), None, raw
+            except Rejected as error:
+                rejection = error
+                self.this_run[f"retry:{error.reason}"] += 1
+        return None, rejection, raw
+
+    async def _process(self, item: Item) -> None:
+        if item.item_id in self.done_items:
+            self.this_run["resumed"] += 1
+            return
+        image = None
+        if self.spec.mode != "text":
+            try:
+                raw = await asyncio.to_thread(item.reader, self.options.fetch_timeout, self.options.max_image_bytes)
+                image = await asyncio.to_thread(
+                    prepare, raw, self.options.max_side, self.options.max_pixels, item.origin
+                )
+            except SkipImage as skip:
+                await self._skip(item, skip.reason, skip.detail)
+                return
+        key = self.spec.key(image, item.question)
+        if key in self.done_keys or key in self.claimed:
+            await self._skip(item, "duplicate", f"same content and recipe as record {key}")
+            return
+        self.claimed.add(key)
+        try:
+            await self._synthesise(item, key, image)
+        except BaseException:
+            self.claimed.discard(key)  # not finished: an identical input later in the queue may take it over
+            raise
+
+    async def _synthesise(self, item: Item, key: str, image: PreparedImage | None) -> None:
+        """The strategy's calls in order (two-call feeds the description to the second), then one record or reject."""
+        usage, fields, description = _Usage(), {}, None
+        for template in self.spec.templates:
+            parsed, rejection, raw = await self._call_template(template, item, image, description, usage)
+            if parsed is None:
+                self.this_run[f"rejected:{rejection.reason}"] += 1
+                reject = self._base(item, key, usage)
+                reject.update(template=template, reason=rejection.reason, detail=rejection.detail, raw=raw)
+                await asyncio.to_thread(self.out.append, "rejects", reject)
+                return
+            fields.update(parsed)
+            description = fields.get("description")
+        await asyncio.to_thread(self._write_record, item, key, usage, image, fields)
+        self.this_run["done"] += 1
+
+    def _write_record(self, item: Item, key: str, usage: _Usage, image: PreparedImage | None, fields: dict) -> None:
+        """Image first, then the record naming it (both fsync'd): a record never points at a missing file."""
+        record = self._base(item, key, usage) | {
+            "image": self.out.store_image(image.data, image.extension) if image else None,
+            "image_sha256": image.source_sha256 if image else None,
+            "original_caption": item.original_caption,
+            "description": fields.get("description"),
+            "candidates": fields.get("candidates"),
+            "question": fields.get("question") or item.question,
+            "answer": fields.get("answer"),
+            "caption_request": self.spec.prompts.caption_request(key) if fields.get("description") else None,
+        }
+        self.out.append("records", record)
+
+    def _base(self, item: Item, key: str, usage: _Usage) -> dict:
+        return {
+            "key": key,
+            "item_id": item.item_id,
+            "fingerprint": self.spec.fingerprint,
+            "mode": self.spec.mode,
+            "strategy": self.spec.strategy,
+            "source": item.source,
+            "origin": item.origin,
+            "instruction": item.question,
+            "teacher_model": self.spec.model,
+            "prompt_version": self.spec.prompts.version,
+            "prompt_hash": self.spec.prompt_hash,
+            "sampling": self.spec.sampling,
+            "usage": usage.as_dict(),
+        }
+
+    async def _worker(self, queue: asyncio.Queue, bar: tqdm) -> None:
+        while self.stop_reason is None:
+            try:
+                item = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            try:
+                await self._process(item)
+                self._consecutive_failures = 0
+            except BudgetExhausted:
+                self._stop("budget", f"--max-cost {self.meter.max_cost} reached; rerun with a higher budget to go on")
+                return
+            except TransientAPIError as error:
+                self.failed[error.kind] += 1
+                self._consecutive_failures += 1
+                if self._consecutive_failures >= self.options.max_consecutive_failures:
+                    self._stop("failures", f"{self._consecutive_failures} items failed in a row; last: {error}")
+            bar.update(1)
+            bar.set_postfix(cost=f"${self.meter.spent:.4f}", rejected=self._count("rejected:"), refresh=False)
+
+    def _count(self, prefix: str) -> int:
+        return sum(n for name, n in self.this_run.items() if name.startswith(prefix))
+
+    def _stop(self, reason: str, message: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason, self.stop_message = reason, message
+
+    async def run(self) -> dict:
+        started = time.monotonic()
+        self.out.open()
+        try:
+            self._load_previous()
+            queue: asyncio.Queue = asyncio.Queue()
+            for item in self.items:
+                queue.put_nowait(item)
+            with tqdm(total=len(self.items), disable=not self.options.progress, unit="item", smoothing=0.1) as bar:
+                workers = [
+                    asyncio.create_task(self._worker(queue, bar)) for _ in range(max(1, self.options.concurrency))
+                ]
+                try:
+                    await asyncio.gather(*workers)
+                except FatalAPIError as error:
+                    self._stop("fatal", str(error))
+                    for worker in workers:
+                        worker.cancel()
+                    await asyncio.gather(*workers, return_exceptions=True)
+            summary = self.summarise(time.monotonic() - started)
+            self.out.write_summary(summary)
+            return summary
+        finally:
+            await self.client.aclose()
+            self.out.close()
+
+    def summarise(self, wall_time: float) -> dict:
+        """Cumulative counts over the shard folder (all runs), plus what this run did."""
+        done_items, rejected, skipped = set(), {}, {}
+        tokens, cost = Counter(), 0.0
+        for row in iter_jsonl(self.out.path("records")):
+            done_items.add(row["item_id"])
+            tokens.update({k: row["usage"][k] for k in ("prompt_tokens", "completion_tokens", "requests")})
+            cost += row["usage"]["cost_usd"]
+        for row in iter_jsonl(self.out.path("rejects")):
+            tokens.update({k: row["usage"][k] for k in ("prompt_tokens", "completion_tokens", "requests")})
+            cost += row["usage"]["cost_usd"]
+            rejected[row["item_id"]] = row["reason"]
+        for row in iter_jsonl(self.out.path("skipped")):
+            skipped[row["item_id"]] = row["reason"]
+        this_run = {
+            name: dict(sorted((k.split(":", 1)[1], n) for k, n in self.this_run.items() if k.startswith(name + ":")))
+            for name in ("rejected", "skipped", "retry")
+        }
+        stats = self.client.stats
+        return {
+            **self.describe_run,
+            "items_in_shard": len(self.items),
+            "done": len(done_items),
+            "rejected": dict(Counter(r for i, r in rejected.items() if i not in done_items)),
+            "skipped": dict(Counter(r for i, r in skipped.items() if i not in done_items and i not in rejected)),
+            "tokens": {"prompt": tokens["prompt_tokens"], "completion": tokens["completion_tokens"]},
+            "requests": tokens["requests"],
+            "cost_usd": round(cost, 6),
+            "max_cost_usd": self.meter.max_cost,
+            "stopped": self.stop_reason,
+            "message": self.stop_message,
+            "this_run": {
+                "done": self.this_run["done"],
+                "resumed": self.this_run["resumed"],
+                "rejected": this_run["rejected"],
+                "skipped": this_run["skipped"],
+                "parse_retries": this_run["retry"],
+                "failed": dict(self.failed),
+                "api_retries": dict(stats.retries),
+                "retry_after_honoured": stats.retry_after_honoured,
+                "backoff_seconds": round(stats.backoff_seconds, 3),
+                "cost_usd": round(self.meter.spent - self.spent_before, 6),
+                "wall_time_s": round(wall_time, 3),
+            },
+        }

@@ -1,0 +1,243 @@
+"""Caption-then-QA synthesis against any OpenAI-compatible teacher (OpenAI, a gateway, vLLM / SGLang, the offline one).
+
+    OPENAI_API_KEY=... python dataset_scripts/synthesize.py --mode caption-qa --input images/ --output out/ \\
+        --model gpt-4o --concurrency 32 --rpm 500 --max-cost 50
+
+Runs are resumable: rerun the same command after any interruption (kill -9 included) and it continues where it
+stopped, without losing or duplicating records. Exit codes: 0 finished, 1 fatal (API refused, bad config),
+2 bad arguments or inputs, 3 stopped early (budget reached, repeated failures): rerun to continue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import urllib.parse
+from pathlib import Path
+
+
+if not __package__:  # run as a script: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dataset_scripts.inputs import InputError, load_items, select_shard  # noqa: E402
+from dataset_scripts.limits import CostMeter, TokenBucket, resolve_price  # noqa: E402
+from dataset_scripts.prompt_set import MODES, STRATEGIES, PromptError, load_prompt_set  # noqa: E402
+from dataset_scripts.runner import RunOptions, Synthesis  # noqa: E402
+from dataset_scripts.shards import OutputDir, ShardLockedError  # noqa: E402
+from dataset_scripts.tasks import TaskSpec  # noqa: E402
+from dataset_scripts.teacher_client import TeacherClient, scrub  # noqa: E402
+
+
+DEFAULT_SOURCE = {"caption-qa": "laion", "vflan": "vflan", "text": "evol"}
+EXIT_FATAL, EXIT_USAGE, EXIT_INCOMPLETE = 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Synthesise ALLaVA-style data with an OpenAI-compatible teacher (resumable; rerun to continue)."
+    )
+    what = parser.add_argument_group("what to make")
+    what.add_argument("--mode", choices=MODES, required=True)
+    what.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="one-call",
+        help="caption-qa only: one-call (caption+QA in one reply), two-call (caption, then QA given it), "
+        "direct (QA without a caption)",
+    )
+    what.add_argument(
+        "--input",
+        required=True,
+        help="image folder | JSONL/JSON/CSV manifest (image path or URL [+ question]) | TXT of instructions "
+        "(text mode) | hf:<dataset>[:<config>]:<split>",
+    )
+    what.add_argument("--output", required=True, help="output folder (shards, rejects, skipped, summary, images)")
+    what.add_argument("--source-name", help="source in subset names/ids (default: laion, vflan or evol by mode)")
+    what.add_argument("--image-column", help="hf: inputs: image column (default: the first Image feature)")
+    what.add_argument("--limit", type=int, help="process at most this many inputs of this shard")
+    what.add_argument(
+        "--num-shards", type=int, default=1, help="split the inputs over this many machines (default: %(default)s)"
+    )
+    what.add_argument(
+        "--shard-index", type=int, default=0, help="this machine's shard, 0-based (default: %(default)s)"
+    )
+    teacher = parser.add_argument_group("teacher")
+    teacher.add_argument(
+        "--base-url",
+        default=os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+        help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (vLLM); default: $OPENAI_BASE_URL or OpenAI",
+    )
+    teacher.add_argument("--model", required=True, help="teacher model name as the endpoint knows it")
+    teacher.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="NAME of the environment variable holding the key (default: %(default)s)",
+    )
+    teacher.add_argument(
+        "--prompt-version", default="v1", help="prompt set under dataset_scripts/prompts/ (default: %(default)s)"
+    )
+    teacher.add_argument("--prompt-dir", help="a custom prompt folder (its name is the version)")
+    teacher.add_argument("--temperature", type=float, default=0.7, help="(default: %(default)s)")
+    teacher.add_argument("--top-p", type=float, help="sent only when given")
+    teacher.add_argument(
+        "--max-tokens",
+        type=int,
+        default=2048,
+        help="completion cap per request (also budgeting) (default: %(default)s)",
+    )
+    teacher.add_argument("--seed", type=int, help="sampling seed sent to the API, where supported")
+    teacher.add_argument(
+        "--image-detail", choices=("low", "high", "auto"), default="auto", help="(default: %(default)s)"
+    )
+    limits = parser.add_argument_group("limits")
+    limits.add_argument(
+        "--concurrency", type=int, default=16, help="requests in flight at once (default: %(default)s)"
+    )
+    limits.add_argument("--rpm", type=float, help="requests per minute budget")
+    limits.add_argument("--tpm", type=float, help="tokens per minute budget (prompt estimate + max-tokens)")
+    limits.add_argument("--max-cost", type=float, help="USD; no request is started that could exceed it")
+    limits.add_argument("--prices", help='JSON price table {"model": [input, output]} in USD per 1M tokens')
+    limits.add_argument("--price-input", type=float, help="USD per 1M input tokens (overrides the table)")
+    limits.add_argument("--price-output", type=float, help="USD per 1M output tokens (overrides the table)")
+    limits.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default: %(default)s)")
+    limits.add_argument(
+        "--max-retries",
+        type=int,
+        default=6,
+        help="retries of 429/5xx/timeouts/dropped connections (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--backoff-base",
+        type=float,
+        default=0.5,
+        help="seconds; backoff is U(0, base * 2^attempt) (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-parse-retries", type=int, default=2, help="new requests after an invalid reply (default: %(default)s)"
+    )
+    limits.add_argument("--retry-rejects", action="store_true", help="try again the inputs rejected by earlier runs")
+    limits.add_argument(
+        "--max-consecutive-failures", type=int, default=50, help="stop after this many in a row (default: %(default)s)"
+    )
+    images = parser.add_argument_group("images")
+    images.add_argument(
+        "--max-side", type=int, default=768, help="downscale larger images to this side (default: %(default)s)"
+    )
+    images.add_argument(
+        "--max-pixels", type=int, default=64_000_000, help="skip larger images as oversized (default: %(default)s)"
+    )
+    images.add_argument(
+        "--max-image-bytes", type=int, default=20_000_000, help="skip larger files as oversized (default: %(default)s)"
+    )
+    images.add_argument(
+        "--fetch-timeout", type=float, default=20.0, help="seconds to download an image URL (default: %(default)s)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _safe_url(url: str) -> str:
+    """The base URL without any user:password part, for summaries and logs."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.hostname or "")) if parts.username else url
+
+
+def _sampling(args: argparse.Namespace) -> dict:
+    sampling = {"temperature": args.temperature, "max_tokens": args.max_tokens}
+    if args.top_p is not None:
+        sampling["top_p"] = args.top_p
+    if args.seed is not None:
+        sampling["seed"] = args.seed
+    return sampling
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.strategy != "one-call" and args.mode != "caption-qa":
+        parser.error(f"--strategy {args.strategy} only applies to --mode caption-qa")
+    if args.num_shards < 1 or not 0 <= args.shard_index < args.num_shards:
+        parser.error("need --num-shards >= 1 and 0 <= --shard-index < --num-shards")
+    api_key = os.environ.get(args.api_key_env, "")
+    if not api_key:
+        parser.error(f"no API key: set the environment variable {args.api_key_env} (any value for keyless servers)")
+    try:
+        price = resolve_price(args.model, args.prices, args.price_input, args.price_output)
+        if args.max_cost is not None and price is None:
+            parser.error(f"--max-cost needs a price for {args.model!r}: give --price-input/--price-output or --prices")
+        prompts = load_prompt_set(args.prompt_version, args.prompt_dir)
+        source = args.source_name or DEFAULT_SOURCE[args.mode]
+        items = load_items(args.input, args.mode, source, args.image_column)
+        items = select_shard(items, args.num_shards, args.shard_index, args.limit)
+    except (InputError, PromptError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    spec = TaskSpec(args.mode, args.strategy, args.model, prompts, _sampling(args), args.image_detail)
+    client = TeacherClient(
+        base_url=args.base_url,
+        api_key=api_key,
+        model=args.model,
+        sampling=spec.sampling,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+        backoff_base=args.backoff_base,
+        concurrency=args.concurrency,
+        rpm=TokenBucket(args.rpm) if args.rpm else None,
+        tpm=TokenBucket(args.tpm) if args.tpm else None,
+        rng=random.Random(),
+    )
+    options = RunOptions(
+        concurrency=args.concurrency,
+        max_parse_retries=args.max_parse_retries,
+        max_side=args.max_side,
+        max_pixels=args.max_pixels,
+        max_image_bytes=args.max_image_bytes,
+        fetch_timeout=args.fetch_timeout,
+        retry_rejects=args.retry_rejects,
+        max_consecutive_failures=args.max_consecutive_failures,
+        progress=not args.quiet,
+    )
+    describe_run = {
+        "shard_index": args.shard_index,
+        "num_shards": args.num_shards,
+        "mode": args.mode,
+        "strategy": args.strategy,
+        "teacher_model": args.model,
+        "base_url": _safe_url(args.base_url),
+        "prompt_version": prompts.version,
+        "prompt_hash": spec.prompt_hash,
+        "prompts": prompts.texts_for(args.mode, args.strategy),
+        "sampling": spec.sampling,
+        "image_detail": args.image_detail,
+        "max_side": args.max_side,
+        "price_usd_per_1m": [price.input_per_m, price.output_per_m] if price else None,
+    }
+    out = OutputDir(args.output, args.shard_index, args.num_shards)
+    synthesis = Synthesis(spec, items, out, client, CostMeter(price, args.max_cost), options, describe_run)
+    try:
+        summary = asyncio.run(synthesis.run())
+    except ShardLockedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: finished records are kept; rerun the same command to continue", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    report = {key: summary[key] for key in ("done", "rejected", "skipped", "tokens", "cost_usd", "stopped")}
+    print(scrub(json.dumps(report), (api_key,)))
+    print(f"summary: {out.path('summary')}", file=sys.stderr)
+    if summary["stopped"] == "fatal":
+        print(f"error: {scrub(summary['message'], (api_key,))}", file=sys.stderr)
+        return EXIT_FATAL
+    if summary["stopped"] or summary["this_run"]["failed"]:
+        reason = summary["message"] or "some items failed"
+        print(f"stopped early: {reason}; rerun the same command to continue", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

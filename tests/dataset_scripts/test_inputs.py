@@ -1,0 +1,132 @@
+import io
+import json
+import random
+
+import pytest
+from PIL import Image
+
+from dataset_scripts import shapes_world as world
+from dataset_scripts.images import SKIP_REASONS, SkipImage, prepare
+from dataset_scripts.inputs import InputError, load_items, select_shard
+
+
+def png(size=(64, 48), colour=(200, 10, 10)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_small_supported_images_pass_through_byte_for_byte():
+    raw = world.png_bytes(world.random_scene(random.Random(0)))
+    prepared = prepare(raw, max_side=768, max_pixels=10**6)
+    assert prepared.data == raw and prepared.mime == "image/png" and (prepared.width, prepared.height) == (112, 112)
+    assert prepared.data_url().startswith("data:image/png;base64,")
+
+
+def test_large_images_are_downscaled_and_other_formats_reencoded():
+    prepared = prepare(png((2000, 1000)), max_side=500, max_pixels=10**8)
+    assert (prepared.width, prepared.height) == (500, 250)
+    assert Image.open(io.BytesIO(prepared.data)).size == (500, 250)
+    buffer = io.BytesIO()
+    Image.new("RGB", (30, 30)).save(buffer, format="BMP")
+    bmp = prepare(buffer.getvalue(), max_side=768, max_pixels=10**6)
+    assert bmp.mime == "image/jpeg" and bmp.source_sha256 != prepare(png(), 768, 10**6).source_sha256
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"definitely not an image", "unreadable"),
+        (png((300, 300))[:400], "truncated"),
+        (png((3000, 3000)), "oversized"),
+    ],
+)
+def test_bad_images_are_skipped_with_a_reason(raw, reason):
+    with pytest.raises(SkipImage) as error:
+        prepare(raw, max_side=768, max_pixels=1_000_000, where="x.png")
+    assert error.value.reason == reason and reason in SKIP_REASONS and "x.png" in str(error.value)
+
+
+def test_folder_manifest_and_shards(tmp_path, shapes_dir):
+    items = load_items(str(shapes_dir), "caption-qa", "shapes")
+    assert len(items) == 24 and all(item.origin.endswith(".png") for item in items)
+    assert items[0].reader(1.0, 10**7) == (shapes_dir / items[0].origin).read_bytes()
+    shards = [select_shard(items, 3, index) for index in range(3)]
+    ids = [item.item_id for shard in shards for item in shard]
+    assert sorted(ids) == sorted(item.item_id for item in items) and len(set(ids)) == len(ids)
+    assert len(select_shard(items, 3, 0, limit=2)) == 2
+    with pytest.raises(InputError, match="--shard-index"):
+        select_shard(items, 3, 3)
+
+
+def test_manifests_in_every_format(tmp_path, shapes_dir):
+    name = sorted(shapes_dir.glob("*.png"))[0].name
+    (tmp_path / "m.jsonl").write_text(
+        json.dumps({"image": str(shapes_dir / name), "question": "Where are the shapes?", "caption": "alt"}) + "\n"
+    )
+    (tmp_path / "m.csv").write_text(f"image,question,source\n{shapes_dir / name},How many shapes are there?,shapes\n")
+    (tmp_path / "m.json").write_text(json.dumps([{"url": str(shapes_dir / name), "instruction": "Describe."}]))
+    (tmp_path / "m.txt").write_text("What is 2 plus 3?\n\nSpell the word cat backwards.\n")
+    jsonl = load_items(str(tmp_path / "m.jsonl"), "vflan", "vflan")[0]
+    assert jsonl.question == "Where are the shapes?" and jsonl.original_caption == "alt" and jsonl.source == "vflan"
+    assert load_items(str(tmp_path / "m.csv"), "vflan", "vflan")[0].source == "shapes"
+    assert load_items(str(tmp_path / "m.json"), "caption-qa", "laion")[0].question is None
+    text = load_items(str(tmp_path / "m.txt"), "text", "evol")
+    assert [item.question for item in text] == ["What is 2 plus 3?", "Spell the word cat backwards."]
+    evol = tmp_path / "evol.jsonl"
+    evol.write_text(json.dumps({"idx": 1, "conversations": [{"from": "human", "value": "Hi?"}]}) + "\n")
+    assert load_items(str(evol), "text", "evol")[0].question == "Hi?"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "mode", "message"),
+    [
+        ("bad.jsonl", '{"image": "a.png"}\n{oops\n', "caption-qa", r"bad.jsonl:2: not valid JSON"),
+        ("noimage.jsonl", '{"question": "q"}\n', "caption-qa", r"noimage.jsonl:1: no image"),
+        ("noq.jsonl", '{"image": "a.png"}\n', "vflan", r"noq.jsonl:1: vflan mode needs an instruction"),
+        ("notext.jsonl", '{"image": "a.png"}\n', "text", r"notext.jsonl:1: no instruction"),
+        ("empty.jsonl", "\n", "caption-qa", r"no rows"),
+        ("empty.csv", "", "caption-qa", r"empty CSV"),
+        ("list.json", '{"image": "a.png"}', "caption-qa", r"expected a JSON list"),
+        ("source.jsonl", '{"image": "a.png", "source": "LAION 5B"}\n', "caption-qa", r"source.jsonl:1: source name"),
+        ("row.jsonl", "[1, 2]\n", "caption-qa", r"row.jsonl:1: expected an object"),
+        ("i.txt", "x\n", "caption-qa", r"only fits --mode text"),
+        ("data.parquet", "x", "caption-qa", r"unknown input type"),
+    ],
+)
+def test_bad_manifests_say_where_and_why(tmp_path, name, content, mode, message):
+    (tmp_path / name).write_text(content)
+    with pytest.raises(InputError, match=message):
+        load_items(str(tmp_path / name), mode, "laion")
+
+
+def test_missing_input_and_folder_mode_mismatch(tmp_path, shapes_dir):
+    with pytest.raises(InputError, match="does not exist"):
+        load_items(str(tmp_path / "nope"), "caption-qa", "laion")
+    with pytest.raises(InputError, match="needs a manifest"):
+        load_items(str(shapes_dir), "vflan", "vflan")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no images found"):
+        load_items(str(tmp_path / "empty"), "caption-qa", "laion")
+
+
+def test_hf_inputs_from_a_local_dataset(tmp_path, shapes_dir):
+    import datasets
+
+    paths = sorted(shapes_dir.glob("*.png"))[:3]
+    table = datasets.Dataset.from_dict(
+        {"image": [str(p) for p in paths], "question": ["Where are the shapes?"] * 3},
+        features=datasets.Features({"image": datasets.Image(), "question": datasets.Value("string")}),
+    )
+    table = table.cast_column("image", datasets.Image(decode=False))
+    table = table.map(lambda row: {"image": {"bytes": open(row["image"]["path"], "rb").read(), "path": None}})
+    (tmp_path / "hfdata").mkdir()
+    table.to_parquet(str(tmp_path / "hfdata" / "train.parquet"))
+    items = load_items(f"hf:{tmp_path / 'hfdata'}:train", "vflan", "shapes")
+    assert len(items) == 3 and items[0].question == "Where are the shapes?"
+    assert items[1].reader(1.0, 10**7) == paths[1].read_bytes()
+    assert items[0].origin == f"hf:{tmp_path / 'hfdata'}:train#0"
+    with pytest.raises(InputError, match="expected hf:"):
+        load_items("hf:justaname", "caption-qa", "laion")
+    with pytest.raises(InputError, match="could not load"):
+        load_items(f"hf:{tmp_path / 'nothing'}:train", "caption-qa", "laion")

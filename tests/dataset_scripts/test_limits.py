@@ -1,0 +1,99 @@
+import asyncio
+import email.utils
+import json
+import random
+
+import pytest
+
+from dataset_scripts.limits import (
+    CostMeter,
+    Price,
+    TokenBucket,
+    backoff_delay,
+    estimate_image_tokens,
+    parse_retry_after,
+    resolve_price,
+)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+    async def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_token_bucket_paces_requests_without_real_sleeping():
+    clock = FakeClock()
+    bucket = TokenBucket(120, clock=clock, sleep=clock.sleep)  # 2 per second, burst 2
+
+    async def take(n):
+        for _ in range(n):
+            await bucket.acquire()
+
+    asyncio.run(take(12))
+    assert clock.now - 100.0 == pytest.approx(5.0)  # 2 free, then 10 more at 2/s
+
+
+def test_token_bucket_lets_big_requests_through_in_debt_and_refunds():
+    clock = FakeClock()
+    bucket = TokenBucket(6000, clock=clock, sleep=clock.sleep)  # 100/s, capacity 100
+    asyncio.run(bucket.acquire(1000))  # bigger than the capacity: allowed, leaves a debt
+    assert bucket.level == pytest.approx(-900)
+    waited = asyncio.run(bucket.acquire(50))
+    assert waited == pytest.approx(9.5)  # debt repaid until 50 are available
+    bucket.refund(30)
+    assert bucket.level == pytest.approx(30)
+
+
+def test_backoff_has_full_jitter_and_a_cap():
+    rng = random.Random(0)
+    delays = [backoff_delay(attempt, base=0.5, cap=4.0, rng=rng) for attempt in range(10) for _ in range(20)]
+    assert all(0 <= d <= 4.0 for d in delays)
+    assert len(set(round(d, 6) for d in delays)) > 100
+    assert max(backoff_delay(0, base=0.5, rng=rng) for _ in range(50)) <= 0.5
+
+
+def test_parse_retry_after_forms():
+    assert parse_retry_after({"Retry-After": "2"}) == 2.0
+    assert parse_retry_after({"retry-after": "0.25"}) == 0.25
+    assert parse_retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    date = email.utils.formatdate(1_000_030, usegmt=True)
+    assert parse_retry_after({"Retry-After": date}, now=1_000_000) == pytest.approx(30)
+    assert parse_retry_after({"Retry-After": "soon"}) is None
+    assert parse_retry_after({}) is None
+
+
+def test_image_token_estimates_follow_the_tile_rule():
+    assert estimate_image_tokens(4000, 3000, "low") == 85
+    assert estimate_image_tokens(512, 512, "high") == 85 + 170
+    assert estimate_image_tokens(1024, 1024, "high") == 85 + 170 * 4  # scaled to 768x768: 2x2 tiles
+    assert estimate_image_tokens(2048, 4096, "auto") == 85 + 170 * 6  # 1024x2048 -> 768x1536: 2x3 tiles
+
+
+def test_price_resolution(tmp_path):
+    assert resolve_price("gpt-4o-2024-08-06") == Price(2.50, 10.00)
+    assert resolve_price("gpt-4o-mini") == Price(0.15, 0.60)
+    assert resolve_price("my-vllm-model") is None
+    assert resolve_price("my-vllm-model", input_per_m=1, output_per_m=2) == Price(1, 2)
+    assert resolve_price("gpt-4o", output_per_m=20) == Price(2.50, 20)
+    with pytest.raises(ValueError, match="--price-input"):
+        resolve_price("my-vllm-model", input_per_m=1)
+    table = tmp_path / "prices.json"
+    table.write_text(json.dumps({"my-vllm-model": [0.5, 1.5]}))
+    assert resolve_price("my-vllm-model", table) == Price(0.5, 1.5)
+
+
+def test_cost_meter_never_lets_reservations_exceed_the_budget():
+    meter = CostMeter(Price(1000, 1000), max_cost=1.0)  # $0.001 per token
+    estimate = meter.estimate(100, 200)
+    assert estimate == pytest.approx(0.3)
+    reservations = [meter.try_reserve(estimate) for _ in range(5)]
+    assert reservations == [True, True, True, False, False]
+    assert meter.settle(0.3, 100, 50) == pytest.approx(0.15)
+    assert meter.spent + meter.reserved <= 1.0
+    assert CostMeter(None, None).try_reserve(10**6)

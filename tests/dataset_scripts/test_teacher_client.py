@@ -1,0 +1,54 @@
+import asyncio
+
+import httpx2
+import openai
+import pytest
+
+from dataset_scripts.teacher_client import FatalAPIError, TeacherClient, TransientAPIError, scrub
+from tests.dataset_scripts.helpers_synthesis import API_KEY
+
+
+def client(base_url="http://127.0.0.1:9/v1", **kwargs):
+    options = dict(sampling={"max_tokens": 16}, timeout=1.0, max_retries=1, concurrency=40, backoff_base=0.001)
+    return TeacherClient(base_url=base_url, api_key=API_KEY, model="m", **(options | kwargs))
+
+
+def status_error(cls, status, headers=None, message="nope"):
+    response = httpx2.Response(status, headers=headers or {}, request=httpx2.Request("POST", "http://x/v1"))
+    return cls(message, response=response, body=None)
+
+
+@pytest.mark.parametrize(
+    ("cls", "status"),
+    [
+        (openai.BadRequestError, 400),
+        (openai.AuthenticationError, 401),
+        (openai.PermissionDeniedError, 403),
+        (openai.NotFoundError, 404),
+    ],
+)
+def test_fatal_statuses_stop_and_scrub_the_key(cls, status):
+    with pytest.raises(FatalAPIError) as error:
+        client()._classify(status_error(cls, status, message=f"bad header Authorization: Bearer {API_KEY}"))
+    assert str(status) in str(error.value) and API_KEY not in str(error.value)
+
+
+def test_retriable_statuses_carry_retry_after():
+    teacher = client()
+    assert teacher._classify(status_error(openai.RateLimitError, 429, {"retry-after": "1.5"})) == ("rate_limit", 1.5)
+    assert teacher._classify(status_error(openai.InternalServerError, 503)) == ("http_503", None)
+
+
+def test_unreachable_server_gives_up_after_bounded_retries():
+    teacher = client()
+    assert len(teacher.clients) == 3  # 40 connections spread over pools of at most 16
+    with pytest.raises(TransientAPIError) as error:
+        asyncio.run(teacher.complete([{"role": "user", "content": "hi"}], 10))
+    assert error.value.kind == "connection" and teacher.stats.retries["connection"] == 1
+    assert API_KEY not in str(error.value)
+
+
+def test_scrub_removes_keys_and_bearer_tokens():
+    text = f"key={API_KEY} Authorization: Bearer abc.def sk-proj-ABCDEFGH12345678"
+    cleaned = scrub(text, [API_KEY])
+    assert API_KEY not in cleaned and "abc.def" not in cleaned and "ABCDEFGH" not in cleaned
