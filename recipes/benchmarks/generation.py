@@ -1,0 +1,54 @@
+"""Model loading and batched greedy generation (left padding, so every prompt ends where generation starts)."""
+
+from collections.abc import Sequence
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from .common import Sample
+
+
+def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None):
+    """Any AutoModelForImageTextToText checkpoint with a chat-templated processor (ALLaVA ships remote code)."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    model = AutoModelForImageTextToText.from_pretrained(
+        name_or_path, trust_remote_code=True, dtype=getattr(torch, dtype)
+    )
+    processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=True)
+    if not hasattr(processor, "tokenizer") or getattr(processor, "chat_template", None) is None:
+        raise ValueError(f"{name_or_path}: the processor has no tokenizer or no chat template; cannot prompt it.")
+    processor.tokenizer.padding_side = "left"
+    return model.to(device).eval(), processor
+
+
+def render_prompt(processor, sample: Sample) -> str:
+    """The exact text the model sees (image placeholder before expansion), for the per-sample log."""
+    messages = sample.messages(with_pixels=False)
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+@torch.inference_mode()
+def generate(model, processor, samples: Sequence[Sample], max_new_tokens: int) -> list[str]:
+    """Greedy answers for one batch of samples (text-only and image samples may share a batch)."""
+    inputs = processor.apply_chat_template(
+        [sample.messages() for sample in samples],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        processor_kwargs={"padding": True},
+    ).to(model.device)
+    if "pixel_values" in inputs:
+        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    tokenizer = processor.tokenizer
+    output = model.generate(
+        **inputs,
+        do_sample=False,
+        num_beams=1,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+    )
+    new_tokens = output[:, inputs["input_ids"].shape[1] :]
+    return [text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]

@@ -1,0 +1,67 @@
+"""GQA testdev-balanced: compositional questions about real images, short answers, normalised exact match.
+
+Rows (lmms-lab/GQA, config `testdev_balanced_instructions`, split `testdev`): `id`, `imageId`, `question`,
+`answer` (plus fullAnswer, types, semantic ... unused). Images live in config `testdev_balanced_images`
+(split `testdev`): `id`, `image`; rows are joined on `imageId`. For a local copy, put the two configs in
+sub-folders named after them.
+"""
+
+from .common import SHORT_ANSWER, Sample, load_metric, mean_percent, require, row_image
+
+
+NAME = "gqa"
+PAPER_COLUMN = "GQA"
+DATASET_ID = "lmms-lab/GQA"
+DATASET_CONFIG = "testdev_balanced_instructions"
+IMAGES_CONFIG = "testdev_balanced_images"
+SPLIT = "testdev"
+PROMPT_VARIANTS = {"short_answer": f"question + '\\n{SHORT_ANSWER}' (LLaVA-1.5)"}
+DEFAULT_VARIANT = "short_answer"
+MAX_NEW_TOKENS = 16
+METRIC = "exact_match"
+
+
+def load_rows(open_split, limit):
+    """Questions (first `limit`) with their image attached from the images config."""
+    questions = open_split(DATASET_CONFIG, SPLIT)
+    if limit is not None:
+        questions = questions.select(range(min(limit, len(questions))))
+    images = open_split(IMAGES_CONFIG, SPLIT)
+    position = {image_id: index for index, image_id in enumerate(images["id"])}
+    needed = sorted({position[image_id] for image_id in questions["imageId"] if image_id in position})
+    by_id = {row["id"]: row["image"] for row in images.select(needed)}
+    missing = [image_id for image_id in questions["imageId"] if image_id not in by_id]
+    if missing:
+        raise ValueError(
+            f"gqa: {len(missing)} questions name images absent from {IMAGES_CONFIG}, e.g. {missing[0]!r}."
+        )
+    return [{**row, "image": by_id[row["imageId"]]} for row in questions]
+
+
+def make_samples(rows, variant: str) -> list[Sample]:
+    samples = []
+    for index, row in enumerate(rows):
+        where = f"gqa row {index}"
+        require(row, ("id", "question", "answer", "image"), where)
+        samples.append(
+            Sample(
+                id=str(row["id"]),
+                prompt=f"{row['question']}\n{SHORT_ANSWER}",
+                images=[row_image(rows, index, "image", f"{where} image")],
+                target={"answer": row["answer"]},
+            )
+        )
+    return samples
+
+
+def parse_answer(target: dict, raw_answer: str) -> str:
+    return raw_answer.strip()
+
+
+def aggregate(records: list[dict]) -> dict:
+    result = load_metric("vqa_accuracy").compute(
+        predictions=[r["parsed_answer"] for r in records],
+        references=[[r["target"]["answer"]] for r in records],
+        mode="exact",
+    )
+    return {"value": mean_percent(result["per_sample"]), "details": {}, "per_sample": result["per_sample"]}

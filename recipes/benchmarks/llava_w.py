@@ -1,0 +1,73 @@
+"""LLaVA-Bench (In-the-Wild): 60 open questions on 24 images, GPT-4 judged against GPT-4's reference answers.
+
+Rows (lmms-lab/llava-bench-in-the-wild, split `train`): `question_id`, `question`, `image`, `caption` (a human
+description the text-only judge reads instead of the image), `gpt_answer` (the reference), `category`
+("conv" / "detail" / "complex"), `image_id`. The judge scores reference and answer 1-10; the score is
+100 * sum(answer scores) / sum(reference scores), over the samples the judge scored.
+"""
+
+from string import Template
+
+from .common import Sample, mean_percent, require, row_image
+from .judge import parse_score_pair
+
+
+NAME = "llava_w"
+PAPER_COLUMN = "LLaVA-W"
+DATASET_ID = "lmms-lab/llava-bench-in-the-wild"
+DATASET_CONFIG = None
+SPLIT = "train"
+PROMPT_VARIANTS = {"plain": "the question as given"}
+DEFAULT_VARIANT = "plain"
+MAX_NEW_TOKENS = 1024
+METRIC = "relative_score"
+JUDGE_PROMPT = "llava_w.txt"
+
+
+def make_samples(rows, variant: str) -> list[Sample]:
+    samples = []
+    for index, row in enumerate(rows):
+        where = f"llava_w row {index}"
+        require(row, ("question_id", "question", "image", "caption", "gpt_answer", "category"), where)
+        samples.append(
+            Sample(
+                id=str(row["question_id"]),
+                prompt=row["question"],
+                images=[row_image(rows, index, "image", f"{where} image")],
+                target={
+                    "question": row["question"],
+                    "context": row["caption"],
+                    "reference": row["gpt_answer"],
+                    "category": row["category"],
+                },
+            )
+        )
+    return samples
+
+
+def judge_messages(sample: Sample, answer: str, template: str) -> list[dict]:
+    target = sample.target
+    text = Template(template).substitute(
+        context=target["context"], question=target["question"], reference=target["reference"], answer=answer
+    )
+    return [{"role": "user", "content": text}]
+
+
+def parse_judgement(reply: str, sample: Sample) -> tuple:
+    reference_score, answer_score = parse_score_pair(reply)
+    return [reference_score, answer_score], answer_score
+
+
+def relative(records: list[dict]) -> float | None:
+    reference = sum(r["judge"]["parsed"][0] for r in records)
+    return 100.0 * sum(r["judge"]["parsed"][1] for r in records) / reference if reference else None
+
+
+def aggregate(records: list[dict]) -> dict:
+    scored = [r for r in records if r["score"] is not None]
+    categories = sorted({r["target"]["category"] for r in scored})
+    details = {
+        "by_category": {c: relative([r for r in scored if r["target"]["category"] == c]) for c in categories},
+        "answer_mean": mean_percent([r["score"] for r in scored]) / 100,
+    }
+    return {"value": relative(scored), "details": details, "per_sample": [r["score"] for r in records]}

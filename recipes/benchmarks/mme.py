@@ -1,0 +1,77 @@
+"""MME: 14 yes/no subtasks, two questions per image. Shared by mme_perception.py and mme_cognition.py.
+
+Rows (lmms-lab/MME, split `test`): `question_id` (the image file, shared by its two questions), `question`
+(already ends in "Please answer yes or no."), `answer` ("Yes"/"No"), `category`, `image`.
+Score per subtask = 100 * (accuracy + accuracy+), where accuracy+ counts images with both questions right;
+MME-P sums the 10 perception subtasks (max 2000), MME-C the 4 cognition subtasks (max 800).
+"""
+
+from .answers import extract_yes_no
+from .common import SHORT_ANSWER, Sample, load_metric, require, row_image
+
+
+DATASET_ID = "lmms-lab/MME"
+DATASET_CONFIG = None
+SPLIT = "test"
+PROMPT_VARIANTS = {
+    "short_answer": f"question + '\\n{SHORT_ANSWER}' (LLaVA-1.5 eval)",
+    "plain": "the question as given (it already asks for yes or no)",
+}
+DEFAULT_VARIANT = "short_answer"
+MAX_NEW_TOKENS = 16
+METRIC = "mme_score"
+PERCEPTION = "existence count position color posters celebrity scene landmark artwork OCR".split()
+COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
+
+
+def load_subset(open_split, limit, categories) -> list[dict]:
+    rows = open_split(DATASET_CONFIG, SPLIT)
+    keep = [index for index, category in enumerate(rows["category"]) if category in categories]
+    return rows.select(keep[:limit] if limit is not None else keep)
+
+
+def make_samples(rows, variant: str) -> list[Sample]:
+    samples = []
+    for index, row in enumerate(rows):
+        where = f"mme row {index}"
+        require(row, ("question_id", "question", "answer", "category", "image"), where)
+        question = row["question"].strip()
+        samples.append(
+            Sample(
+                id=f"{row['category']}/{row['question_id']}/{question}",
+                prompt=f"{question}\n{SHORT_ANSWER}" if variant == "short_answer" else question,
+                images=[row_image(rows, index, "image", f"{where} image")],
+                target={
+                    "answer": row["answer"].strip().lower(),
+                    "category": row["category"],
+                    "image": row["question_id"],
+                },
+            )
+        )
+    return samples
+
+
+def parse_answer(target: dict, raw_answer: str) -> str:
+    return extract_yes_no(raw_answer)
+
+
+def aggregate(records: list[dict]) -> dict:
+    metric = load_metric("yes_no_accuracy")
+    per_sample = metric.compute(
+        predictions=[r["parsed_answer"] for r in records], references=[r["target"]["answer"] for r in records]
+    )["per_sample"]
+    subtasks = {}
+    for category in sorted({r["target"]["category"] for r in records}):
+        chosen = [r for r in records if r["target"]["category"] == category]
+        result = metric.compute(
+            predictions=[r["parsed_answer"] for r in chosen],
+            references=[r["target"]["answer"] for r in chosen],
+            groups=[r["target"]["image"] for r in chosen],
+        )
+        subtasks[category] = {
+            "score": 100 * (result["accuracy"] + result["accuracy_plus"]),
+            "accuracy": 100 * result["accuracy"],
+            "accuracy_plus": 100 * result["accuracy_plus"],
+        }
+    value = sum(entry["score"] for entry in subtasks.values())
+    return {"value": value, "details": {"subtasks": subtasks}, "per_sample": per_sample}

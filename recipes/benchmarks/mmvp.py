@@ -1,0 +1,68 @@
+"""MMVP: 150 CLIP-blind image pairs, one two-option question per image; pair accuracy is the headline.
+
+Rows (columns of MMVP's Questions.csv joined with the images, as in lmms-lab-eval/MMVP, split `train`):
+`Index` (1-based; images 2k-1 and 2k form a pair), `Question`, `Options` ("(a) Open (b) Closed"),
+`Correct Answer` ("(a)"), `image`. ID not certain: `MMVP/MMVP` publishes an image folder plus Questions.csv rather
+than joined rows, so the default is the joined copy (which also fixes two swapped answer pairs, indices 99-100 and
+279-280); point --dataset-path at your own join to score against the original labels.
+"""
+
+import re
+
+from .answers import extract_choice, options_block
+from .common import LETTER_ANSWER, Sample, load_metric, mean_percent, require, row_image
+
+
+NAME = "mmvp"
+PAPER_COLUMN = "MMVP"
+DATASET_ID = "lmms-lab-eval/MMVP"  # unconfirmed as the paper's source; see the module docstring
+DATASET_CONFIG = None
+SPLIT = "train"
+PROMPT_VARIANTS = {"letter": f"question + '\\nA. ...\\nB. ...' + '\\n{LETTER_ANSWER}'"}
+DEFAULT_VARIANT = "letter"
+MAX_NEW_TOKENS = 16
+METRIC = "pair_accuracy"
+_OPTION = re.compile(r"\(([a-z])\)\s*(.*?)\s*(?=\([a-z]\)|$)", re.IGNORECASE | re.DOTALL)
+
+
+def parse_options(text: str, where: str) -> dict[str, str]:
+    """'(a) Open (b) Closed' -> {'A': 'Open', 'B': 'Closed'}."""
+    options = {letter.upper(): option.strip() for letter, option in _OPTION.findall(text)}
+    if len(options) < 2:
+        raise ValueError(f"{where}: cannot read options from {text!r} (expected '(a) ... (b) ...').")
+    return options
+
+
+def make_samples(rows, variant: str) -> list[Sample]:
+    samples = []
+    for position, row in enumerate(rows):
+        where = f"mmvp row {position}"
+        require(row, ("Index", "Question", "Options", "Correct Answer", "image"), where)
+        options = parse_options(row["Options"], f"{where} Options")
+        answer = re.sub(r"[()\s]", "", row["Correct Answer"]).upper()
+        if answer not in options:
+            raise ValueError(f"{where}: Correct Answer {row['Correct Answer']!r} is not one of the options.")
+        index = int(row["Index"])
+        samples.append(
+            Sample(
+                id=str(index),
+                prompt=f"{row['Question']}\n{options_block(options)}\n{LETTER_ANSWER}",
+                images=[row_image(rows, position, "image", f"{where} image")],
+                target={"answer": answer, "options": options, "pair": (index - 1) // 2},
+            )
+        )
+    return samples
+
+
+def parse_answer(target: dict, raw_answer: str) -> str:
+    return extract_choice(raw_answer, target["options"])
+
+
+def aggregate(records: list[dict]) -> dict:
+    result = load_metric("multiple_choice_accuracy").compute(
+        predictions=[r["parsed_answer"] for r in records],
+        references=[r["target"]["answer"] for r in records],
+        groups=[str(r["target"]["pair"]) for r in records],
+    )
+    details = {"question_accuracy": mean_percent(result["per_sample"]), "num_pairs": result["num_groups"]}
+    return {"value": 100 * result["group_accuracy"], "details": details, "per_sample": result["per_sample"]}

@@ -1,0 +1,1 @@
+"""Judge prompt templates (string.Template, $placeholders); a package so the .txt files ship in the wheel."""

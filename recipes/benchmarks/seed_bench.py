@@ -1,0 +1,56 @@
+"""SEED-Bench, image questions only (SEED-img): four-option multiple choice, accuracy.
+
+Rows (lmms-lab/SEED-Bench, split `test`): `question_id`, `question`, `choice_a`..`choice_d`, `answer` (letter),
+`data_type` ("image" or "video"; video rows are dropped), `question_type_id`, `image` (a list of images; one for
+image questions).
+"""
+
+from .answers import extract_choice, options_block
+from .common import LETTER_ANSWER, Sample, load_metric, mean_percent, require, row_image
+
+
+NAME = "seed_bench"
+PAPER_COLUMN = "SEED-img"
+DATASET_ID = "lmms-lab/SEED-Bench"
+DATASET_CONFIG = None
+SPLIT = "test"
+PROMPT_VARIANTS = {"letter": f"question + '\\nA. ...\\nD. ...' + '\\n{LETTER_ANSWER}'"}
+DEFAULT_VARIANT = "letter"
+MAX_NEW_TOKENS = 16
+METRIC = "accuracy"
+
+
+def load_rows(open_split, limit):
+    rows = open_split(DATASET_CONFIG, SPLIT)
+    keep = [index for index, data_type in enumerate(rows["data_type"]) if data_type == "image"]
+    return rows.select(keep[:limit] if limit is not None else keep)
+
+
+def make_samples(rows, variant: str) -> list[Sample]:
+    samples = []
+    for index, row in enumerate(rows):
+        where = f"seed_bench row {index}"
+        require(
+            row, ("question_id", "question", "choice_a", "choice_b", "choice_c", "choice_d", "answer", "image"), where
+        )
+        options = {letter: str(row[f"choice_{letter.lower()}"]) for letter in "ABCD"}
+        samples.append(
+            Sample(
+                id=str(row["question_id"]),
+                prompt=f"{row['question']}\n{options_block(options)}\n{LETTER_ANSWER}",
+                images=[row_image(rows, index, "image", f"{where} image[0]")],
+                target={"answer": row["answer"].strip().upper(), "options": options},
+            )
+        )
+    return samples
+
+
+def parse_answer(target: dict, raw_answer: str) -> str:
+    return extract_choice(raw_answer, target["options"])
+
+
+def aggregate(records: list[dict]) -> dict:
+    result = load_metric("multiple_choice_accuracy").compute(
+        predictions=[r["parsed_answer"] for r in records], references=[r["target"]["answer"] for r in records]
+    )
+    return {"value": mean_percent(result["per_sample"]), "details": {}, "per_sample": result["per_sample"]}

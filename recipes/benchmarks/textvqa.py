@@ -1,0 +1,53 @@
+"""TextVQA validation: questions that need reading text in the image; VQA accuracy over 10 human answers.
+
+Rows (lmms-lab/textvqa, split `validation`): `question_id`, `question`, `image`, `answers` (10 strings),
+`ocr_tokens` (Rosetta OCR words; used by the `ocr_tokens` variant). Scores move by several points between the two
+prompt variants, which is why the variant is stored with the score.
+"""
+
+from .common import SHORT_ANSWER, Sample, load_metric, mean_percent, require, row_image
+
+
+NAME = "textvqa"
+PAPER_COLUMN = "TextVQA"
+DATASET_ID = "lmms-lab/textvqa"
+DATASET_CONFIG = None
+SPLIT = "validation"
+PROMPT_VARIANTS = {
+    "ocr_tokens": f"question + '\\nReference OCR token: w1, w2, ...' + '\\n{SHORT_ANSWER}' (LLaVA-1.5 eval)",
+    "no_ocr": f"question + '\\n{SHORT_ANSWER}'",
+}
+DEFAULT_VARIANT = "ocr_tokens"
+MAX_NEW_TOKENS = 16
+METRIC = "vqa_accuracy"
+
+
+def make_samples(rows, variant: str) -> list[Sample]:
+    samples = []
+    for index, row in enumerate(rows):
+        where = f"textvqa row {index}"
+        require(row, ("question_id", "question", "image", "answers"), where)
+        prompt = row["question"]
+        if variant == "ocr_tokens":
+            require(row, ("ocr_tokens",), where)
+            prompt += f"\nReference OCR token: {', '.join(row['ocr_tokens'] or [])}"
+        samples.append(
+            Sample(
+                id=str(row["question_id"]),
+                prompt=f"{prompt}\n{SHORT_ANSWER}",
+                images=[row_image(rows, index, "image", f"{where} image")],
+                target={"answers": list(row["answers"])},
+            )
+        )
+    return samples
+
+
+def parse_answer(target: dict, raw_answer: str) -> str:
+    return raw_answer.strip()
+
+
+def aggregate(records: list[dict]) -> dict:
+    result = load_metric("vqa_accuracy").compute(
+        predictions=[r["parsed_answer"] for r in records], references=[r["target"]["answers"] for r in records]
+    )
+    return {"value": mean_percent(result["per_sample"]), "details": {}, "per_sample": result["per_sample"]}

@@ -1,0 +1,66 @@
+"""TouchStone: 908 open dialogue questions; a text-only GPT-4 judge reads human image annotations.
+
+Rows (the released TouchStone TSV loaded as a table): `index`, `image` (PIL, or base64 text as in the TSV; a list
+for multi-image questions), `question`, `human_annotation`, `gpt4_ha_answer` (GPT-4's reference answer written
+from the annotation), `category`, `task_name`. No Hub copy is confirmed: the default id below is a guess; pass
+--dataset-path touchstone=FOLDER with a local copy. ALLaVA takes one image, so multi-image questions show the
+first. Score: 100 * mean judge score (1-10) of the answer, TouchStone's scale (GPT-4V ~ 800).
+"""
+
+from string import Template
+
+from .common import Sample, mean_percent, require, row_image
+from .judge import parse_score_pair
+
+
+NAME = "touchstone"
+PAPER_COLUMN = "TouchSt"
+DATASET_ID = "OFA-Sys/TouchStone"  # unconfirmed
+DATASET_CONFIG = None
+SPLIT = "test"
+PROMPT_VARIANTS = {"plain": "the question as given; first image only"}
+DEFAULT_VARIANT = "plain"
+MAX_NEW_TOKENS = 1024
+METRIC = "score"
+JUDGE_PROMPT = "touchstone.txt"
+
+
+def make_samples(rows, variant: str) -> list[Sample]:
+    samples = []
+    for index, row in enumerate(rows):
+        where = f"touchstone row {index}"
+        require(row, ("index", "image", "question", "human_annotation", "gpt4_ha_answer", "category"), where)
+        samples.append(
+            Sample(
+                id=str(row["index"]),
+                prompt=row["question"],
+                images=[row_image(rows, index, "image", f"{where} image")],
+                target={
+                    "question": row["question"],
+                    "context": row["human_annotation"],
+                    "reference": row["gpt4_ha_answer"],
+                    "category": row["category"],
+                },
+            )
+        )
+    return samples
+
+
+def judge_messages(sample: Sample, answer: str, template: str) -> list[dict]:
+    target = sample.target
+    text = Template(template).substitute(
+        context=target["context"], question=target["question"], reference=target["reference"], answer=answer
+    )
+    return [{"role": "user", "content": text}]
+
+
+def parse_judgement(reply: str, sample: Sample) -> tuple:
+    reference_score, answer_score = parse_score_pair(reply)
+    return [reference_score, answer_score], answer_score
+
+
+def aggregate(records: list[dict]) -> dict:
+    scored = [r for r in records if r["score"] is not None]
+    value = 100 * sum(r["score"] for r in scored) / len(scored) if scored else None
+    details = {"reference_score": mean_percent([r["judge"]["parsed"][0] for r in scored])}
+    return {"value": value, "details": details, "per_sample": [r["score"] for r in records]}

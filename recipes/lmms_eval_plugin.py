@@ -1,0 +1,109 @@
+"""lmms-eval model plugin, so users of that harness can run `lmms-eval --model allava --model_args pretrained=...`.
+
+lmms-eval finds the model through the `lmms_eval.models` entry point (`allava = recipes.lmms_eval_plugin:manifest`,
+see docs/evaluation.md). It is an optional extra: lmms_eval is imported only when lmms-eval itself asks for the
+model class, so nothing else in this repo needs it installed. The model logic lives in `AllavaLmms`, written against
+the lmms-eval 0.7 "simple model" API and usable without it:
+- `generate_until(requests)`: each `request.args` is `(context, gen_kwargs, doc_to_visual, doc_id, task, split)`;
+  the images are `doc_to_visual(self.task_dict[task][split][doc_id])`; returns one string per request.
+- `loglikelihood(requests)`: `request.args` is `(context, continuation or doc_to_target, doc_to_visual, doc_id,
+  task, split)`; returns `(sum of continuation log-probs, whether greedy decoding reproduces it)` per request.
+"""
+
+import torch
+
+from modeling_allava import load_image
+from recipes.benchmarks.common import Sample
+from recipes.benchmarks.generation import generate, load_model
+
+
+MODEL_NAME = "allava"
+
+
+class AllavaLmms:
+    """An ALLaVA (or any chat-templated image-text-to-text) checkpoint behind lmms-eval's model interface."""
+
+    is_simple = True
+
+    def __init__(
+        self,
+        pretrained: str,
+        device: str | None = None,
+        dtype: str = "auto",
+        batch_size: int | str = 1,
+        max_new_tokens: int = 256,
+        max_batch_size: int | None = None,  # passed by lmms-eval for auto batch sizes, which we do not do
+    ):
+        super().__init__()  # lmms-eval's base class sets rank, world size, cache hook and task_dict
+        if str(batch_size).startswith("auto"):
+            raise ValueError("allava: batch_size must be a number; automatic batch sizes are not supported.")
+        self.model, self.processor = load_model(pretrained, dtype=dtype, device=device)
+        self.batch_size = int(batch_size)
+        self.max_new_tokens = int(max_new_tokens)
+        if not hasattr(self, "task_dict"):
+            self.task_dict = {}
+
+    def _sample(self, context: str, doc_to_visual, doc_id, task, split) -> Sample:
+        """Context text plus the document's images; a literal `<image>` in task text is dropped (we place it)."""
+        visuals = doc_to_visual(self.task_dict[task][split][doc_id]) if doc_to_visual is not None else []
+        images = [load_image(v, where=f"{task}/{split}/{doc_id} visual[{i}]") for i, v in enumerate(visuals or [])]
+        return Sample(id=str(doc_id), prompt=context.replace("<image>", "").strip(), images=images)
+
+    def generate_until(self, requests) -> list[str]:
+        answers: list[str] = []
+        for start in range(0, len(requests), self.batch_size):
+            chunk = [request.args for request in requests[start : start + self.batch_size]]
+            # A batch shares one token budget; lmms-eval gives all requests of a task the same gen_kwargs.
+            budgets = [int(gen_kwargs.get("max_new_tokens", self.max_new_tokens)) for _, gen_kwargs, *_ in chunk]
+            samples = [self._sample(context, *rest) for context, _, *rest in chunk]
+            outputs = generate(self.model, self.processor, samples, max(budgets))
+            for (_, gen_kwargs, *_), output in zip(chunk, outputs):
+                until = gen_kwargs.get("until") or []
+                for stop in [until] if isinstance(until, str) else until:
+                    output = output.split(stop)[0] if stop else output
+                answers.append(output.strip())
+        return answers
+
+    @torch.inference_mode()
+    def loglikelihood(self, requests) -> list[tuple[float, bool]]:
+        results = []
+        tokenizer = self.processor.tokenizer
+        for context, target, doc_to_visual, doc_id, task, split in (request.args for request in requests):
+            continuation = target if isinstance(target, str) else target(self.task_dict[task][split][doc_id])
+            sample = self._sample(context, doc_to_visual, doc_id, task, split)
+            prompt = self.processor.apply_chat_template(
+                sample.messages(), add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+            )
+            context_ids = prompt["input_ids"]
+            continuation_ids = tokenizer(continuation, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            inputs = {**prompt, "input_ids": torch.cat([context_ids, continuation_ids], dim=1)}
+            inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+            inputs = {key: value.to(self.model.device) for key, value in inputs.items()}
+            if "pixel_values" in inputs:
+                inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+            logits = self.model(**inputs).logits[0, context_ids.shape[1] - 1 : -1].float()
+            targets = continuation_ids[0].to(logits.device)
+            log_probs = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None]).sum()
+            results.append((float(log_probs), bool((logits.argmax(dim=-1) == targets).all())))
+        return results
+
+    def generate_until_multi_round(self, requests) -> list[str]:
+        raise NotImplementedError("allava: multi-round generation is not supported (ALLaVA is single-turn).")
+
+
+def manifest():
+    """Entry-point target: registers `--model allava` with lmms-eval's model registry."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    return ModelManifest(model_id=MODEL_NAME, simple_class_path=f"{__name__}.Allava")
+
+
+def __getattr__(name: str):
+    """`Allava` = AllavaLmms on lmms-eval's `lmms` base class, built (and lmms_eval imported) on first access."""
+    if name != "Allava":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from lmms_eval.api.model import lmms
+
+    cls = type("Allava", (AllavaLmms, lmms), {"__module__": __name__, "__doc__": AllavaLmms.__doc__})
+    globals()["Allava"] = cls
+    return cls

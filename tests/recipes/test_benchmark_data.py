@@ -1,0 +1,52 @@
+"""Where benchmark rows come from: the Hub at a recorded commit, or a local copy; clear errors otherwise."""
+
+import huggingface_hub
+import pytest
+from datasets import Dataset, DatasetDict
+
+from recipes.benchmarks import data, gqa, textvqa, vicuna80
+
+
+class FakeApi:
+    def __init__(self, sha=None):
+        self.sha = sha
+
+    def __call__(self):
+        return self
+
+    def dataset_info(self, dataset_id, revision=None):
+        if self.sha is None:
+            raise huggingface_hub.errors.OfflineModeIsEnabled("offline")
+        return type("Info", (), {"sha": self.sha})()
+
+
+def test_hub_rows_are_loaded_at_the_commit_that_is_recorded(monkeypatch):
+    calls = []
+
+    def load_dataset(path, config, split, revision):
+        calls.append((path, config, split, revision))
+        return Dataset.from_dict({"question_id": [1, 2, 3]})
+
+    monkeypatch.setattr(data.datasets, "load_dataset", load_dataset)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi("abc123"))
+    rows, provenance = data.load_rows(textvqa, None, None, limit=2)
+    assert len(rows) == 2
+    assert calls == [("lmms-lab/textvqa", None, "validation", "abc123")]
+    assert provenance["dataset_id"] == "lmms-lab/textvqa" and provenance["dataset_revision"] == "abc123"
+    assert provenance["source"] == "hub" and provenance["split"] == "validation"
+
+    calls.clear()
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi(None))  # offline: a pinned revision is still recorded
+    _, provenance = data.load_rows(textvqa, None, "v1.0", limit=None)
+    assert calls[0][3] == "v1.0" and provenance["dataset_revision"] == "v1.0"
+
+
+def test_benchmarks_without_a_hub_copy_and_missing_local_data_say_what_to_do(tmp_path):
+    with pytest.raises(ValueError, match="--dataset-path vicuna80=FOLDER"):
+        data.load_rows(vicuna80, None, None, None)
+    Dataset.from_dict({"id": ["1"], "imageId": ["n1"]}).save_to_disk(str(tmp_path / "testdev_balanced_instructions"))
+    with pytest.raises(ValueError, match="config 'testdev_balanced_images'"):
+        data.load_rows(gqa, str(tmp_path), None, None)
+    DatasetDict({"train": Dataset.from_dict({"a": [1]})}).save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(ValueError, match=r"no split 'validation'; it has \['train'\]"):
+        data.load_rows(textvqa, str(tmp_path / "dd"), None, None)

@@ -1,0 +1,330 @@
+"""recipes/evaluate.py end to end, in-process: tiny random model, fixture datasets, loopback judge.
+
+The tiny model's answers are noise, so these tests prove the pipeline (loading, prompting, batching, caching,
+judging, scoring, reporting), not accuracy; scoring itself is pinned by scripted answers and the unit tests.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from recipes import evaluate
+from recipes.benchmarks.common import PROMPTS_DIR
+from recipes.benchmarks.judge import JudgeConfigError, model_is_first
+from recipes.benchmarks.paper import paper_scores
+from tests.recipes import benchmark_fixtures, benchmark_rows_choice
+from tests.recipes.fake_judge import FakeJudge, prompt_text
+
+
+SECRET = "sk-test-DO-NOT-LEAK-42"
+ENTRY_KEYS = {
+    "metric",
+    "value",
+    "dataset_id",
+    "dataset_revision",
+    "dataset_config",
+    "dataset_source",
+    "dataset_fingerprint",
+    "split",
+    "prompt_variant",
+    "prompt_variant_description",
+    "judge",
+    "judge_failures",
+    "num_samples",
+    "max_new_tokens",
+    "details",
+    "paper_column",
+    "paper",
+}
+EXPECTED_SAMPLES = {
+    "vicuna80": 3,
+    "gqa": 3,
+    "hallusionbench": 3,
+    "mme_perception": 4,
+    "mmvp": 4,
+    "touchstone": 2,
+    "textvqa": 2,
+    "mme_cognition": 4,
+    "mathvista": 2,
+    "mmvet": 2,
+    "mmmu_val": 2,
+    "scienceqa_img": 2,
+    "llava_w": 2,
+    "mllm_bench": 2,
+    "mmbench_en": 6,
+    "mmbench_cn": 6,
+    "seed_bench": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("eval")
+    return {
+        "model": benchmark_fixtures.save_tiny_model(root / "model"),
+        "data": benchmark_fixtures.write_all(root / "data"),
+    }
+
+
+@pytest.fixture(autouse=True)
+def judge_key(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+
+
+def run(workspace, output: Path, names: list[str], *extra: str, judge: FakeJudge | None = None) -> dict:
+    folders = {name: workspace["data"][name] for name in names}
+    argv = [
+        "--model",
+        str(workspace["model"]),
+        "--benchmarks",
+        ",".join(names),
+        "--output",
+        str(output),
+        "--max-new-tokens",
+        "4",
+        *benchmark_fixtures.dataset_path_args(folders),
+        *extra,
+    ]
+    if judge is not None:
+        argv += ["--judge-model", "fake-judge", "--judge-base-url", judge.url]
+    return evaluate.main(argv)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_all_seventeen_benchmarks(workspace, tmp_path):
+    with FakeJudge() as judge:
+        results = run(workspace, tmp_path, list(evaluate.BENCHMARKS), "--batch-size", "3", judge=judge)
+
+    assert set(results) == {"model", "benchmarks", "versions", "generation"}
+    assert results["model"] == str(workspace["model"])
+    assert list(results["benchmarks"]) == list(evaluate.BENCHMARKS)
+    assert results["versions"]["transformers"] and results["versions"]["evaluate"]
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    markdown = (tmp_path / "results.md").read_text()
+    for name, entry in results["benchmarks"].items():
+        module = evaluate.BENCHMARKS[name]
+        assert set(entry) == ENTRY_KEYS, name
+        assert entry["num_samples"] == EXPECTED_SAMPLES[name], name
+        assert entry["paper"] == paper_scores(module.PAPER_COLUMN)
+        assert entry["prompt_variant"] == module.DEFAULT_VARIANT
+        assert entry["dataset_id"] == str(workspace["data"][name].resolve())
+        assert entry["dataset_source"] == "local" and entry["dataset_revision"] is None
+        assert f"| {name} | {entry['metric']} |" in markdown
+        samples = read_jsonl(tmp_path / "samples" / f"{name}.jsonl")
+        assert len(samples) == entry["num_samples"]
+        for sample in samples:
+            assert {"id", "prompt", "raw_answer", "parsed_answer", "score", "target"} <= set(sample)
+            assert ("<image>" in sample["prompt"]) == (name != "vicuna80")
+        if evaluate.is_judged(module):
+            template_hash = hashlib.sha256((PROMPTS_DIR / module.JUDGE_PROMPT).read_bytes()).hexdigest()[:16]
+            assert entry["judge"] == {"model": "fake-judge", "temperature": 0.0, "prompt_hash": template_hash}
+            assert entry["judge_failures"] == 0
+        else:
+            assert entry["judge"] is None
+            for sample in samples:
+                assert sample["parsed_answer"] == module.parse_answer(sample["target"], sample["raw_answer"])
+                assert 0.0 <= sample["score"] <= 1.0
+    # The judge's fixed replies give known scores: grade 0.4; scores "8 6" (reference 8, answer 6); "[[A]]".
+    benchmarks = results["benchmarks"]
+    assert benchmarks["mmvet"]["value"] == pytest.approx(40.0)
+    assert benchmarks["llava_w"]["value"] == pytest.approx(75.0)
+    assert benchmarks["touchstone"]["value"] == pytest.approx(600.0)
+    for name, ids in {"vicuna80": ["1", "2", "3"], "mllm_bench": ["1", "2"]}.items():
+        expected = 100 * sum(model_is_first(i) for i in ids) / len(ids)
+        assert benchmarks[name]["value"] == pytest.approx(expected), name
+    assert "648" not in markdown and "1316.2" in markdown  # paper numbers, not ours, in the paper columns
+    # The judge got the key, the right prompts and (for the vision judge only) the image; outputs never hold the key.
+    assert len(judge.requests) == 3 + 2 + 2 + 2 + 2
+    assert {headers["authorization"] for headers in judge.headers} == {f"Bearer {SECRET}"}
+    with_images = [r for r in judge.requests if not isinstance(r["messages"][0]["content"], str)]
+    assert len(with_images) == 2
+    assert with_images[0]["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert SECRET not in path.read_text(errors="ignore"), path
+
+
+def _scripted(answers: dict):
+    """A stand-in for generation that answers from a table keyed by sample id."""
+
+    def generate(model, processor, samples, max_new_tokens):
+        return [answers[sample.id] for sample in samples]
+
+    return generate
+
+
+def test_scores_from_scripted_answers(workspace, tmp_path, monkeypatch):
+    answers = {
+        # GQA: 2 of 3 right (normalised exact match).
+        "201307251": "Red.",
+        "201640614": "yes",
+        "20968078": "the box",
+        # TextVQA: the 3-annotator answer scores 0.9, the unanimous one 1.0.
+        "34602": "nous les gosses",
+        "34603": "Copenhagen",
+        # MMBench: question 0 right in all four rotations, question 1 wrong in its second.
+        "0/shift0": "A",
+        "0/shift1": "red",
+        "0/shift2": "C",
+        "0/shift3": "The answer is B",
+        "1/shift0": "B",
+        "1/shift1": "B",
+    }
+    monkeypatch.setattr(evaluate, "generate", _scripted(answers))
+    results = run(workspace, tmp_path, ["gqa", "textvqa", "mmbench_en"])
+    assert results["benchmarks"]["gqa"]["value"] == pytest.approx(100 * 2 / 3)
+    assert results["benchmarks"]["textvqa"]["value"] == pytest.approx(95.0)
+    assert results["benchmarks"]["mmbench_en"]["value"] == pytest.approx(50.0)
+    assert results["benchmarks"]["mmbench_en"]["details"]["single_pass_accuracy"] == pytest.approx(100.0)
+    prompts = {s["id"]: s["prompt"] for s in read_jsonl(tmp_path / "samples" / "textvqa.jsonl")}
+    assert "Reference OCR token: dakota, digital, nous" in prompts["34602"]
+
+    other = tmp_path / "no_ocr"
+    results = run(workspace, other, ["textvqa"], "--prompt-variant", "textvqa=no_ocr")
+    assert results["benchmarks"]["textvqa"]["prompt_variant"] == "no_ocr"
+    assert all("OCR" not in s["prompt"] for s in read_jsonl(other / "samples" / "textvqa.jsonl"))
+
+
+def test_resume_after_a_crash_recomputes_nothing_finished(workspace, tmp_path, monkeypatch):
+    names = ["gqa", "mmbench_en"]
+    real_generate = evaluate.generate
+    clean = run(workspace, tmp_path / "clean", names, "--batch-size", "1")
+
+    calls = []
+
+    def crashing(model, processor, samples, max_new_tokens):
+        if len(calls) == 5:  # 3 GQA samples and 2 MMBench samples are done
+            raise RuntimeError("simulated crash")
+        calls.append([s.id for s in samples])
+        return real_generate(model, processor, samples, max_new_tokens)
+
+    monkeypatch.setattr(evaluate, "generate", crashing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(workspace, tmp_path / "crashed", names, "--batch-size", "1")
+    assert json.loads((tmp_path / "crashed" / "results.json").read_text())["benchmarks"].keys() == {"gqa"}
+
+    calls.clear()
+    monkeypatch.setattr(
+        evaluate, "generate", lambda *args: calls.append([s.id for s in args[2]]) or real_generate(*args)
+    )
+    resumed = run(workspace, tmp_path / "crashed", names, "--batch-size", "1")
+    assert calls == [["0/shift2"], ["0/shift3"], ["1/shift0"], ["1/shift1"]]
+    for name in names:
+        assert resumed["benchmarks"][name]["value"] == clean["benchmarks"][name]["value"]
+        assert read_jsonl(tmp_path / "crashed" / "samples" / f"{name}.jsonl") == read_jsonl(
+            tmp_path / "clean" / "samples" / f"{name}.jsonl"
+        )
+
+
+def test_judge_errors_and_unparsable_replies_are_counted_then_rejudged_on_resume(workspace, tmp_path, monkeypatch):
+    seen = set()
+
+    def flaky(request, call_number):
+        text = prompt_text(request)
+        if text not in seen:  # the first try of every prompt fails; the client retries it
+            seen.add(text)
+            return 503, "overloaded"
+        if "What colour is the box?" in text:
+            return "Looks fine to me."  # never a number: unparsable every time
+        return "0.4"
+
+    with FakeJudge(flaky) as judge:
+        results = run(workspace, tmp_path, ["mmvet"], "--judge-retries", "2", judge=judge)
+    entry = results["benchmarks"]["mmvet"]
+    assert entry["judge_failures"] == 1
+    assert entry["value"] == pytest.approx(40.0)  # over the one judged sample
+    failed = [s for s in read_jsonl(tmp_path / "samples" / "mmvet.jsonl") if s["judge"]["error"]]
+    assert [s["id"] for s in failed] == ["v1_1"] and failed[0]["score"] is None
+    assert failed[0]["judge"]["attempts"] == 3 and "unparsable" in failed[0]["judge"]["error"]
+    assert "1 failed" in (tmp_path / "results.md").read_text()
+
+    generated = []
+    monkeypatch.setattr(evaluate, "generate", lambda *args: generated.append(args[2]) or [])
+    with FakeJudge(lambda request, n: "1.0") as judge:
+        results = run(workspace, tmp_path, ["mmvet"], judge=judge)
+    assert generated == [] and len(judge.requests) == 1
+    assert results["benchmarks"]["mmvet"]["judge_failures"] == 0
+    assert results["benchmarks"]["mmvet"]["value"] == pytest.approx(70.0)
+
+
+def test_persistent_http_errors_are_recorded_not_raised(workspace, tmp_path):
+    with FakeJudge(lambda request, n: (500, "boom")) as judge:
+        results = run(workspace, tmp_path, ["llava_w"], "--judge-http-retries", "1", judge=judge)
+    entry = results["benchmarks"]["llava_w"]
+    assert entry["judge_failures"] == 2 and entry["value"] is None
+    assert len(judge.requests) == 4  # two samples, each tried twice
+    assert "InternalServerError" in read_jsonl(tmp_path / "samples" / "llava_w.jsonl")[0]["judge"]["error"]
+
+
+def test_a_rejected_key_stops_the_run(workspace, tmp_path):
+    with FakeJudge(lambda request, n: (401, "invalid api key")) as judge, pytest.raises(JudgeConfigError) as error:
+        run(workspace, tmp_path, ["mmvet"], judge=judge)
+    assert "AuthenticationError" in str(error.value) and SECRET not in str(error.value)
+
+
+def test_results_accumulate_across_runs_for_the_same_model_only(workspace, tmp_path):
+    run(workspace, tmp_path, ["gqa"], "--limit", "2")
+    results = run(workspace, tmp_path, ["mmvp"])
+    assert list(results["benchmarks"]) == ["gqa", "mmvp"]
+    assert results["benchmarks"]["gqa"]["num_samples"] == 2
+    results_file = tmp_path / "results.json"
+    results_file.write_text(results_file.read_text().replace(str(workspace["model"]), "someone/else"))
+    with pytest.raises(ValueError, match="someone/else"):
+        run(workspace, tmp_path, ["gqa"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--benchmarks", "gqa,nope"], "unknown benchmark"),
+        (["--benchmarks", "mmvet"], "mmvet need a judge"),
+        (["--benchmarks", "gqa", "--prompt-variant", "textvqa=loud"], "choose from"),
+        (["--benchmarks", "gqa", "--dataset-path", "gqa"], "NAME=VALUE"),
+    ],
+)
+def test_bad_arguments_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        evaluate.main(["--model", "m", "--output", "out", *argv])
+    assert message in capsys.readouterr().err
+
+
+def test_bad_data_gives_errors_naming_the_place(workspace, tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="gqa=/no/such/folder"):
+        evaluate.main(
+            [
+                "--model",
+                str(workspace["model"]),
+                "--benchmarks",
+                "gqa",
+                "--output",
+                str(tmp_path),
+                "--dataset-path",
+                "gqa=/no/such/folder",
+            ]
+        )
+    broken = tmp_path / "broken"
+    benchmark_rows_choice.mmvp(broken)
+    from datasets import load_from_disk
+
+    load_from_disk(str(broken))["train"].remove_columns("Correct Answer").save_to_disk(str(tmp_path / "mmvp2"))
+    with pytest.raises(ValueError, match=r"mmvp row 0: missing field\(s\) \['Correct Answer'\]"):
+        evaluate.main(
+            [
+                "--model",
+                str(workspace["model"]),
+                "--benchmarks",
+                "mmvp",
+                "--output",
+                str(tmp_path / "o"),
+                "--dataset-path",
+                f"mmvp={tmp_path / 'mmvp2'}",
+            ]
+        )
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with pytest.raises(JudgeConfigError, match=r"\$OPENAI_API_KEY"):
+        run(workspace, tmp_path / "nokey", ["mmvet"], judge=FakeJudge())
