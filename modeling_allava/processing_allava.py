@@ -10,13 +10,15 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
 
-# Jinja fragments shared by the templates. String content becomes one text part. `<image>` typed inside message text
-# is written `< image>`, so only image parts make placeholders, whichever path the text takes afterwards.
+# Jinja fragments shared by the templates. Content given as a list of parts (the transformers convention) gets one
+# `<image>\n` per image part, and `<image>` typed inside its text parts is written `< image>`, so user text can never
+# add image slots. Content given as a plain string is the llava-hf convention: it is used as is, `<image>` included.
 _PARTS = (
-    "{%- if message['content'] is string -%}{%- set parts = [{'type': 'text', 'text': message['content']}] -%}"
-    "{%- else -%}{%- set parts = message['content'] -%}{%- endif -%}"
+    "{%- if message['content'] is string -%}"
+    "{%- set parts = [{'type': 'text', 'text': message['content']}] -%}{%- set escape = false -%}"
+    "{%- else -%}{%- set parts = message['content'] -%}{%- set escape = true -%}{%- endif -%}"
 )
-_TEXT = "(part['text'] | replace('<image>', '< image>'))"
+_TEXT = "((part['text'] | replace('<image>', '< image>')) if escape else part['text'])"
 _TEXT_PARTS = "{%- for part in parts if part['type'] == 'text' -%}{{- " + _TEXT + " -}}{%- endfor -%}"
 _IMAGE_PARTS = "{%- for part in parts if part['type'] == 'image' -%}{{- '<image>\n' -}}{%- endfor -%}"
 

@@ -209,3 +209,14 @@ def test_load_tokenizer_adds_single_image_token_and_pad(tmp_path):
     assert len(tokenizer("<image>", add_special_tokens=False)["input_ids"]) == 1
     processor = AllavaProcessor(image_processor=build_image_processor(56), tokenizer=tokenizer)
     assert processor.image_token_id == tokenizer.convert_tokens_to_ids("<image>")
+
+
+def test_string_content_keeps_llava_hf_placeholder(processors):
+    """Serving engines and lmms-eval's llava_hf write `<image>` into plain-string content themselves."""
+    messages = [{"role": "user", "content": "<image>\nWhat is this?"}]
+    assert processors["phi"].apply_chat_template(messages, add_generation_prompt=True) == (
+        "[INST] <image>\nWhat is this? [/INST] "
+    )
+    assert processors["phi3"].apply_chat_template(messages, add_generation_prompt=True) == (
+        "<|user|>\n<image>\nWhat is this?<|end|>\n<|assistant|>\n"
+    )

@@ -1,0 +1,205 @@
+"""Publish an ALLaVA checkpoint to the Hugging Face Hub with its remote code, processor and a real model card.
+
+    python hub/push_model.py runs/allava-phi2/finetune --repo-id my-org/allava-phi2 [--private] [--revision dev]
+    python hub/push_model.py runs/allava-phi2/finetune --repo-id my-org/allava-phi2 --dry-run --upload-dir out/
+
+The checkpoint is loaded and saved again (not copied), so the upload always carries sharded safetensors, the three
+remote-code files with the full `auto_map`, the processor with its chat template, and the generation config, whatever
+the training run happened to write. `--dry-run` writes exactly the folder that would be uploaded and sends nothing.
+The token comes from `HF_TOKEN` or `hf auth login`; it is never a flag and never printed.
+"""
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+if __package__ in (None, ""):  # run as `python hub/push_model.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hub.cards import build_model_card, scored_benchmarks
+from hub.upload import upload_folder
+
+
+# Copied next to the weights when present: they document where the card's numbers come from.
+PROVENANCE_FILES = ("results.json", "training_summary.json")
+# Remote files that a new upload replaces wholesale, so stale shards from an earlier push never linger.
+STALE_WEIGHT_PATTERNS = [
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "pytorch_model*.bin",
+    "pytorch_model.bin.index.json",
+]
+REMOTE_CODE_FILES = ("configuration_allava.py", "modeling_allava.py", "processing_allava.py")
+AUTO_MODEL_KEYS = ("AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForImageTextToText")
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def read_json(path: Path, required: bool = False) -> dict[str, Any] | None:
+    """Read a JSON object; a missing optional file is None, a broken one is an error naming the file."""
+    if not path.is_file():
+        if required:
+            raise FileNotFoundError(f"{path} not found.")
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: invalid JSON ({error}).") from error
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(value).__name__}.")
+    return value
+
+
+def read_allava_config(checkpoint: Path) -> dict[str, Any]:
+    """The checkpoint's config.json, refused with a pointer to the converter unless it is an ALLaVA (ours) one."""
+    config = read_json(checkpoint / "config.json", required=True)
+    if config.get("model_type") != "allava":
+        raise ValueError(
+            f"{checkpoint / 'config.json'}: model_type is {config.get('model_type')!r}, not 'allava'. Convert "
+            "original ALLaVA checkpoints first: python hub/convert_allava_checkpoint.py <original> <output>."
+        )
+    return config
+
+
+def default_base_models(config: dict[str, Any], training: dict[str, Any] | None) -> list[str]:
+    """Hub ids of the vision and text backbones: from training_summary.json, else the sub-configs' `_name_or_path`.
+
+    Local paths are left out: the Hub only accepts repo ids as `base_model`.
+    """
+    recorded = (training or {}).get("base_models") or {}
+    names = [recorded.get("vision"), recorded.get("text")] if isinstance(recorded, dict) else list(recorded)
+    if not any(names):
+        names = [config.get(part, {}).get("_name_or_path") for part in ("vision_config", "text_config")]
+    return [name for name in names if isinstance(name, str) and _HUB_ID.match(name) and not Path(name).exists()]
+
+
+def check_upload_folder(folder: Path) -> None:
+    """Fail before uploading if the folder lacks anything a fresh `from_pretrained(trust_remote_code=True)` needs."""
+    config = read_json(folder / "config.json", required=True)
+    missing = [key for key in AUTO_MODEL_KEYS if key not in (config.get("auto_map") or {})]
+    processor = read_json(folder / "processor_config.json") or {}
+    if "AutoProcessor" not in (processor.get("auto_map") or {}):
+        missing.append("processor_config.json auto_map.AutoProcessor")
+    expected = [*REMOTE_CODE_FILES, "generation_config.json", "tokenizer_config.json", "chat_template.jinja"]
+    missing += [name for name in expected if not (folder / name).is_file()]
+    if not (folder / "model.safetensors").is_file() and not (folder / "model.safetensors.index.json").is_file():
+        missing.append("model.safetensors(.index.json)")
+    if missing:
+        raise RuntimeError(f"{folder}: the upload folder is incomplete: missing {', '.join(missing)}.")
+
+
+def build_upload_folder(
+    checkpoint: Path,
+    upload_dir: Path,
+    *,
+    repo_id: str,
+    license: str,
+    base_models: list[str] | None = None,
+    datasets: list[str] | None = None,
+    max_shard_size: str = "5GB",
+) -> Path:
+    """Write everything the Hub repo should hold into `upload_dir` (which must be empty or absent)."""
+    from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor
+
+    config = read_allava_config(checkpoint)
+    if upload_dir.exists() and any(upload_dir.iterdir()):
+        raise FileExistsError(f"{upload_dir} is not empty; pick an empty --upload-dir so nothing stale is uploaded.")
+    training = read_json(checkpoint / "training_summary.json")
+    results = read_json(checkpoint / "results.json")
+    benchmarks = scored_benchmarks(results, str(checkpoint / "results.json")) if results else {}
+
+    model = AllavaForConditionalGeneration.from_pretrained(checkpoint, dtype="auto")
+    processor = AllavaProcessor.from_pretrained(checkpoint)
+    # transformers writes how the tokenizer was loaded (offline or not) into tokenizer_config.json: keep it out.
+    processor.tokenizer.init_kwargs.pop("local_files_only", None)
+    model.save_pretrained(upload_dir, max_shard_size=max_shard_size)
+    processor.save_pretrained(upload_dir)
+    for name in PROVENANCE_FILES:
+        if (checkpoint / name).is_file():
+            shutil.copyfile(checkpoint / name, upload_dir / name)
+
+    example = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is in this image?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "A cat sleeping on a sofa."}]},
+    ]
+    card = build_model_card(
+        read_json(upload_dir / "config.json", required=True),
+        repo_id=repo_id,
+        license=license,
+        prompt_example=processor.apply_chat_template(example, tokenize=False),
+        base_models=base_models if base_models is not None else default_base_models(config, training),
+        datasets=datasets if datasets is not None else list((training or {}).get("datasets") or []),
+        benchmarks=benchmarks,
+        training=training,
+        trainer_state=read_json(checkpoint / "trainer_state.json"),
+    )
+    card.save(upload_dir / "README.md")
+    check_upload_folder(upload_dir)
+    return upload_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path, help="folder written by recipes/sft.py or the converter")
+    parser.add_argument("--repo-id", required=True, help="org/name on the Hub")
+    parser.add_argument(
+        "--private", action="store_true", help="create the repo private (an existing repo keeps its visibility)"
+    )
+    parser.add_argument("--revision", help="branch to push to (created from main if missing)")
+    parser.add_argument("--dry-run", action="store_true", help="write the upload folder only; send nothing")
+    parser.add_argument(
+        "--upload-dir",
+        type=Path,
+        help="where to build the upload (default: <checkpoint>-upload on --dry-run, else a temp dir)",
+    )
+    parser.add_argument("--license", default="apache-2.0", help="licence id for the card (default: apache-2.0)")
+    parser.add_argument(
+        "--base-model",
+        action="append",
+        dest="base_models",
+        help="base model hub id (repeat; default: from the checkpoint)",
+    )
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        dest="datasets",
+        help="training dataset hub id (repeat; default: training_summary.json)",
+    )
+    parser.add_argument("--max-shard-size", default="5GB")
+    parser.add_argument("--commit-message", default="Upload ALLaVA model")
+    args = parser.parse_args(argv)
+
+    options = dict(
+        repo_id=args.repo_id,
+        license=args.license,
+        base_models=args.base_models,
+        datasets=args.datasets,
+        max_shard_size=args.max_shard_size,
+    )
+    if args.dry_run:
+        folder = build_upload_folder(args.checkpoint, args.upload_dir or Path(f"{args.checkpoint}-upload"), **options)
+        files = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+        print(f"Dry run: {len(files)} files that would be uploaded to {args.repo_id} are in {folder}:")
+        print("\n".join(f"  {name}" for name in files))
+        return
+    with tempfile.TemporaryDirectory(prefix="allava-upload-") as scratch:
+        folder = build_upload_folder(args.checkpoint, args.upload_dir or Path(scratch), **options)
+        print(
+            upload_folder(
+                folder,
+                args.repo_id,
+                private=args.private,
+                revision=args.revision,
+                commit_message=args.commit_message,
+                delete_patterns=STALE_WEIGHT_PATTERNS,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""hub/push_model.py against a loopback fake Hub: push, re-push, download back, run the card's snippet."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from huggingface_hub import ModelCard
+from PIL import Image
+
+from hub.cards import USAGE_IMAGE_URL
+from hub.push_model import build_upload_folder, main
+from hub.upload import upload_folder
+from modeling_allava.tiny import build_tiny_model_and_processor
+from tests.hub.fake_hub import FakeHub, check_model_index
+from tests.hub.processes import run_python
+
+
+TOKEN = "hf_FakeTokenForTests0123456789abcdef"
+REPO_ID = "tester/allava-tiny"
+RESULTS = {
+    "model": "runs/tiny",
+    "benchmarks": {
+        "gqa": {"metric": "accuracy", "value": 48.8, "dataset_id": "lmms-lab/GQA", "split": "testdev_balanced",
+                "dataset_config": "testdev_balanced_instructions", "num_samples": 12578, "prompt_variant": "short",
+                "judge": None},
+        "mmvet": {"metric": "gpt_score", "value": 32.2, "dataset_id": "lmms-lab/MMVet", "split": "test",
+                  "judge": {"model": "gpt-4-0613"}},
+        "mmmu_val": {"metric": "accuracy", "value": None, "dataset_id": "lmms-lab/MMMU", "split": "validation"},
+    },
+}  # fmt: skip
+TRAINING = {
+    "recipe": "recipes/allava-phi2",
+    "base_models": {"vision": "openai/clip-vit-large-patch14-336", "text": "microsoft/phi-2"},
+    "datasets": ["FreedomIntelligence/ALLaVA-4V"],
+    "stages": [
+        {"name": "pretrain", "epochs": 1, "learning_rate": 2e-5, "global_batch_size": 256},
+        {"name": "finetune", "epochs": 1, "learning_rate": 2e-5, "global_batch_size": 128},
+    ],
+}
+# Download the pushed repo, run the card's snippet (repo id and image URL swapped for local paths) in this fresh
+# process without our package, and keep what it computed for the parent to compare.
+DRIVER = """
+import runpy, sys, torch
+from huggingface_hub import snapshot_download
+snapshot_download(sys.argv[1], local_dir=sys.argv[2])
+namespace = runpy.run_path(sys.argv[3])
+model, inputs = namespace["model"], namespace["inputs"]
+with torch.no_grad():
+    logits = model(**inputs).logits
+torch.save({"logits": logits, "inputs": dict(inputs), "module": type(model).__module__}, sys.argv[4])
+"""
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory):
+    """A tiny checkpoint with results, pushed twice to a fake Hub, then downloaded and run in a fresh process."""
+    root = tmp_path_factory.mktemp("push")
+    model, processor = build_tiny_model_and_processor("phi", seed=3)
+    checkpoint = root / "checkpoint"
+    model.save_pretrained(checkpoint)
+    processor.save_pretrained(checkpoint)
+    (checkpoint / "results.json").write_text(json.dumps(RESULTS))
+    (checkpoint / "training_summary.json").write_text(json.dumps(TRAINING))
+    state = {"global_step": 40, "num_train_epochs": 1, "train_batch_size": 4, "log_history": [{"loss": 1.25}]}
+    (checkpoint / "trainer_state.json").write_text(json.dumps(state))
+    image = root / "cat.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(image)
+
+    with FakeHub(TOKEN) as hub:
+        # Debug verbosity: the most the libraries ever log; the token must not be in it.
+        env = {**hub.client_env(root / "hf_home"), "HF_HUB_VERBOSITY": "debug"}
+        push = ["hub/push_model.py", str(checkpoint), "--repo-id", REPO_ID, "--max-shard-size", "200KB"]
+        first = run_python(push, env=env)
+        commits_after_first = len(hub.commits(REPO_ID))
+        second = run_python(push, env=env)
+        readme = hub.commits(REPO_ID)[-1].files["README.md"].decode()
+        snippet = re.search(r"```python\n(.*?)```", readme, re.DOTALL).group(1)
+        snippet = snippet.replace(f'"{REPO_ID}"', repr(str(root / "download"))).replace(USAGE_IMAGE_URL, str(image))
+        (root / "snippet.py").write_text(snippet)
+        outputs = root / "outputs.pt"
+        download = run_python(
+            ["-c", DRIVER, REPO_ID, str(root / "download"), str(root / "snippet.py"), str(outputs)], env=env, cwd=root
+        )
+        yield {
+            "hub": hub,
+            "model": model,
+            "checkpoint": checkpoint,
+            "root": root,
+            "runs": [first, second, download],
+            "commits_after_first": commits_after_first,
+            "fresh": torch.load(outputs, weights_only=False),
+        }
+
+
+def test_push_uploads_weights_code_processor_and_card(pushed):
+    head = pushed["hub"].commits(REPO_ID)[-1]
+    expected = {
+        "README.md", "config.json", "configuration_allava.py", "modeling_allava.py", "processing_allava.py",
+        "generation_config.json", "processor_config.json", "chat_template.jinja", "tokenizer.json",
+        "tokenizer_config.json", "model.safetensors.index.json", "results.json", "training_summary.json",
+    }  # fmt: skip
+    assert expected <= set(head.files)
+    shards = {path for path in head.files if path.endswith(".safetensors")}
+    assert len(shards) > 1 and shards <= head.lfs  # sharded by --max-shard-size, uploaded through LFS
+    config = json.loads(head.files["config.json"])
+    auto_classes = {"AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForImageTextToText"}
+    assert set(config["auto_map"]) == auto_classes
+    assert "Pushed model tester/allava-tiny@main" in pushed["runs"][0].stdout
+
+
+def test_repush_of_the_same_checkpoint_creates_no_commit(pushed):
+    # initial commit + one upload; the second push finds every file unchanged and skips the commit entirely
+    assert pushed["commits_after_first"] == 2
+    assert len(pushed["hub"].commits(REPO_ID)) == 2
+    assert "No changes" in pushed["runs"][1].stdout
+
+
+def test_downloaded_repo_runs_the_card_snippet_through_remote_code(pushed):
+    fresh = pushed["fresh"]
+    assert fresh["module"].startswith("transformers_modules.")  # the shipped code, not this repo's package
+    inputs = fresh["inputs"]
+    assert (inputs["input_ids"] == pushed["model"].config.image_token_index).sum() == 16
+    with torch.no_grad():
+        expected = pushed["model"](**inputs).logits
+    torch.testing.assert_close(fresh["logits"], expected, atol=1e-5, rtol=0)
+    assert pushed["runs"][2].stdout.strip()  # the snippet printed its generated answer
+
+
+def test_card_yaml_validates_and_model_index_round_trips(pushed, tmp_path):
+    hub = pushed["hub"]
+    assert any(method == "POST" and path == "/api/validate-yaml" for method, path, _ in hub.requests)
+    readme = hub.commits(REPO_ID)[-1].files["README.md"].decode()
+    assert check_model_index(yaml.safe_load(readme.split("---")[1])["model-index"]) == []
+    (tmp_path / "README.md").write_text(readme)
+    data = ModelCard.load(tmp_path / "README.md").data
+    assert data.pipeline_tag == "image-text-to-text" and data.library_name == "transformers"
+    assert data.base_model == ["openai/clip-vit-large-patch14-336", "microsoft/phi-2"]
+    assert data.datasets == ["FreedomIntelligence/ALLaVA-4V"] and data.license == "apache-2.0"
+    fields = ("dataset_name", "dataset_type", "dataset_split", "metric_type", "metric_value")
+    loaded = {tuple(getattr(result, field) for field in fields) for result in data.eval_results}
+    assert loaded == {
+        ("gqa", "lmms-lab/GQA", "testdev_balanced", "accuracy", 48.8),
+        ("mmvet", "lmms-lab/MMVet", "test", "gpt_score", 32.2),
+    }  # mmmu_val has no score and is left out
+    for expected in ("| pretrain | 1 | 2e-05 | 256 |", "judge gpt-4-0613", "loss 1.2500", "[INST] <image>"):
+        assert expected in readme, expected
+
+
+def test_token_is_used_but_never_written_or_printed(pushed):
+    hub = pushed["hub"]
+    sent = [headers.get("authorization") for method, path, headers in hub.requests if "/commit/" in path]
+    assert sent and all(header == f"Bearer {TOKEN}" for header in sent)
+    for run in pushed["runs"]:
+        assert TOKEN not in run.stdout and TOKEN not in run.stderr
+    for commit in hub.commits(REPO_ID):
+        assert all(TOKEN.encode() not in content for content in commit.files.values())
+    downloaded = [path for path in (pushed["root"] / "download").rglob("*") if path.is_file()]
+    assert downloaded and all(TOKEN.encode() not in path.read_bytes() for path in downloaded)
+
+
+def test_dry_run_writes_exactly_the_pushed_folder(pushed, tmp_path, capsys):
+    folder = tmp_path / "dry"
+    # In-process, where HF_HUB_OFFLINE=1 and no token exist: any attempt to reach a Hub would raise.
+    main([str(pushed["checkpoint"]), "--repo-id", REPO_ID, "--dry-run", "--upload-dir", str(folder),
+          "--max-shard-size", "200KB"])  # fmt: skip
+    written = {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    assert written == pushed["hub"].commits(REPO_ID)[-1].files
+    assert f"{len(written)} files that would be uploaded" in capsys.readouterr().out
+
+
+def test_push_without_a_token_stops_before_any_request(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(SystemExit, match="HF_TOKEN"):
+        upload_folder(tmp_path, REPO_ID, commit_message="x")
+
+
+def test_bad_checkpoints_are_refused_with_the_file_named(tmp_path):
+    original = tmp_path / "original"
+    original.mkdir()
+    (original / "config.json").write_text(json.dumps({"model_type": "llava_phi"}))
+    with pytest.raises(ValueError, match=r"original/config.json: model_type is 'llava_phi'.*convert_allava_"):
+        build_upload_folder(original, tmp_path / "up", repo_id=REPO_ID, license="mit")
+    (original / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"original/config.json: invalid JSON"):
+        build_upload_folder(original, tmp_path / "up", repo_id=REPO_ID, license="mit")
