@@ -1,0 +1,159 @@
+"""The training data mixture: several datasets (hub ids or local folders), each with a fraction and a repeat count.
+
+A recipe lists its mixture as YAML:
+
+    dataset_mixture:
+      - {path: outputs/tiny/dataset, name: caption_shapes}
+      - {path: outputs/tiny/dataset, name: text, epochs: 2}
+
+Each entry is loaded with `datasets.load_dataset(path, name, split=split)`, reduced to `fraction` of its rows (a seeded
+random subset), repeated `epochs` times, and brought to the three columns the collator reads: `id`, `messages`,
+`images`. Datasets in the ALLaVA release layout (`conversations` + `image`) are converted with
+`dataset_scripts.schema`.
+Images stay encoded until the collator opens them, so a broken image is reported with its row id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import datasets
+from datasets import Dataset, Features, Image, List, Value, concatenate_datasets
+
+from dataset_scripts.schema import FEATURES, conversations_to_messages
+
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ("id", "messages", "images")
+# Images are decoded by the collator (`modeling_allava.load_image`), whose errors name the row.
+TRAINING_FEATURES = Features(
+    {"id": Value("string"), "messages": FEATURES["messages"], "images": List(Image(decode=False))}
+)
+
+
+@dataclass(frozen=True)
+class MixtureEntry:
+    """One dataset of the mixture; `where` names it in error messages (e.g. `dataset_mixture[1]`)."""
+
+    path: str
+    name: str | None = None
+    split: str = "train"
+    fraction: float = 1.0
+    epochs: int = 1
+    where: str = "dataset_mixture"
+
+    def describe(self) -> str:
+        return f"{self.where} ({self.path!r}, name={self.name!r}, split={self.split!r})"
+
+
+def parse_mixture(mixture: Sequence[Mapping[str, Any]] | None) -> list[MixtureEntry]:
+    """Validate the YAML list; every error names the entry and the key at fault."""
+    if not mixture or isinstance(mixture, (str, Mapping)):
+        raise ValueError("dataset_mixture must be a non-empty list of {path, name, split, fraction, epochs} entries")
+    allowed = {f.name for f in fields(MixtureEntry)} - {"where"}
+    entries = []
+    for index, raw in enumerate(mixture):
+        where = f"dataset_mixture[{index}]"
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"{where}: expected a mapping with keys {sorted(allowed)}, got {raw!r}")
+        unknown = sorted(set(raw) - allowed)
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(allowed)}")
+        if not isinstance(raw.get("path"), str) or not raw["path"]:
+            raise ValueError(f"{where}: 'path' (a hub dataset id or a local folder) is required")
+        fraction = raw.get("fraction", 1.0)
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+            raise ValueError(f"{where}: 'fraction' must be a number in (0, 1], got {fraction!r}")
+        epochs = raw.get("epochs", 1)
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"{where}: 'epochs' must be a whole number >= 1, got {epochs!r}")
+        entries.append(MixtureEntry(**{**raw, "fraction": float(fraction), "where": where}))
+    return entries
+
+
+def load_mixture(mixture: Sequence[Mapping[str, Any]], seed: int = 0) -> Dataset:
+    """Load, subsample, repeat and concatenate the mixture (the Trainer's sampler shuffles it)."""
+    parts = []
+    for entry in parse_mixture(mixture):
+        dataset = load_entry(entry)
+        if entry.fraction < 1:
+            keep = max(1, round(len(dataset) * entry.fraction))
+            dataset = dataset.shuffle(seed=seed).select(range(keep)).flatten_indices()
+        logger.info("%s: %d rows x %d epoch(s)", entry.describe(), len(dataset), entry.epochs)
+        parts.extend([dataset] * entry.epochs)
+    return concatenate_datasets(parts)
+
+
+def load_entry(entry: MixtureEntry) -> Dataset:
+    """One entry as a Dataset with exactly the columns `id`, `messages`, `images`."""
+    try:
+        dataset = datasets.load_dataset(entry.path, entry.name, split=entry.split)
+    except Exception as error:  # datasets raises many types (FileNotFoundError, DatasetNotFoundError, ValueError...)
+        raise ValueError(f"{entry.describe()}: cannot load the dataset: {error}") from error
+    if not isinstance(dataset, Dataset):
+        raise ValueError(f"{entry.describe()}: expected a map-style Dataset, got {type(dataset).__name__}")
+    if len(dataset) == 0:
+        raise ValueError(f"{entry.describe()}: the dataset is empty")
+    columns = set(dataset.column_names)
+    if "messages" in columns and ("images" in columns or "image" not in columns):
+        dataset = _from_messages(dataset, entry)
+    elif "conversations" in columns:
+        dataset = _from_conversations(dataset, entry)
+    else:
+        raise ValueError(
+            f"{entry.describe()}: needs a 'messages' (with 'images') or a 'conversations' (with 'image') column; "
+            f"found columns {sorted(columns)}"
+        )
+    try:
+        return dataset.cast(TRAINING_FEATURES) if dataset.features != TRAINING_FEATURES else dataset
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"{entry.describe()}: columns do not match the ALLaVA schema ({error}); 'messages' must hold "
+            "{role, content: [{type, text}]} and 'images' a list of images"
+        ) from error
+
+
+def _with_ids(dataset: Dataset, entry: MixtureEntry) -> Dataset:
+    if "id" in dataset.column_names:
+        return dataset
+    source = "idx" if "idx" in dataset.column_names else None  # the ALLaVA text subset numbers rows as `idx`
+    prefix = f"{entry.path}/{entry.name or 'default'}/{entry.split}"
+
+    def add_id(row: dict, index: int) -> dict:
+        return {"id": str(row[source]) if source else f"{prefix}#{index}"}
+
+    return dataset.map(add_id, with_indices=True, desc=f"ids for {entry.where}")
+
+
+def _from_messages(dataset: Dataset, entry: MixtureEntry) -> Dataset:
+    dataset = _with_ids(dataset, entry)
+    if "images" not in dataset.column_names:  # a text-only chat dataset
+        dataset = dataset.add_column("images", [[]] * len(dataset), feature=List(Image(decode=False)))
+    elif isinstance(dataset.features["images"], List) and isinstance(dataset.features["images"].feature, Image):
+        dataset = dataset.cast_column("images", List(Image(decode=False)))
+    return dataset.select_columns(list(COLUMNS))
+
+
+def _from_conversations(dataset: Dataset, entry: MixtureEntry) -> Dataset:
+    """ALLaVA/LLaVA release layout -> messages + images, without decoding any image."""
+    dataset = _with_ids(dataset, entry)
+    has_image_column = "image" in dataset.column_names
+    if has_image_column:
+        dataset = dataset.cast_column("image", Image(decode=False))
+
+    def convert(row: dict) -> dict:
+        image = row["image"] if has_image_column else None
+        messages = conversations_to_messages(row["conversations"], image is not None, row["id"])
+        return {"messages": messages, "images": [image] if image is not None else []}
+
+    converted = dataset.map(
+        convert,
+        remove_columns=[c for c in dataset.column_names if c != "id"],
+        features=TRAINING_FEATURES,
+        desc=f"conversations -> messages for {entry.where}",
+    )
+    return converted.select_columns(list(COLUMNS))

@@ -1,0 +1,98 @@
+"""Dataset mixtures: loading local folders, fraction / epochs, the release layout, and errors that name the culprit."""
+
+import pytest
+from datasets import Dataset, Features, Image, List, Value
+
+from dataset_scripts.schema import conversations_to_messages
+from recipes.data import TRAINING_FEATURES, load_mixture, parse_mixture
+
+
+def test_mixture_applies_fraction_and_epochs(shapes_dataset):
+    mixture = [
+        {"path": str(shapes_dataset), "name": "caption_shapes", "fraction": 0.5},
+        {"path": str(shapes_dataset), "name": "text", "split": "train", "epochs": 2},
+    ]
+    dataset = load_mixture(mixture, seed=0)
+    assert dataset.features == TRAINING_FEATURES
+    ids = dataset["id"]
+    captions = [i for i in ids if i.startswith("caption")]
+    texts = [i for i in ids if i.startswith("text")]
+    assert len(captions) == len(set(captions)) == 24  # half of 48, no repeats
+    assert len(texts) == 48 and len(set(texts)) == 24  # every text row twice
+    row = dataset[ids.index(captions[0])]
+    assert set(row["images"][0]) == {"bytes", "path"}  # left encoded for the collator
+    assert row["messages"][0]["content"][0]["type"] == "image"
+    assert load_mixture(mixture, seed=0)["id"] == ids  # the subset is seeded
+
+
+def parts(messages: list[dict]) -> list:
+    """Messages without the `text: None` Arrow adds to image parts."""
+    return [(m["role"], [(p["type"], p.get("text")) for p in m["content"]]) for m in messages]
+
+
+def test_release_layout_and_plain_chat_datasets_are_converted(tmp_path, shapes_dataset):
+    source = Dataset.from_parquet(str(shapes_dataset / "caption_shapes" / "train-00000-of-00001.parquet"))
+    release = source.select_columns(["id", "image", "conversations"]).select(range(4))
+    release.to_parquet(tmp_path / "release" / "train.parquet")
+    chats = Dataset.from_dict({"messages": [[{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]] * 3})
+    chats.to_parquet(tmp_path / "chats" / "train.parquet")
+    dataset = load_mixture([{"path": str(tmp_path / "release")}, {"path": str(tmp_path / "chats")}])
+    assert len(dataset) == 7
+    expected = conversations_to_messages(release[0]["conversations"], True, release[0]["id"])
+    assert parts(dataset[0]["messages"]) == parts(expected)
+    assert dataset[0]["id"] == release[0]["id"] and len(dataset[0]["images"]) == 1
+    assert dataset[4]["images"] == [] and dataset[4]["id"].endswith("#0")  # generated ids name path and index
+
+
+@pytest.mark.parametrize(
+    "mixture, message",
+    [
+        ([{"path": "x", "weight": 2}], r"dataset_mixture\[0\]: unknown key\(s\) \['weight'\]"),
+        ([{"name": "text"}], r"dataset_mixture\[0\]: 'path'"),
+        ([{"path": "x"}, {"path": "y", "fraction": 1.5}], r"dataset_mixture\[1\]: 'fraction'"),
+        ([{"path": "x", "epochs": 0.5}], r"dataset_mixture\[0\]: 'epochs'"),
+        ([], r"non-empty list"),
+        ({"path": "x"}, r"non-empty list"),
+    ],
+)
+def test_bad_mixture_entries_are_named(mixture, message):
+    with pytest.raises(ValueError, match=message):
+        parse_mixture(mixture)
+
+
+def test_missing_dataset_and_wrong_columns_are_named(tmp_path, shapes_dataset):
+    with pytest.raises(ValueError, match=r"dataset_mixture\[1\] \('.*no-such-dataset', name=None.*cannot load"):
+        load_mixture([{"path": str(shapes_dataset), "name": "text"}, {"path": str(tmp_path / "no-such-dataset")}])
+    Dataset.from_dict({"question": ["q"], "answer": ["a"]}).to_parquet(tmp_path / "qa" / "train.parquet")
+    with pytest.raises(
+        ValueError, match=r"dataset_mixture\[0\].*'conversations'.*found columns \['answer', 'question'\]"
+    ):
+        load_mixture([{"path": str(tmp_path / "qa")}])
+    bad_images = Features({"messages": TRAINING_FEATURES["messages"], "images": Value("string")})
+    messages = [[{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]]
+    Dataset.from_dict({"messages": messages, "images": ["x.png"]}, features=bad_images).to_parquet(
+        tmp_path / "odd" / "train.parquet"
+    )
+    with pytest.raises(ValueError, match=r"dataset_mixture\[0\].*do not match the ALLaVA schema"):
+        load_mixture([{"path": str(tmp_path / "odd")}])
+
+
+def test_broken_release_row_is_named(tmp_path):
+    features = Features(
+        {
+            "id": Value("string"),
+            "image": Image(),
+            "conversations": List({"from": Value("string"), "value": Value("string")}),
+        }
+    )
+    rows = {
+        "id": ["good_1", "broken_2"],
+        "image": [None, None],
+        "conversations": [
+            [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello."}],
+            [{"from": "human", "value": "<image>\nWhat is this?"}, {"from": "gpt", "value": "A cat."}],
+        ],
+    }
+    Dataset.from_dict(rows, features=features).to_parquet(tmp_path / "rel" / "train.parquet")
+    with pytest.raises(ValueError, match=r"row 'broken_2'.*<image>"):
+        load_mixture([{"path": str(tmp_path / "rel")}])

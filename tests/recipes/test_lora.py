@@ -1,0 +1,40 @@
+"""LoRA on the language model only: train -> merge_lora.py -> reload in a fresh process -> the PEFT model's logits."""
+
+import json
+
+import torch
+from peft import PeftModel
+
+from modeling_allava import AllavaForConditionalGeneration
+from recipes import merge_lora
+from tests.recipes.conftest import REPO, logits_in_fresh_process, mixture_args, quick_args, red_pixels, run_sft
+
+
+def test_lora_train_merge_reload_matches_the_peft_model(stage1, shapes_dataset, tmp_path):
+    adapter_dir, merged_dir = tmp_path / "lora", tmp_path / "merged"
+    run_sft(
+        ["--config", str(REPO / "recipes/tiny/finetune.yaml"), "--model_name_or_path", str(stage1)]
+        + ["--trainable", "allava", "--use_peft", "true", "--lora_r", "8", "--lora_alpha", "16", "--lora_dropout", "0"]
+        + mixture_args(shapes_dataset, "instruct_shapes", "text")
+        + quick_args(adapter_dir, 4, learning_rate=1e-2)
+    )
+    adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    assert adapter_config["modules_to_save"] == ["multi_modal_projector"]
+    assert {"processor_config.json", "chat_template.jinja"} <= {
+        p.name for p in (adapter_dir / "checkpoint-4").iterdir()
+    }
+
+    merge_lora.main([str(adapter_dir), str(merged_dir)])
+    (fresh,) = logits_in_fresh_process(tmp_path, merged_dir)
+    assert "peft" not in (merged_dir / "config.json").read_text()
+
+    inputs = {"input_ids": fresh["input_ids"], "pixel_values": red_pixels(stage1)}
+    base = AllavaForConditionalGeneration.from_pretrained(stage1).eval()
+    with torch.no_grad():
+        base_logits = base(**inputs).logits
+        peft_model = PeftModel.from_pretrained(base, adapter_dir).eval()
+        peft_logits = peft_model(**inputs).logits
+    adapted = [name for name, _ in peft_model.named_modules() if name.endswith("lora_A")]
+    assert adapted and all(".language_model." in name for name in adapted)  # never the vision tower
+    assert not torch.allclose(base_logits, peft_logits, atol=1e-3)  # the adapter and projector did train
+    torch.testing.assert_close(fresh["logits"], peft_logits, atol=1e-5, rtol=1e-5)
