@@ -37,7 +37,13 @@ please tell me about you your I we they he she can could would should will do do
 look looking see seen carefully closely reasoning because so therefore first second finally also each every all some
 object objects item items thing things scene scenes view area part group groups placed located sits sit appears
 write list name give short long simple complex hello thanks thank sure here's answer: question: caption: image:
+outline share same solid filled fill every separate total together kind counting gives spelled has word walk through
+contents covering fully possible provide account everything comprehensive depicts thorough offer depth visual content
+paying attention produce careful notable element elements relate rundown could what's pictured cat house river planet
+garden window bottle basket rocket pencil
 """.split()
+# Capitalised forms too: sentences start with them, and unmerged they cost the tiny model several tokens each.
+_WORDS += [word.capitalize() for word in _WORDS if word.isalpha() and word.islower()]
 
 
 def _training_corpus() -> list[str]:
@@ -46,7 +52,7 @@ def _training_corpus() -> list[str]:
     return _WORDS + phrases + [str(n) for n in range(100)]
 
 
-def build_tiny_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
+def build_tiny_tokenizer(vocab_size: int = 1536) -> PreTrainedTokenizerFast:
     """A small byte-level BPE tokenizer built offline in well under a second; encodes any text.
 
     Whitespace and punctuation are isolated tokens, so a prompt that ends in a space (ALLaVA's `[/INST] `)

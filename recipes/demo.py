@@ -1,0 +1,292 @@
+"""The whole ALLaVA loop, offline, with tiny models: the same scripts a user runs with real ones.
+
+    python recipes/demo.py            # full demo (a few minutes on 2 CPU cores), everything under outputs/tiny/
+    python recipes/demo.py --quick    # fewer scenes and steps (what CI runs)
+
+1. shapes-world images: a training set and a held-out set (other seeds, other scenes)
+2. caption-then-QA synthesis with dataset_scripts/synthesize.py against the offline teacher over loopback (the real
+   `openai` client), plus a small text-only instruction set
+3. the HF dataset with its card (dataset_scripts/build_dataset.py)
+4. stage 1 and stage 2 training of a tiny model (recipes/sft.py with recipes/tiny/*.yaml)
+5. held-out evaluation (recipes/shapes_eval.py): accuracy per question type against chance, caption facts named vs
+   invented, text-only answers (the forgetting check)
+6. a Hub-ready folder (hub/push_model.py --dry-run: weights, remote code, processor, card with these results) and a
+   loss-curve PNG
+7. a fresh process loads that folder through AutoModelForImageTextToText + trust_remote_code and answers a question
+   about a new image
+"""
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+REPO = Path(__file__).resolve().parents[1]
+if not __package__:
+    sys.path.insert(0, str(REPO))
+
+from dataset_scripts import shapes_world  # noqa: E402
+from dataset_scripts.offline_teacher import OfflineTeacher  # noqa: E402
+from recipes.loss_curve import plot_loss_curves  # noqa: E402
+
+
+# (train scenes, held-out scenes, text instructions, stage-1 steps, stage-2 steps)
+SIZES = {"full": (3000, 200, 400, 400, 900), "quick": (800, 60, 120, 150, 350)}
+IMAGE_SIZE = 56
+DEMO_KEY = "sk-offline-demo-not-a-secret"
+
+ANSWER_NEW_IMAGE = """
+import sys
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+from dataset_scripts import shapes_world
+
+folder, image_path = sys.argv[1], sys.argv[2]
+model = AutoModelForImageTextToText.from_pretrained(folder, trust_remote_code=True).eval()
+processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+image = Image.open(image_path)
+scene = shapes_world.scene_from_image(image)
+for question in ("Describe this image in detail.", shapes_world.QUESTIONS["colour"], shapes_world.QUESTIONS["shape"]):
+    messages = [{"role": "user", "content": [{"type": "image", "image": image.convert("RGB")},
+                                             {"type": "text", "text": question}]}]
+    inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                           return_tensors="pt")
+    output = model.generate(**inputs, max_new_tokens=40, do_sample=False)
+    answer = processor.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    print(f"  Q: {question}\\n  A: {answer}")
+print(f"  (truth: {shapes_world.describe(scene)})")
+"""
+
+
+def run(step: str, command: list[str], timings: dict, env: dict | None = None) -> None:
+    """Run one stage as its own process, the way a user would, and stop the demo if it fails."""
+    print(f"\n=== {step}\n$ {' '.join(command)}", flush=True)
+    started = time.time()
+    result = subprocess.run(command, cwd=REPO, env={**os.environ, **(env or {})})
+    timings[step] = time.time() - started
+    if result.returncode != 0:
+        raise SystemExit(f"demo step '{step}' failed with exit code {result.returncode}")
+
+
+def write_text_instructions(path: Path, count: int, seed: int) -> None:
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(shapes_world.text_instruction(rng)[0] + "\n" for _ in range(count)))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description="Run the whole ALLaVA loop offline with tiny models.")
+    parser.add_argument("--quick", action="store_true", help="fewer scenes and steps (CI)")
+    parser.add_argument("--output", type=Path, default=REPO / "outputs" / "tiny", help="where everything goes")
+    args = parser.parse_args(argv)
+    num_train, num_heldout, num_text, steps_1, steps_2 = SIZES["quick" if args.quick else "full"]
+    out = args.output.resolve()
+    python = sys.executable
+    timings: dict[str, float] = {}
+    started = time.time()
+
+    run(
+        "1. shapes-world images",
+        [
+            python,
+            "-m",
+            "dataset_scripts.shapes_world",
+            "--output",
+            str(out / "images/train"),
+            "--num",
+            str(num_train),
+            "--seed",
+            "1",
+            "--size",
+            str(IMAGE_SIZE),
+        ],
+        timings,
+    )
+    run(
+        "1. held-out images",
+        [
+            python,
+            "-m",
+            "dataset_scripts.shapes_world",
+            "--output",
+            str(out / "images/heldout"),
+            "--num",
+            str(num_heldout),
+            "--seed",
+            "2",
+            "--size",
+            str(IMAGE_SIZE),
+        ],
+        timings,
+    )
+    write_text_instructions(out / "text_instructions.txt", num_text, seed=3)
+
+    with OfflineTeacher(api_key=DEMO_KEY) as teacher:
+        synth = [
+            python,
+            "dataset_scripts/synthesize.py",
+            "--base-url",
+            teacher.base_url,
+            "--model",
+            "offline-teacher",
+            "--concurrency",
+            "16",
+            "--quiet",
+        ]
+        key = {"OPENAI_API_KEY": DEMO_KEY}
+        run(
+            "2. caption-then-QA synthesis",
+            synth
+            + [
+                "--mode",
+                "caption-qa",
+                "--source-name",
+                "shapes",
+                "--input",
+                str(out / "images/train"),
+                "--output",
+                str(out / "synth/shapes"),
+            ],
+            timings,
+            key,
+        )
+        run(
+            "2. text synthesis",
+            synth
+            + ["--mode", "text", "--input", str(out / "text_instructions.txt"), "--output", str(out / "synth/text")],
+            timings,
+            key,
+        )
+
+    run(
+        "3. build the HF dataset",
+        [
+            python,
+            "dataset_scripts/build_dataset.py",
+            "--input",
+            str(out / "synth/shapes"),
+            str(out / "synth/text"),
+            "--output",
+            str(out / "dataset"),
+            "--overwrite",
+            "--pretty-name",
+            "ALLaVA shapes-world demo",
+        ],
+        timings,
+    )
+
+    run(
+        "4. tiny backbones",
+        [
+            python,
+            "-c",
+            "import sys; from modeling_allava.tiny import save_tiny_backbones; save_tiny_backbones(sys.argv[1])",
+            str(out / "backbones"),
+        ],
+        timings,
+    )
+    data = ["--dataset_mixture"]
+    run(
+        "4. stage 1 (pretrain)",
+        [
+            python,
+            "recipes/sft.py",
+            "--config",
+            "recipes/tiny/pretrain.yaml",
+            "--vision_model_name_or_path",
+            str(out / "backbones/vision"),
+            "--text_model_name_or_path",
+            str(out / "backbones/text"),
+            *data,
+            json.dumps({"path": str(out / "dataset"), "name": "caption_shapes"}),
+            json.dumps({"path": str(out / "dataset"), "name": "text", "epochs": 2}),
+            "--output_dir",
+            str(out / "stage1"),
+            "--max_steps",
+            str(steps_1),
+            "--disable_tqdm",
+            "true",
+        ],
+        timings,
+    )
+    run(
+        "4. stage 2 (finetune)",
+        [
+            python,
+            "recipes/sft.py",
+            "--config",
+            "recipes/tiny/finetune.yaml",
+            "--model_name_or_path",
+            str(out / "stage1"),
+            *data,
+            json.dumps({"path": str(out / "dataset"), "name": "instruct_shapes"}),
+            json.dumps({"path": str(out / "dataset"), "name": "text"}),
+            "--output_dir",
+            str(out / "stage2"),
+            "--max_steps",
+            str(steps_2),
+            "--disable_tqdm",
+            "true",
+        ],
+        timings,
+    )
+
+    run(
+        "5. held-out evaluation",
+        [python, "recipes/shapes_eval.py", "--model", str(out / "stage2"), "--images", str(out / "images/heldout")],
+        timings,
+    )
+    plot_loss_curves({"stage 1": out / "stage1", "stage 2": out / "stage2"}, out / "stage2" / "loss_curve.png")
+
+    run(
+        "6. Hub-ready folder",
+        [
+            python,
+            "hub/push_model.py",
+            str(out / "stage2"),
+            "--repo-id",
+            "your-org/allava-tiny-demo",
+            "--dry-run",
+            "--upload-dir",
+            str(out / "hub"),
+        ],
+        timings,
+    )
+    new_image = out / "images" / "new-scene.png"
+    shapes_world.save_png(shapes_world.random_scene(random.Random(2026)), new_image, IMAGE_SIZE)
+    print("\n=== 7. a fresh process loads the Hub folder and answers about a new image", flush=True)
+    run(
+        "7. reload + answer",
+        [python, "-c", ANSWER_NEW_IMAGE, str(out / "hub"), str(new_image)],
+        timings,
+        {"HF_HUB_OFFLINE": "1"},
+    )
+
+    results = json.loads((out / "stage2" / "results.json").read_text())
+    results["timings_s"] = {**timings, "total": time.time() - started}
+    (out / "stage2" / "results.json").write_text(json.dumps(results, indent=2))
+    print_summary(results, out)
+    return results
+
+
+def print_summary(results: dict, out: Path) -> None:
+    print("\n=== summary (held-out scenes)")
+    print(f"| {'measure':28s} | {'value':>7s} | {'chance':>7s} |")
+    print(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|")
+    for name, entry in results["benchmarks"].items():
+        chance = f"{entry['chance']:.3f}" if "chance" in entry else "-"
+        print(f"| {name:28s} | {entry['value']:7.3f} | {chance:>7s} |")
+    print(f"| {'wall time (s)':28s} | {results['timings_s']['total']:7.0f} | {'-':>7s} |")
+    print(
+        f"\nmodel + results.json: {out / 'stage2'}\nHub-ready folder: {out / 'hub'}\n"
+        f"loss curve: {out / 'stage2' / 'loss_curve.png'}\ndataset (load_dataset): {out / 'dataset'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
