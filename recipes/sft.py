@@ -38,6 +38,8 @@ from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor  # n
 from modeling_allava.processing_allava import CHAT_TEMPLATES  # noqa: E402
 from recipes.collator import AllavaCollator  # noqa: E402
 from recipes.data import load_mixture  # noqa: E402
+from recipes.lengths import add_length_column  # noqa: E402
+from recipes.packing import PackedAllavaCollator, packing_unsupported_reason, use_per_sample_attention  # noqa: E402
 
 
 logger = logging.getLogger("allava.sft")
@@ -83,6 +85,14 @@ class AllavaScriptArguments:
         default=None,
         metadata={
             "help": f"Override the processor's chat template: one of {sorted(CHAT_TEMPLATES)} or a .jinja file."
+        },
+    )
+    pack_batches: bool = field(
+        default=True,
+        metadata={
+            "help": "Pack each batch's samples into rows of up to max_length tokens instead of padding them: "
+            "position_ids restart per sample, attention stays inside each sample, same loss (recipes/packing.py). "
+            "Used where the model supports it, padded batches otherwise (the log says why)."
         },
     )
 
@@ -196,10 +206,24 @@ def main(script_args: AllavaScriptArguments, training_args: SFTConfig, model_arg
             processor.save_pretrained(base_dir)
         model.name_or_path = model.config._name_or_path = str(base_dir)
 
+    collator = AllavaCollator(processor, training_args.max_length, training_args.pad_to_multiple_of)
+    not_packable = packing_unsupported_reason(model.config, training_args.max_length)
+    if script_args.pack_batches and not_packable is None:
+        attention = use_per_sample_attention(model)  # sdpa on each sample alone: no work between samples
+        collator = PackedAllavaCollator(
+            processor, training_args.max_length, training_args.pad_to_multiple_of, attn_implementation=attention
+        )
+    elif script_args.pack_batches:
+        logger.warning("padded batches, not packed: %s", not_packable)
+    if training_args.train_sampling_strategy in ("group_by_length", "batch_rebalance"):
+        # transformers' length-grouped samplers read a `length` column: the collator's exact token counts.
+        with PartialState().main_process_first():
+            train_dataset = add_length_column(train_dataset, collator, num_proc=training_args.dataset_num_proc)
+
     trainer = SFTTrainer(
         model=model,
         args=training_args,
-        data_collator=AllavaCollator(processor, training_args.max_length, training_args.pad_to_multiple_of),
+        data_collator=collator,
         train_dataset=train_dataset,
         processing_class=processor,  # saved into every checkpoint and the final folder
         peft_config=peft_config,
@@ -213,6 +237,7 @@ def main(script_args: AllavaScriptArguments, training_args: SFTConfig, model_arg
             )
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
+    trainer.save_state()  # trainer_state.json (loss history) beside the model: the loss curve and card read it
     if training_args.process_index == 0:
         logger.info(
             "saved %s (load with AutoModelForImageTextToText, trust_remote_code=True)", training_args.output_dir

@@ -1,0 +1,383 @@
+"""Training throughput and peak memory on CPU: the baseline a user would pick vs our padded, grouped, packed batches.
+
+    python -m bench.bench_packing                      # the table in docs/packing.md (~15 minutes on one core)
+    python -m bench.bench_packing --samples 16 --hidden 128   # a quick look
+
+All variants run in this one process, on the same rows (ALLaVA-like: 576 image tokens per image sample, questions of
+10-60 and answers of 50-600 tokens, 15% text-only rows), the same random weights and the same TRL `SFTTrainer`
+settings; only the model class, the collator and the sampler differ:
+
+  (a) baseline: transformers' `LlavaForConditionalGeneration` + TRL's vision collator (`assistant_only_loss`), padded
+  (b) ours padded: `AllavaForConditionalGeneration` + `recipes.collator.AllavaCollator`
+  (c) ours grouped: (b) in the order transformers' `group_by_length` sampler gives a large dataset (`length` column
+      of `recipes.lengths`; on a dataset this small the sampler's mega-batches would hold a single batch, so the rows
+      are put in that order here with one mega-batch for all, and read sequentially)
+  (d) ours packed, as recipes/sft.py trains: `recipes.packing.PackedAllavaCollator` (rows of up to `--max-length`
+      tokens, no attention mask) and the `sdpa_per_sample` attention (sdpa on each sample's span)
+  (e) (d) with plain sdpa, which computes each packed row's whole attention under a block-diagonal mask
+  (f) (e) in shorter rows (`row_length=--short-rows`; 0: no wider than the batch's longest sample)
+
+Throughput counts non-pad tokens (image tokens included) over the whole `trainer.train()` call (data loading,
+collation and image preprocessing included), per second of this process's CPU time with one torch thread (other jobs
+on a shared machine barely move it) and per wall-clock second. Peak memory is the peak resident set size (RSS,
+sampled every 2 ms from /proc/self/statm) during `train()` minus the RSS just before the model was built: weights,
+gradients, optimiser state and activations. glibc is told to return freed memory at once (MALLOC_* variables, set by
+re-running this script) so one variant's leftovers do not hide the next one's peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import io
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+
+import torch
+from datasets import Dataset, Features, Image, List, Value
+from PIL import Image as PILImage
+from PIL import ImageDraw
+from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, TrainerCallback
+from transformers.trainer_pt_utils import get_length_grouped_indices
+from trl import SFTConfig, SFTTrainer
+
+from modeling_allava import AllavaConfig, AllavaForConditionalGeneration
+from modeling_allava.tiny import build_tiny_processor
+from recipes.collator import AllavaCollator
+from recipes.data import TRAINING_FEATURES
+from recipes.lengths import add_length_column
+from recipes.packing import SDPA_PER_SAMPLE, PackedAllavaCollator
+
+
+IMAGE_SIZE, PATCH_SIZE = 336, 14  # CLIP-L/336's geometry: 576 image tokens per image
+ROTARY_DIMS = 32  # Phi-2: 80-wide heads, partial_rotary_factor 0.4
+
+
+def one_token_words(tokenizer) -> list[str]:
+    """Words the tokenizer keeps whole, so `n` words separated by spaces are exactly `2n - 1` tokens."""
+    words = [w for w in tokenizer.get_vocab() if w.isascii() and w.isalpha() and len(w) > 2]
+    return sorted(w for w in words if len(tokenizer.encode(" " + w, add_special_tokens=False)) == 2)
+
+
+def allava_like_rows(tokenizer, count: int, seed: int = 0, text_only_fraction: float = 0.15) -> list[dict]:
+    """Rows in the training format (`id`, `messages`, `images` as JPEG bytes) with ALLaVA-like lengths:
+    questions of 10-60 tokens, answers of 50-600 tokens, one 300-800 px image on all but `text_only_fraction`."""
+    rng = random.Random(seed)
+    words = one_token_words(tokenizer)
+
+    def text(tokens: int) -> str:
+        return " ".join(rng.choice(words) for _ in range((tokens + 1) // 2))
+
+    rows = []
+    for index in range(count):
+        has_image = rng.random() >= text_only_fraction
+        user = [{"type": "image", "text": None}] if has_image else []
+        user.append({"type": "text", "text": text(rng.randint(10, 60))})
+        answer = [{"type": "text", "text": text(rng.randint(50, 600))}]
+        images = []
+        if has_image:
+            size = (rng.randint(300, 800), rng.randint(300, 800))
+            image = PILImage.new("RGB", size, tuple(rng.randint(0, 255) for _ in range(3)))
+            ImageDraw.Draw(image).ellipse((10, 10, size[0] // 2, size[1] // 2), fill=(rng.randint(0, 255), 0, 0))
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=90)
+            images = [{"bytes": buffer.getvalue(), "path": None}]
+        messages = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+        rows.append({"id": f"bench-{index}", "messages": messages, "images": images})
+    return rows
+
+
+def phi_clip_config(
+    tokenizer, hidden: int, layers: int, vision_hidden: int, vision_layers: int, head_dim: int = 64, vocab_size=None
+) -> AllavaConfig:
+    """A Phi text model (4x MLP, 32 rotary dims per head) and a CLIP tower at 336 px / patch 14."""
+    return AllavaConfig(
+        vision_config={
+            "model_type": "clip_vision_model",
+            "hidden_size": vision_hidden,
+            "intermediate_size": vision_hidden * 4,
+            "num_hidden_layers": vision_layers,
+            "num_attention_heads": max(vision_hidden // 64, 1),
+            "image_size": IMAGE_SIZE,
+            "patch_size": PATCH_SIZE,
+        },
+        text_config={
+            "model_type": "phi",
+            "hidden_size": hidden,
+            "intermediate_size": hidden * 4,
+            "num_hidden_layers": layers,
+            "num_attention_heads": hidden // head_dim,
+            "num_key_value_heads": hidden // head_dim,
+            "partial_rotary_factor": min(ROTARY_DIMS / head_dim, 1.0),
+            "vocab_size": vocab_size or (len(tokenizer) + 63) // 64 * 64,
+            "max_position_embeddings": 4096,
+            "pad_token_id": tokenizer.pad_token_id,
+            "tie_word_embeddings": False,
+        },
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+
+
+def baseline_model(config: AllavaConfig) -> LlavaForConditionalGeneration:
+    """transformers' own Llava with the same vision and text configs (its LM head has no bias; ours has none here)."""
+    model = LlavaForConditionalGeneration(
+        LlavaConfig(
+            vision_config=config.vision_config,
+            text_config=config.text_config,
+            image_token_index=config.image_token_index,
+            tie_word_embeddings=False,
+        )
+    )
+    model.model.vision_tower.requires_grad_(False)  # as in ALLaVA: vision frozen, projector + LM trained
+    return model
+
+
+def baseline_processor(processor) -> LlavaProcessor:
+    """What a user of transformers' Llava builds: LlavaProcessor, CLS counted, the same chat template and images."""
+    return LlavaProcessor(
+        image_processor=processor.image_processor,
+        tokenizer=processor.tokenizer,
+        patch_size=PATCH_SIZE,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=processor.chat_template,
+    )
+
+
+class TokenCounter:
+    """Forward pre-hook recording, per model call: non-pad tokens, all tokens, the samples' lengths, the images."""
+
+    def __init__(self, model: torch.nn.Module, pad_token_id: int, image_token_id: int, image_tokens: int):
+        self.pad_token_id, self.image_token_id, self.image_tokens = pad_token_id, image_token_id, image_tokens
+        self.real, self.total, self.samples, self.images = [], [], [], []
+        self.handle = model.register_forward_pre_hook(self, with_kwargs=True)
+
+    def __call__(self, module, args, kwargs) -> None:
+        input_ids = kwargs["input_ids"]
+        real = input_ids != self.pad_token_id
+        self.real.append(int(real.sum()))
+        self.total.append(input_ids.numel())
+        self.images.append(int((input_ids == self.image_token_id).sum()) // self.image_tokens)
+        if kwargs.get("attention_mask") is not None:
+            self.samples.append(kwargs["attention_mask"].sum(1).tolist())
+        else:  # packed: a sample starts where position_ids restart; the rows' unused ends are pad tokens
+            starts = (kwargs["position_ids"] == 0).long().cumsum(1)
+            self.samples.append(
+                [
+                    n
+                    for row_starts, row_real in zip(starts, real)
+                    for n in torch.bincount(row_starts[row_real]).tolist()
+                    if n
+                ]
+            )
+
+
+class PeakRSS:
+    """Peak resident set size while the block runs, sampled every 2 ms, relative to `start`."""
+
+    def __init__(self, start: int):
+        self.start, self.peak, self._stop = start, start, threading.Event()
+
+    @staticmethod
+    def now() -> int:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self.now())
+
+    def __enter__(self) -> PeakRSS:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mib(self) -> float:
+        return (self.peak - self.start) / 2**20
+
+
+class Clock(TrainerCallback):
+    """Wall and CPU time of the whole `train()` (CPU time is less disturbed by other jobs on a shared machine)."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = (time.perf_counter(), time.process_time())
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.wall, self.cpu = time.perf_counter() - self.start[0], time.process_time() - self.start[1]
+
+
+def release_memory() -> None:
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def run(name: str, build_model, collator, processor, dataset: Dataset, args: argparse.Namespace, **config) -> dict:
+    """Train one epoch over `dataset` with SFTTrainer; return throughput, padding and peak memory."""
+    release_memory()
+    start = PeakRSS.now()
+    model = build_model()
+    image_tokens = (IMAGE_SIZE // PATCH_SIZE) ** 2
+    clock = Clock()
+    training_args = SFTConfig(
+        output_dir=tempfile.mkdtemp(prefix="bench-packing-"),
+        per_device_train_batch_size=args.batch_size,
+        num_train_epochs=1,
+        max_length=args.max_length,
+        learning_rate=1e-5,
+        bf16=False,
+        use_cpu=True,
+        activation_checkpointing=args.activation_checkpointing,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=args.seed,
+        **config,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        data_collator=collator,  # None: the one SFTTrainer picks itself (TRL's vision collator for the baseline)
+        train_dataset=dataset,
+        processing_class=processor,
+        callbacks=[clock],
+    )
+    counter = TokenCounter(
+        trainer.model, processor.tokenizer.pad_token_id, model.config.image_token_index, image_tokens
+    )
+    with PeakRSS(start) as memory:
+        trainer.train()
+    counter.handle.remove()
+    result = {
+        "name": name,
+        "steps": len(counter.real),
+        "samples": sum(len(lengths) for lengths in counter.samples),
+        "tokens_per_s": sum(counter.real) / clock.wall,
+        "tokens_per_cpu_s": sum(counter.real) / clock.cpu,
+        "padding": 1 - sum(counter.real) / sum(counter.total),
+        "largest_batch": max(counter.total),
+        "peak_mib": memory.mib,
+        "wall_s": clock.wall,
+    }
+    print(f"  {result}", flush=True)
+    del trainer, model
+    return result
+
+
+def ensure_malloc_returns_memory() -> None:
+    """glibc keeps freed blocks for reuse, so RSS would hide a later variant's peak: re-run with memory returned."""
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") != "65536":
+        os.environ.update(MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=48, help="rows trained on per variant (one epoch)")
+    parser.add_argument("--batch-size", type=int, default=8, help="samples per step (per_device_train_batch_size)")
+    parser.add_argument("--max-length", type=int, default=2048, help="max_length: the longest packed row")
+    parser.add_argument("--hidden", type=int, default=512, help="text model width (Phi layout, 64-wide heads)")
+    parser.add_argument("--layers", type=int, default=2, help="text model layers")
+    parser.add_argument("--vision-hidden", type=int, default=64, help="CLIP width (336 px, patch 14)")
+    parser.add_argument("--vision-layers", type=int, default=2, help="CLIP layers")
+    parser.add_argument("--activation-checkpointing", action="store_true", help="TRL's default; off here")
+    parser.add_argument("--variants", default="abcdef", help="which of a-f to run, in this order")
+    parser.add_argument("--short-rows", type=int, default=0, help="(f)'s row_length (0: the batch's longest sample)")
+    parser.add_argument("--repeats", type=int, default=1, help="run the variants this many times, keep each's best")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time measures work alone)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    ensure_malloc_returns_memory()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    processor = build_tiny_processor("phi", image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
+    config = phi_clip_config(processor.tokenizer, args.hidden, args.layers, args.vision_hidden, args.vision_layers)
+    weights = AllavaForConditionalGeneration(config).state_dict()  # every variant starts from these
+
+    rows = allava_like_rows(processor.tokenizer, args.samples, seed=args.seed)
+    ours = Dataset.from_list(rows, features=TRAINING_FEATURES)
+    # The baseline reads decoded images, as `load_dataset` gives them; both pipelines decode each image once.
+    theirs = ours.cast(
+        Features({"id": Value("string"), "messages": ours.features["messages"], "images": List(Image())})
+    )
+    padded = AllavaCollator(processor, args.max_length)
+    lengths = add_length_column(ours, padded)["length"]
+    torch.manual_seed(args.seed)
+    grouped = ours.select(get_length_grouped_indices(lengths, args.batch_size, len(lengths) // args.batch_size))
+    print(
+        f"{len(rows)} rows, {sum(1 for r in rows if r['images'])} with an image; tokens per row min {min(lengths)} "
+        f"mean {sum(lengths) / len(lengths):.0f} max {max(lengths)}; batch {args.batch_size}, max_length "
+        f"{args.max_length}; text model Phi {args.layers}x{args.hidden}, "
+        f"CLIP {args.vision_layers}x{args.vision_hidden} at {IMAGE_SIZE} px; torch threads {torch.get_num_threads()}; "
+        f"load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+
+    def ours_model(attention: str = "sdpa") -> AllavaForConditionalGeneration:
+        model = AllavaForConditionalGeneration(config)
+        model.load_state_dict(weights)
+        model.set_trainable_modules("allava")
+        model.set_attn_implementation({"text_config": attention})
+        return model
+
+    def theirs_model() -> LlavaForConditionalGeneration:
+        model = baseline_model(config)
+        model.load_state_dict(weights)
+        return model
+
+    ours_args = {"remove_unused_columns": False, "dataset_kwargs": {"skip_prepare_dataset": True}}
+    per_sample = PackedAllavaCollator(processor, args.max_length, attn_implementation=SDPA_PER_SAMPLE)
+    packed = PackedAllavaCollator(processor, args.max_length)
+    short = PackedAllavaCollator(processor, args.max_length, row_length=args.short_rows)
+    variants = {  # name, model, collator (None: TRL's), processor, dataset, SFTConfig extras
+        "a": ("(a) TRL + transformers Llava, padded", theirs_model, None, baseline_processor(processor), theirs,
+              {"assistant_only_loss": True}),
+        "b": ("(b) ours, padded", ours_model, padded, processor, ours, ours_args),
+        "c": ("(c) ours, grouped by length", ours_model, padded, processor, grouped,
+              {"train_sampling_strategy": "sequential", **ours_args}),
+        "d": (f"(d) ours, packed, rows <= {args.max_length}, sdpa per sample", lambda: ours_model(SDPA_PER_SAMPLE),
+              per_sample, processor, ours, ours_args),
+        "e": (f"(e) ours, packed, rows <= {args.max_length}, masked sdpa", ours_model, packed, processor, ours,
+              ours_args),
+        "f": (f"(f) ours, packed, rows <= {args.short_rows or 'longest sample'}, masked sdpa", ours_model, short,
+              processor, ours, ours_args),
+    }  # fmt: skip
+    best: dict[str, dict] = {}
+    for _ in range(args.repeats):
+        for key in args.variants:
+            name, build, collator, variant_processor, dataset, extras = variants[key]
+            result = run(name, build, collator, variant_processor, dataset, args, **extras)
+            if key not in best or result["tokens_per_cpu_s"] > best[key]["tokens_per_cpu_s"]:
+                best[key] = {**result, "peak_mib": max(result["peak_mib"], best.get(key, result)["peak_mib"])}
+
+    base = best.get("a")
+    print(f"\nload average after the runs: {os.getloadavg()[0]:.1f}")
+    print(
+        "| variant | non-pad tokens per CPU-second | per wall second | padding | largest batch (tokens) "
+        "| peak RSS delta | throughput vs (a) | memory vs (a) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for result in best.values():
+        speed = f"{result['tokens_per_cpu_s'] / base['tokens_per_cpu_s']:.2f}x" if base else "-"
+        memory = f"{result['peak_mib'] / base['peak_mib']:.2f}x" if base else "-"
+        print(
+            f"| {result['name']} | {result['tokens_per_cpu_s']:.0f} | {result['tokens_per_s']:.0f} | "
+            f"{result['padding']:.1%} | {result['largest_batch']} | {result['peak_mib']:.0f} MiB | {speed} "
+            f"| {memory} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""GPU: tokens/s, model FLOPs utilisation and peak memory of the baseline vs our packed batches, at ALLaVA-Phi2 size.
+
+    python -m bench.gpu_packing                       # one H100 / H200: under 8 minutes, nothing downloaded
+    python -m bench.gpu_packing --device cpu --tiny   # smoke test of the same code path (run by the tests)
+
+Random-init Phi-2-sized text model (2.7B: 32 x 2560, vocab 51200) + CLIP-L/14@336-sized vision tower (24 x 1024,
+576 image tokens) in bf16; vision frozen, projector + LM trained (ALLaVA), TRL's defaults otherwise (activation
+checkpointing, its fused LM-head loss). Same ALLaVA-like rows as bench/bench_packing.py. Per attention implementation
+(sdpa, and flash-attention 2 when `flash_attn` imports): (a) transformers' Llava + TRL's vision collator, padded;
+(b) ours padded; (e) ours packed (`recipes.packing.PackedAllavaCollator`) on that attention as transformers runs it
+(for sdpa: the whole row under a block-diagonal mask); for sdpa also (d) ours packed as recipes/sft.py trains, with
+the `sdpa_per_sample` attention (sdpa on each sample's span). Throughput and MFU count non-pad tokens
+and the useful FLOPs of the real samples only (causal attention per sample, frozen tower forward only) over the
+measured steps (after `--warmup`); memory is `torch.cuda.max_memory_allocated` over the whole run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import tempfile
+import time
+
+import torch
+from datasets import Dataset, Features, Image, List, Value
+from transformers import TrainerCallback
+from trl import SFTConfig, SFTTrainer
+from trl.trainer.utils import get_peak_flops
+
+from bench.bench_packing import (
+    IMAGE_SIZE,
+    PATCH_SIZE,
+    TokenCounter,
+    allava_like_rows,
+    baseline_model,
+    baseline_processor,
+    phi_clip_config,
+)
+from modeling_allava import AllavaForConditionalGeneration
+from modeling_allava.tiny import build_tiny_processor
+from recipes.collator import AllavaCollator
+from recipes.data import TRAINING_FEATURES
+from recipes.packing import SDPA_PER_SAMPLE, PackedAllavaCollator
+
+
+class StepClock(TrainerCallback):
+    """Time from the end of the warm-up steps to the end of the last step (device synchronised)."""
+
+    def __init__(self, warmup: int, device: torch.device):
+        self.warmup, self.device, self.start, self.end = warmup, device, None, None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        if state.global_step == self.warmup:
+            self.start = time.perf_counter()
+        self.end = time.perf_counter()
+
+
+def useful_flops(config, lengths: list[int], images: int) -> float:
+    """Training FLOPs of these samples: 6 x weights per trained token (LM, head, projector) + causal attention, and
+    the frozen vision tower's forward (2 x weights per patch + attention)."""
+    text, vision = config.text_config, config.vision_config
+    h, v = text.hidden_size, vision.hidden_size
+    lm = text.num_hidden_layers * (4 * h * h + 2 * h * text.intermediate_size) + h * text.vocab_size
+    attention = 6 * text.num_hidden_layers * h * sum(n * n for n in lengths)  # QK^T + AV over n^2/2 pairs, x3
+    patches = (vision.image_size // vision.patch_size) ** 2 + 1
+    tower = vision.num_hidden_layers * (
+        2 * patches * (4 * v * v + 2 * v * vision.intermediate_size) + 4 * v * patches**2
+    )
+    projector = 6 * (patches - 1) * (v * h + h * h)
+    return 6 * lm * sum(lengths) + attention + images * (tower + projector)
+
+
+def run(name, build_model, collator, processor, dataset, attention: str, args) -> dict:
+    device = torch.device(args.device)
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    with torch.device(device):
+        model = build_model().to(dtype)
+    model.set_attn_implementation({"text_config": attention})
+    clock = StepClock(args.warmup, device)
+    training_args = SFTConfig(
+        output_dir=tempfile.mkdtemp(prefix="gpu-packing-"),
+        per_device_train_batch_size=args.batch_size,
+        max_steps=args.warmup + args.steps,
+        max_length=args.max_length,
+        learning_rate=1e-5,
+        bf16=device.type == "cuda",
+        use_cpu=device.type == "cpu",
+        optim="adamw_torch_fused" if device.type == "cuda" else "adamw_torch",
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        dataloader_num_workers=args.workers,
+        seed=0,
+        **(
+            {"assistant_only_loss": True}
+            if collator is None
+            else {"remove_unused_columns": False, "dataset_kwargs": {"skip_prepare_dataset": True}}
+        ),
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        data_collator=collator,  # None: TRL's own vision collator (the baseline)
+        train_dataset=dataset,
+        processing_class=processor,
+        callbacks=[clock],
+    )
+    image_tokens = (IMAGE_SIZE // PATCH_SIZE) ** 2
+    counter = TokenCounter(
+        trainer.model, processor.tokenizer.pad_token_id, model.config.image_token_index, image_tokens
+    )
+    trainer.train()
+    counter.handle.remove()
+    measured = slice(args.warmup, args.warmup + args.steps)
+    seconds = clock.end - clock.start
+    lengths = [n for call in counter.samples[measured] for n in call]
+    flops = useful_flops(model.config, lengths, sum(counter.images[measured]))
+    peak = get_peak_flops(torch.cuda.get_device_name(device), "bfloat16") if device.type == "cuda" else None
+    result = {
+        "name": f"{name} [{attention}]",
+        "tokens_per_s": sum(counter.real[measured]) / seconds,
+        "padding": 1 - sum(counter.real[measured]) / sum(counter.total[measured]),
+        "mfu": flops / seconds / peak if peak else None,
+        "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+        "step_s": seconds / args.steps,
+    }
+    print(f"  {result}", flush=True)
+    del trainer, model
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument(
+        "--tiny", action="store_true", help="a tiny model instead of Phi-2 + CLIP-L sizes (smoke test)"
+    )
+    parser.add_argument("--batch-size", type=int, help="samples per step (default 16; --tiny: 3)")
+    parser.add_argument("--max-length", type=int, default=2048)
+    parser.add_argument("--warmup", type=int, help="steps not measured (default 3; --tiny: 1)")
+    parser.add_argument("--steps", type=int, help="measured steps (default 8; --tiny: 1)")
+    parser.add_argument("--workers", type=int, help="dataloader workers for collation (default 4; --tiny: 0)")
+    parser.add_argument("--attention", nargs="*", default=None, help="default: sdpa, + flash_attention_2 if installed")
+    args = parser.parse_args()
+    for key, full, tiny in (("batch_size", 16, 3), ("warmup", 3, 1), ("steps", 8, 1), ("workers", 4, 0)):
+        if getattr(args, key) is None:
+            setattr(args, key, tiny if args.tiny else full)
+    attentions = args.attention or ["sdpa"] + (["flash_attention_2"] if importlib.util.find_spec("flash_attn") else [])
+
+    processor = build_tiny_processor("phi", image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
+    if args.tiny:
+        config = phi_clip_config(processor.tokenizer, 64, 2, 64, 1)
+    else:  # Phi-2 (80-wide heads, vocab 51200) and CLIP ViT-L/14@336
+        config = phi_clip_config(processor.tokenizer, 2560, 32, 1024, 24, head_dim=80, vocab_size=51200)
+    rows = allava_like_rows(processor.tokenizer, args.batch_size * (args.warmup + args.steps), seed=0)
+    ours = Dataset.from_list(rows, features=TRAINING_FEATURES)
+    theirs = ours.cast(
+        Features({"id": Value("string"), "messages": ours.features["messages"], "images": List(Image())})
+    )
+    device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else args.device
+    print(f"device: {device_name}; torch {torch.__version__}; attention: {attentions}", flush=True)
+
+    def ours_model() -> AllavaForConditionalGeneration:
+        torch.manual_seed(0)
+        model = AllavaForConditionalGeneration(config)
+        model.set_trainable_modules("allava")
+        return model
+
+    def theirs_model():
+        torch.manual_seed(0)
+        return baseline_model(config)
+
+    groups = []
+    for attention in attentions:
+        packed = PackedAllavaCollator(processor, args.max_length, attn_implementation=attention)
+        group = [
+            run("(a) TRL + transformers Llava, padded", theirs_model, None, baseline_processor(processor), theirs,
+                attention, args),
+            run("(b) ours, padded", ours_model, AllavaCollator(processor, args.max_length), processor, ours, attention,
+                args),
+            run("(e) ours, packed", ours_model, packed, processor, ours, attention, args),
+        ]  # fmt: skip
+        if attention == "sdpa":  # what recipes/sft.py trains with: sdpa on each sample's span
+            per_sample = PackedAllavaCollator(processor, args.max_length, attn_implementation=SDPA_PER_SAMPLE)
+            group.append(run("(d) ours, packed", ours_model, per_sample, processor, ours, SDPA_PER_SAMPLE, args))
+        groups.append(group)
+
+    print(f"\n{device_name}, batch {args.batch_size} samples, max_length {args.max_length}, {args.steps} steps")
+    print("| variant | non-pad tokens/s | padding | MFU | peak memory (allocated) | step | tokens/s vs (a) |")
+    print("|---|---|---|---|---|---|---|")
+    for group in groups:
+        for result in group:
+            print(row(result, group[0]))
+
+
+def row(result: dict, base: dict) -> str:
+    """One markdown table row; `base` is the baseline (a) with the same attention."""
+    mfu = f"{result['mfu']:.1%}" if result["mfu"] is not None else "n/a"
+    memory = f"{result['peak_gib']:.1f} GiB" if result["peak_gib"] is not None else "n/a"
+    return (
+        f"| {result['name']} | {result['tokens_per_s']:.0f} | {result['padding']:.1%} | {mfu} | {memory} | "
+        f"{result['step_s']:.2f} s | {result['tokens_per_s'] / base['tokens_per_s']:.2f}x |"
+    )
+
+
+if __name__ == "__main__":
+    main()
