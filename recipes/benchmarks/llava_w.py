@@ -6,10 +6,8 @@ description the text-only judge reads instead of the image), `gpt_answer` (the r
 100 * sum(answer scores) / sum(reference scores), over the samples the judge scored.
 """
 
-from string import Template
-
 from .common import Sample, mean_percent, require, row_image
-from .judge import parse_score_pair
+from .judge import parse_score_pair, reference_judge_messages
 
 
 NAME = "llava_w"
@@ -45,12 +43,7 @@ def make_samples(rows, variant: str) -> list[Sample]:
     return samples
 
 
-def judge_messages(sample: Sample, answer: str, template: str) -> list[dict]:
-    target = sample.target
-    text = Template(template).substitute(
-        context=target["context"], question=target["question"], reference=target["reference"], answer=answer
-    )
-    return [{"role": "user", "content": text}]
+judge_messages = reference_judge_messages
 
 
 def parse_judgement(reply: str, sample: Sample) -> tuple:

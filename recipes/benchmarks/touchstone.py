@@ -7,10 +7,8 @@ from the annotation), `category`, `task_name`. No Hub copy is confirmed: the def
 first. Score: 100 * mean judge score (1-10) of the answer, TouchStone's scale (GPT-4V ~ 800).
 """
 
-from string import Template
-
 from .common import Sample, mean_percent, require, row_image
-from .judge import parse_score_pair
+from .judge import parse_score_pair, reference_judge_messages
 
 
 NAME = "touchstone"
@@ -46,12 +44,7 @@ def make_samples(rows, variant: str) -> list[Sample]:
     return samples
 
 
-def judge_messages(sample: Sample, answer: str, template: str) -> list[dict]:
-    target = sample.target
-    text = Template(template).substitute(
-        context=target["context"], question=target["question"], reference=target["reference"], answer=answer
-    )
-    return [{"role": "user", "content": text}]
+judge_messages = reference_judge_messages
 
 
 def parse_judgement(reply: str, sample: Sample) -> tuple:
