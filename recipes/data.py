@@ -15,9 +15,11 @@ Images stay encoded until the collator opens them, so a broken image is reported
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -88,10 +90,25 @@ def load_mixture(mixture: Sequence[Mapping[str, Any]], seed: int = 0) -> Dataset
     return concatenate_datasets(parts)
 
 
+def local_cache_dir(folder: Path) -> str:
+    """A `datasets` cache folder for one local dataset folder, keyed by its path and its files' sizes and times.
+
+    datasets caches a local folder under `<folder name>/<subset>` only, blind to its path and contents, so a rebuilt
+    folder (the demo rebuilds its dataset in place), or another folder of the same name, would be read from a stale
+    cache. Unchanged folders keep reusing their cache; concurrent runs share it the way datasets shares any cache.
+    """
+    key = hashlib.sha256(str(folder.resolve()).encode())
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        key.update(f"{path.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "allava_local" / key.hexdigest()[:16])
+
+
 def load_entry(entry: MixtureEntry) -> Dataset:
     """One entry as a Dataset with exactly the columns `id`, `messages`, `images`."""
     try:
-        dataset = datasets.load_dataset(entry.path, entry.name, split=entry.split)
+        cache = {"cache_dir": local_cache_dir(Path(entry.path))} if Path(entry.path).is_dir() else {}
+        dataset = datasets.load_dataset(entry.path, entry.name, split=entry.split, **cache)
     except Exception as error:  # datasets raises many types (FileNotFoundError, DatasetNotFoundError, ValueError...)
         raise ValueError(f"{entry.describe()}: cannot load the dataset: {error}") from error
     if not isinstance(dataset, Dataset):

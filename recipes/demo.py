@@ -1,7 +1,7 @@
 """The whole ALLaVA loop, offline, with tiny models: the same scripts a user runs with real ones.
 
-    python recipes/demo.py            # full demo (about 15 minutes on 2 CPU cores), everything under outputs/tiny/
-    python recipes/demo.py --quick    # few scenes and steps: the pipeline check CI runs (about 2 minutes)
+    python recipes/demo.py            # full demo (under 10 minutes on 2 CPU cores), everything under outputs/tiny/
+    python recipes/demo.py --quick    # fewer scenes and steps: the learning check CI runs (about 4 minutes)
 
 1. shapes-world images: a training set and a held-out set (other seeds, other scenes)
 2. caption-then-QA synthesis with dataset_scripts/synthesize.py against the offline teacher over loopback (the real
@@ -36,7 +36,7 @@ from recipes.loss_curve import plot_loss_curves  # noqa: E402
 
 
 # (train scenes, held-out scenes, text instructions, stage-1 steps, stage-2 steps)
-SIZES = {"full": (3000, 200, 400, 600, 1400), "quick": (300, 40, 60, 40, 60)}
+SIZES = {"full": (12000, 200, 400, 1100, 1300), "quick": (1500, 100, 60, 800, 300)}
 IMAGE_SIZE = 56
 DEMO_KEY = "sk-offline-demo-not-a-secret"
 

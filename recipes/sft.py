@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from peft import LoraConfig
-from transformers import AutoModelForImageTextToText, AutoProcessor, set_seed
+from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer, set_seed
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_quantization_config
 
 
@@ -96,6 +96,15 @@ class AllavaScriptArguments:
         },
     )
 
+    fused_lm_head_loss: bool = field(
+        default=True,
+        metadata={
+            "help": "Loss from TRL's fused, chunked LM head (never builds the [tokens, vocab] logits; logs entropy "
+            "and token accuracy). false: the model's own cross-entropy over full logits, several times cheaper "
+            "for tiny models on CPU, where TRL's kernel has no Triton and scores every position."
+        },
+    )
+
     def __post_init__(self) -> None:
         # YAML values bypass argparse's `choices`, so check here.
         if self.trainable not in TRAINABLE_CHOICES:
@@ -111,6 +120,20 @@ def _json_entry(entry, index: int):
         return json.loads(entry)
     except json.JSONDecodeError as error:
         raise ValueError(f"dataset_mixture[{index}]: not a JSON object: {entry!r} ({error})") from error
+
+
+class AllavaSFTTrainer(SFTTrainer):
+    """TRL's SFTTrainer, with the option to take the loss from the model's own forward (see `fused_lm_head_loss`)."""
+
+    def __init__(self, *args, fused_lm_head_loss: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fused_lm_head_loss = fused_lm_head_loss
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.fused_lm_head_loss:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # transformers' Trainer loss: model(**inputs).loss, normalised by the tokens of the whole accumulated batch.
+        return Trainer.compute_loss(self, model, {**inputs, "use_cache": False}, return_outputs, num_items_in_batch)
 
 
 def load_model_and_processor(script_args: AllavaScriptArguments, model_args: ModelConfig):
@@ -220,13 +243,14 @@ def main(script_args: AllavaScriptArguments, training_args: SFTConfig, model_arg
         with PartialState().main_process_first():
             train_dataset = add_length_column(train_dataset, collator, num_proc=training_args.dataset_num_proc)
 
-    trainer = SFTTrainer(
+    trainer = AllavaSFTTrainer(
         model=model,
         args=training_args,
         data_collator=collator,
         train_dataset=train_dataset,
         processing_class=processor,  # saved into every checkpoint and the final folder
         peft_config=peft_config,
+        fused_lm_head_loss=script_args.fused_lm_head_loss,
     )
     resume = training_args.resume_from_checkpoint
     if resume in ("true", "True", "latest"):

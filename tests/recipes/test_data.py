@@ -5,6 +5,7 @@ from datasets import Dataset, Features, Image, List, Value
 
 from dataset_scripts.schema import conversations_to_messages
 from recipes.data import TRAINING_FEATURES, load_mixture, parse_mixture
+from tests.recipes.conftest import shapes_rows, write_dataset_folder
 
 
 def test_mixture_applies_fraction_and_epochs(shapes_dataset):
@@ -23,6 +24,19 @@ def test_mixture_applies_fraction_and_epochs(shapes_dataset):
     assert set(row["images"][0]) == {"bytes", "path"}  # left encoded for the collator
     assert row["messages"][0]["content"][0]["type"] == "image"
     assert load_mixture(mixture, seed=0)["id"] == ids  # the subset is seeded
+
+
+def test_local_folders_are_read_fresh(tmp_path):
+    """datasets caches a local folder by its name and subset only: a rebuilt or same-named folder must not be stale."""
+    first, second = tmp_path / "a" / "dataset", tmp_path / "b" / "dataset"
+    write_dataset_folder(first, {"caption_shapes": shapes_rows("caption", 4, seed=1)})
+    write_dataset_folder(second, {"caption_shapes": shapes_rows("caption", 6, seed=2)})
+    assert len(load_mixture([{"path": str(first), "name": "caption_shapes"}])) == 4
+    assert len(load_mixture([{"path": str(second), "name": "caption_shapes"}])) == 6
+    write_dataset_folder(first, {"caption_shapes": shapes_rows("caption", 5, seed=3)})  # rebuilt in place
+    assert load_mixture([{"path": str(first), "name": "caption_shapes"}])["id"] == [
+        row["id"] for row in shapes_rows("caption", 5, seed=3)
+    ]
 
 
 def parts(messages: list[dict]) -> list:

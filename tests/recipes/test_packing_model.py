@@ -15,6 +15,7 @@ from trl import SFTConfig, SFTTrainer
 from modeling_allava.tiny import build_tiny_model_and_processor
 from recipes.collator import IGNORE_INDEX, AllavaCollator
 from recipes.packing import SDPA_PER_SAMPLE, PackedAllavaCollator
+from recipes.sft import AllavaSFTTrainer
 from tests.recipes.test_packing import chat_rows, segments
 
 
@@ -105,12 +106,7 @@ def test_no_attention_crosses_sample_boundaries(attention):
         assert not torch.allclose(leaky[others], before[others], atol=1e-3)
 
 
-def test_sft_trainer_fused_loss_is_the_same_packed_or_padded_and_builds_no_full_logits():
-    """TRL's fused LM-head loss (bias included) on packed batches: the model's own loss, without [tokens, vocab]."""
-    model, processor = build_tiny_model_and_processor("phi", lm_head_bias=True)
-    with torch.no_grad():
-        model.lm_head.bias.normal_()  # a head bias the fused loss must not drop
-    rows = chat_rows(6, seed=3)
+def sft_trainer(model, processor, trainer_class=SFTTrainer, **kwargs) -> SFTTrainer:
     args = SFTConfig(
         output_dir=tempfile.mkdtemp(),
         per_device_train_batch_size=6,
@@ -121,19 +117,35 @@ def test_sft_trainer_fused_loss_is_the_same_packed_or_padded_and_builds_no_full_
         remove_unused_columns=False,
         dataset_kwargs={"skip_prepare_dataset": True},
     )
-    packed_collator = PackedAllavaCollator(processor, 256)
-    trainer = SFTTrainer(
+    return trainer_class(
         model=model,
         args=args,
-        data_collator=packed_collator,
+        data_collator=PackedAllavaCollator(processor, 256),
         train_dataset=Dataset.from_list(chat_rows(12, seed=4)),
         processing_class=processor,
+        **kwargs,
     )
-    model.train()
+
+
+def model_with_head_bias():
+    model, processor = build_tiny_model_and_processor("phi", lm_head_bias=True)
+    with torch.no_grad():
+        model.lm_head.bias.normal_()  # a head bias the fused loss must not drop
+    return model.train(), processor
+
+
+def test_sft_trainer_fused_loss_is_the_same_packed_or_padded_and_builds_no_full_logits():
+    """TRL's fused LM-head loss (bias included) on packed batches: the model's own loss, without [tokens, vocab]."""
+    model, processor = model_with_head_bias()
+    rows = chat_rows(6, seed=3)
+    trainer = sft_trainer(model, processor)
     head_calls = []
     hook = model.lm_head.register_forward_hook(lambda *_: head_calls.append(1))
     losses, batches = {}, {}
-    for name, collator in (("padded", AllavaCollator(processor, 256)), ("packed", packed_collator)):
+    for name, collator in (
+        ("padded", AllavaCollator(processor, 256)),
+        ("packed", PackedAllavaCollator(processor, 256)),
+    ):
         batches[name] = batch = collator(rows)
         targets = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
         losses[name] = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=targets)
@@ -143,6 +155,25 @@ def test_sft_trainer_fused_loss_is_the_same_packed_or_padded_and_builds_no_full_
     torch.testing.assert_close(losses["packed"], losses["padded"], rtol=1e-5, atol=1e-6)
     for name, batch in batches.items():  # and it is the model's own loss, computed from the full logits
         torch.testing.assert_close(losses[name], model(**batch, use_cache=False).loss, rtol=1e-5, atol=1e-6)
+
+
+def test_plain_loss_option_gives_the_fused_loss_and_gradients():
+    """sft.py's `fused_lm_head_loss: false` (the model's own cross-entropy) trains what TRL's fused head does."""
+    model, processor = model_with_head_bias()
+    batch = PackedAllavaCollator(processor, 256)(chat_rows(6, seed=3))
+    targets = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    results = {}
+    for fused in (True, False):
+        trainer = sft_trainer(model, processor, AllavaSFTTrainer, fused_lm_head_loss=fused)
+        model.zero_grad()
+        loss = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=targets)
+        loss.backward()
+        grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        results[fused] = loss.detach(), grads
+    torch.testing.assert_close(results[False][0], results[True][0], rtol=1e-5, atol=1e-6)
+    assert results[False][1].keys() == results[True][1].keys() and "lm_head.bias" in results[True][1]
+    for name, grad in results[True][1].items():
+        torch.testing.assert_close(results[False][1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_sdpa_per_sample_is_plain_sdpa_outside_packed_rows_and_is_not_saved(tmp_path):
