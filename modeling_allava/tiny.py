@@ -167,13 +167,15 @@ def build_tiny_model_and_processor(
     return model.eval(), processor
 
 
-def save_tiny_backbones(folder: str | Path, text_backbone: str = "phi", seed: int = 0) -> tuple[Path, Path]:
+def save_tiny_backbones(
+    folder: str | Path, text_backbone: str = "phi", seed: int = 0, image_size: int = 56, patch_size: int = 14
+) -> tuple[Path, Path]:
     """Write a tiny full CLIP checkpoint and a tiny causal LM + tokenizer, shaped like the hub repos
     `from_backbones` reads (e.g. openai/clip-vit-large-patch14-336 and microsoft/phi-2)."""
     folder = Path(folder)
     tokenizer = build_tiny_tokenizer()
     torch.manual_seed(seed)
-    vision_config = tiny_vision_config()
+    vision_config = tiny_vision_config(image_size, patch_size)
     clip = CLIPModel(
         CLIPConfig(
             vision_config=vision_config.to_dict(),

@@ -20,14 +20,14 @@ def train(tiny_backbones, shapes_dataset, output_dir, *flags: str) -> list[dict]
 
 def test_packed_training_follows_the_padded_run(tiny_backbones, shapes_dataset, tmp_path, monkeypatch):
     collators = []
-    trainer_class = sft.SFTTrainer
+    trainer_class = sft.AllavaSFTTrainer
 
     def recording_trainer(*args, **kwargs):
         attention = kwargs["model"].config.text_config._attn_implementation
         collators.append((type(kwargs["data_collator"]).__name__, attention))
         return trainer_class(*args, **kwargs)
 
-    monkeypatch.setattr(sft, "SFTTrainer", recording_trainer)
+    monkeypatch.setattr(sft, "AllavaSFTTrainer", recording_trainer)
     packed = train(tiny_backbones, shapes_dataset, tmp_path / "packed")
     padded = train(tiny_backbones, shapes_dataset, tmp_path / "padded", "--pack_batches", "false")
     # Packing is the default, with sdpa run on each sample's span; --pack_batches false keeps padded batches.
