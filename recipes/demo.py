@@ -1,7 +1,7 @@
 """The whole ALLaVA loop, offline, with tiny models: the same scripts a user runs with real ones.
 
-    python recipes/demo.py            # full demo (under 10 minutes on 2 CPU cores), everything under outputs/tiny/
-    python recipes/demo.py --quick    # fewer scenes and steps: the learning check CI runs (about 4 minutes)
+    python recipes/demo.py            # full demo (about 9.5 minutes on 2 CPU cores), everything under outputs/tiny/
+    python recipes/demo.py --quick    # fewer scenes and steps: the learning check CI runs (about 5 minutes)
 
 1. shapes-world images: a training set and a held-out set (other seeds, other scenes)
 2. caption-then-QA synthesis with dataset_scripts/synthesize.py against the offline teacher over loopback (the real
