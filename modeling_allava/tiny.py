@@ -168,14 +168,20 @@ def build_tiny_model_and_processor(
 
 
 def save_tiny_backbones(
-    folder: str | Path, text_backbone: str = "phi", seed: int = 0, image_size: int = 56, patch_size: int = 14
+    folder: str | Path,
+    text_backbone: str = "phi",
+    seed: int = 0,
+    image_size: int = 56,
+    patch_size: int = 14,
+    vision_hidden_size: int = 64,
+    text_hidden_size: int = 64,
 ) -> tuple[Path, Path]:
     """Write a tiny full CLIP checkpoint and a tiny causal LM + tokenizer, shaped like the hub repos
     `from_backbones` reads (e.g. openai/clip-vit-large-patch14-336 and microsoft/phi-2)."""
     folder = Path(folder)
     tokenizer = build_tiny_tokenizer()
     torch.manual_seed(seed)
-    vision_config = tiny_vision_config(image_size, patch_size)
+    vision_config = tiny_vision_config(image_size, patch_size, vision_hidden_size)
     clip = CLIPModel(
         CLIPConfig(
             vision_config=vision_config.to_dict(),
@@ -188,8 +194,13 @@ def save_tiny_backbones(
             projection_dim=64,
         )
     )
+    # CLIP initialises its position embeddings at std 0.02: ~1% of the patch features, so a random tower's token
+    # cannot say where in the image it is (a linear probe on one shape's token reads its column at chance), while a
+    # pretrained CLIP's can. At std 1 (~60% of a patch feature) the tiny tower's tokens carry their place too.
+    with torch.no_grad():
+        clip.vision_model.embeddings.position_embedding.weight.normal_(std=1.0)
     clip.save_pretrained(folder / "vision")
-    text_config = AutoConfig.for_model(**_tiny_text_config(text_backbone, tokenizer, 64, 2))
+    text_config = AutoConfig.for_model(**_tiny_text_config(text_backbone, tokenizer, text_hidden_size, 2))
     AutoModelForCausalLM.from_config(text_config).save_pretrained(folder / "text")
     tokenizer.save_pretrained(folder / "text")
     return folder / "vision", folder / "text"

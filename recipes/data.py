@@ -80,8 +80,11 @@ def parse_mixture(mixture: Sequence[Mapping[str, Any]] | None) -> list[MixtureEn
 def load_mixture(mixture: Sequence[Mapping[str, Any]], seed: int = 0) -> Dataset:
     """Load, subsample, repeat and concatenate the mixture (the Trainer's sampler shuffles it)."""
     parts = []
+    cache_dirs: dict[str, str] = {}  # one walk per local folder, however many subsets of it the mixture reads
     for entry in parse_mixture(mixture):
-        dataset = load_entry(entry)
+        if Path(entry.path).is_dir() and entry.path not in cache_dirs:
+            cache_dirs[entry.path] = local_cache_dir(Path(entry.path))
+        dataset = load_entry(entry, cache_dirs.get(entry.path))
         if entry.fraction < 1:
             keep = max(1, round(len(dataset) * entry.fraction))
             dataset = dataset.shuffle(seed=seed).select(range(keep)).flatten_indices()
@@ -104,11 +107,13 @@ def local_cache_dir(folder: Path) -> str:
     return str(Path(datasets.config.HF_DATASETS_CACHE) / "allava_local" / key.hexdigest()[:16])
 
 
-def load_entry(entry: MixtureEntry) -> Dataset:
-    """One entry as a Dataset with exactly the columns `id`, `messages`, `images`."""
+def load_entry(entry: MixtureEntry, cache_dir: str | None = None) -> Dataset:
+    """One entry as a Dataset with exactly the columns `id`, `messages`, `images`; a local folder is read through
+    `cache_dir` (its `local_cache_dir`, computed here when not given)."""
+    if cache_dir is None and Path(entry.path).is_dir():
+        cache_dir = local_cache_dir(Path(entry.path))
     try:
-        cache = {"cache_dir": local_cache_dir(Path(entry.path))} if Path(entry.path).is_dir() else {}
-        dataset = datasets.load_dataset(entry.path, entry.name, split=entry.split, **cache)
+        dataset = datasets.load_dataset(entry.path, entry.name, split=entry.split, cache_dir=cache_dir)
     except Exception as error:  # datasets raises many types (FileNotFoundError, DatasetNotFoundError, ValueError...)
         raise ValueError(f"{entry.describe()}: cannot load the dataset: {error}") from error
     if not isinstance(dataset, Dataset):

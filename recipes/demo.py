@@ -36,11 +36,14 @@ from recipes.loss_curve import plot_loss_curves  # noqa: E402
 
 
 # (train scenes, held-out scenes, text instructions, stage-1 steps, stage-2 steps)
-SIZES = {"full": (12000, 200, 400, 1100, 1300), "quick": (2000, 100, 60, 900, 500)}
+SIZES = {"full": (6000, 200, 400, 2600, 3200), "quick": (3000, 100, 60, 1600, 1200)}
 # 84 px cut into 28 px patches: a 3x3 grid whose columns are the scene's left / centre / right thirds and whose rows
 # are its three shape slots, so every shape sits inside one image token (at 56 px / 14 px, shape and count stayed
 # near chance within the time budget; docs/benchmarks.md).
 IMAGE_SIZE, PATCH_SIZE = 84, 28
+# The tiny Phi is 128 wide: at 64 it learned colour and count, then shape or position but rarely both within the
+# time budget; at 128 it learns all four in fewer steps, each ~30% dearer (docs/benchmarks.md).
+TEXT_WIDTH = 128
 DEMO_KEY = "sk-offline-demo-not-a-secret"
 
 ANSWER_NEW_IMAGE = """
@@ -189,10 +192,12 @@ def main(argv: list[str] | None = None) -> dict:
             python,
             "-c",
             "import sys; from modeling_allava.tiny import save_tiny_backbones; "
-            "save_tiny_backbones(sys.argv[1], image_size=int(sys.argv[2]), patch_size=int(sys.argv[3]))",
+            "save_tiny_backbones(sys.argv[1], image_size=int(sys.argv[2]), patch_size=int(sys.argv[3]), "
+            "text_hidden_size=int(sys.argv[4]))",
             str(out / "backbones"),
             str(IMAGE_SIZE),
             str(PATCH_SIZE),
+            str(TEXT_WIDTH),
         ],
         timings,
     )

@@ -6,6 +6,8 @@ from types import ModuleType
 
 import datasets
 
+from recipes.data import local_cache_dir
+
 
 OpenSplit = Callable[[str | None, str], datasets.Dataset]
 
@@ -22,7 +24,7 @@ def _open_local(folder: Path, config: str | None, split: str) -> datasets.Datase
     if (folder / "state.json").is_file():
         return datasets.load_from_disk(str(folder))
     try:
-        return datasets.load_dataset(str(folder), split=split)
+        return datasets.load_dataset(str(folder), split=split, cache_dir=local_cache_dir(folder))
     except ValueError as error:
         wanted = f"config {config!r} (a sub-folder of that name) split {split!r}" if config else f"split {split!r}"
         raise ValueError(f"{folder}: cannot open {wanted} ({error}).") from error

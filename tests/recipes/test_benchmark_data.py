@@ -50,3 +50,21 @@ def test_benchmarks_without_a_hub_copy_and_missing_local_data_say_what_to_do(tmp
     DatasetDict({"train": Dataset.from_dict({"a": [1]})}).save_to_disk(str(tmp_path / "dd"))
     with pytest.raises(ValueError, match=r"no split 'validation'; it has \['train'\]"):
         data.load_rows(textvqa, str(tmp_path / "dd"), None, None)
+
+
+def test_a_local_benchmark_copy_rebuilt_in_place_is_read_fresh(tmp_path):
+    """A local copy with a README `configs:` block is cached by folder name only unless we key the cache ourselves."""
+    folder = tmp_path / "textvqa"
+
+    def write_copy(ids: list[int]) -> None:
+        (folder / "data").mkdir(parents=True, exist_ok=True)
+        Dataset.from_dict({"question_id": ids}).to_parquet(folder / "data" / "validation-00000-of-00001.parquet")
+        (folder / "README.md").write_text(
+            "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: validation\n"
+            "    path: data/validation-*\n---\n"
+        )
+
+    write_copy([1, 2, 3])
+    assert data.load_rows(textvqa, str(folder), None, None)[0]["question_id"] == [1, 2, 3]
+    write_copy([7, 8])
+    assert data.load_rows(textvqa, str(folder), None, None)[0]["question_id"] == [7, 8]

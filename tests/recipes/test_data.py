@@ -4,7 +4,8 @@ import pytest
 from datasets import Dataset, Features, Image, List, Value
 
 from dataset_scripts.schema import conversations_to_messages
-from recipes.data import TRAINING_FEATURES, load_mixture, parse_mixture
+from recipes import data
+from recipes.data import TRAINING_FEATURES, load_mixture, local_cache_dir, parse_mixture
 from tests.recipes.conftest import shapes_rows, write_dataset_folder
 
 
@@ -37,6 +38,18 @@ def test_local_folders_are_read_fresh(tmp_path):
     assert load_mixture([{"path": str(first), "name": "caption_shapes"}])["id"] == [
         row["id"] for row in shapes_rows("caption", 5, seed=3)
     ]
+
+
+def test_a_folder_is_walked_once_per_mixture(tmp_path, monkeypatch):
+    """Hashing a folder stats every file in it: two subsets of one folder must not pay for it twice."""
+    folder = write_dataset_folder(
+        tmp_path / "dataset",
+        {"caption_shapes": shapes_rows("caption", 3, seed=1), "text": shapes_rows("caption", 2, seed=2)},
+    )
+    walked = []
+    monkeypatch.setattr(data, "local_cache_dir", lambda path: walked.append(path) or local_cache_dir(path))
+    mixture = load_mixture([{"path": str(folder), "name": "caption_shapes"}, {"path": str(folder), "name": "text"}])
+    assert len(mixture) == 5 and walked == [folder]
 
 
 def parts(messages: list[dict]) -> list:

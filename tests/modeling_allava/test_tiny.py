@@ -1,0 +1,40 @@
+"""The tiny backbones the tests and the offline demo train: their image tokens must say where they are."""
+
+import pytest
+import torch
+from PIL import Image
+from transformers import CLIPVisionModel
+
+from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor
+from modeling_allava.processing_allava import build_image_processor
+from modeling_allava.tiny import save_tiny_backbones
+
+
+def test_tiny_vision_tokens_differ_by_place_on_a_plain_image(tmp_path):
+    """On a blank image only the position embeddings tell the tokens apart; a pretrained CLIP keeps them distinct,
+    and the random tiny tower must too, or the language model cannot learn where a shape is."""
+    vision_dir, _ = save_tiny_backbones(tmp_path, image_size=84, patch_size=28)
+    tower = CLIPVisionModel.from_pretrained(vision_dir).eval()
+    pixels = build_image_processor(84)(Image.new("RGB", (84, 84), (236, 236, 236)), return_tensors="pt")
+    with torch.no_grad():
+        tokens = tower(**pixels, output_hidden_states=True).hidden_states[-2][0, 1:]  # the layer ALLaVA reads
+    assert tokens.shape[0] == 9
+    gaps = torch.cdist(tokens, tokens)[~torch.eye(9, dtype=torch.bool)]
+    assert gaps.min() > 0.3 * tokens.norm(dim=-1).mean()
+
+
+@pytest.mark.parametrize(("vision_width", "text_width"), [(128, 64), (64, 128)])
+def test_tiny_backbones_of_other_widths_compose(tmp_path, vision_width, text_width):
+    vision_dir, text_dir = save_tiny_backbones(
+        tmp_path, image_size=84, patch_size=28, vision_hidden_size=vision_width, text_hidden_size=text_width
+    )
+    model = AllavaForConditionalGeneration.from_backbones(str(vision_dir), str(text_dir)).eval()
+    processor = AllavaProcessor.from_backbones(str(vision_dir), str(text_dir))
+    assert model.config.vision_config.hidden_size == vision_width
+    assert model.config.text_config.hidden_size == text_width
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour?"}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(images=Image.new("RGB", (84, 84), (200, 30, 30)), text=prompt, return_tensors="pt")
+    assert (inputs["input_ids"] == model.config.image_token_index).sum() == 9
+    with torch.no_grad():
+        assert torch.isfinite(model(**inputs).logits).all()
