@@ -1,4 +1,4 @@
-"""recipes/sft.py with packed batches (its default), padded ones, and length-grouped padded ones."""
+"""recipes/sft.py with packed batches (its default; the tiny YAML pads), padded ones, and length-grouped ones."""
 
 import pytest
 
@@ -28,9 +28,11 @@ def test_packed_training_follows_the_padded_run(tiny_backbones, shapes_dataset, 
         return trainer_class(*args, **kwargs)
 
     monkeypatch.setattr(sft, "AllavaSFTTrainer", recording_trainer)
-    packed = train(tiny_backbones, shapes_dataset, tmp_path / "packed")
+    # Packing is sft.py's default (the tiny YAML turns it off: short rows), with sdpa run on each sample's span;
+    # --pack_batches false keeps padded batches.
+    assert sft.AllavaScriptArguments.__dataclass_fields__["pack_batches"].default is True
+    packed = train(tiny_backbones, shapes_dataset, tmp_path / "packed", "--pack_batches", "true")
     padded = train(tiny_backbones, shapes_dataset, tmp_path / "padded", "--pack_batches", "false")
-    # Packing is the default, with sdpa run on each sample's span; --pack_batches false keeps padded batches.
     assert collators == [("PackedAllavaCollator", "sdpa_per_sample"), ("AllavaCollator", "sdpa")]
     assert len(packed) == len(padded) == 3
     # Same samples per step, same loss: step 1 equal to float noise, later steps through the same updates.
