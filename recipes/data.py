@@ -107,11 +107,9 @@ def local_cache_dir(folder: Path) -> str:
     return str(Path(datasets.config.HF_DATASETS_CACHE) / "allava_local" / key.hexdigest()[:16])
 
 
-def load_entry(entry: MixtureEntry, cache_dir: str | None = None) -> Dataset:
+def load_entry(entry: MixtureEntry, cache_dir: str | None) -> Dataset:
     """One entry as a Dataset with exactly the columns `id`, `messages`, `images`; a local folder is read through
-    `cache_dir` (its `local_cache_dir`, computed here when not given)."""
-    if cache_dir is None and Path(entry.path).is_dir():
-        cache_dir = local_cache_dir(Path(entry.path))
+    its `local_cache_dir` (None for a hub id)."""
     try:
         dataset = datasets.load_dataset(entry.path, entry.name, split=entry.split, cache_dir=cache_dir)
     except Exception as error:  # datasets raises many types (FileNotFoundError, DatasetNotFoundError, ValueError...)
