@@ -78,8 +78,9 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
         """Compose a new ALLaVA model from a pretrained vision tower and a pretrained causal LM (hub ids or folders).
 
         The text path keeps the source LM's weights exactly (LM-head bias included), so text-only logits equal the
-        source model's; only the projector is freshly initialised. `image_token_index` defaults to the id of
-        `<image>` after adding it to the text model's tokenizer (what `AllavaProcessor.from_backbones` does).
+        source model's; only the projector is freshly initialised, as LLaVA does it (torch's default Linear init).
+        `image_token_index` defaults to the id of `<image>` after adding it to the text model's tokenizer (what
+        `AllavaProcessor.from_backbones` does).
         """
         vision_config = AutoConfig.from_pretrained(vision)
         vision_config = getattr(vision_config, "vision_config", vision_config)  # full CLIP/SigLIP -> vision half
@@ -110,8 +111,12 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
         model.lm_head = causal_lm.get_output_embeddings()
         config.vision_config, config.text_config = vision_tower.config, causal_lm.config  # one source of truth
         projector = model.model.multi_modal_projector.to_empty(device=causal_lm.device)
+        # LLaVA (and so ALLaVA) builds its projector after loading the LM, with torch's default Linear init (uniform,
+        # +-1/sqrt(fan_in)), not the LM's normal(0.02): about the same scale at CLIP-L -> Phi-2 widths, but 3-4x
+        # larger per layer for a 64-wide tower, where 0.02 made the model take ~1.4x the steps to start using images.
         for module in projector.modules():
-            model._init_weights(module)
+            if isinstance(module, nn.Linear):
+                module.reset_parameters()
         projector.to(causal_lm.dtype)
         if image_token_index >= config.text_config.vocab_size:
             model.resize_token_embeddings(image_token_index + 1)

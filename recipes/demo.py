@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -45,6 +46,8 @@ IMAGE_SIZE, PATCH_SIZE = 84, 28
 # time budget; at 128 it learns all four in fewer steps, each ~30% dearer (docs/benchmarks.md).
 TEXT_WIDTH = 128
 DEMO_KEY = "sk-offline-demo-not-a-secret"
+# Marks a folder this demo made, so the next run may clear it (and only it).
+MARKER = ".allava-demo"
 
 ANSWER_NEW_IMAGE = """
 import sys
@@ -79,6 +82,17 @@ def run(step: str, command: list[str], timings: dict, env: dict | None = None) -
         raise SystemExit(f"demo step '{step}' failed with exit code {result.returncode}")
 
 
+def prepare_output(out: Path) -> None:
+    """Start every run from an empty folder: an earlier run's leftovers (a resumable synthesis, a larger image set,
+    the Hub folder) would leak into this one. Only a folder an earlier demo made is cleared; anything else stops."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise SystemExit(f"--output {out} is not empty and was not made by recipes/demo.py; pick a new folder")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("Made by recipes/demo.py, which clears this folder at the start of its next run.\n")
+
+
 def write_text_instructions(path: Path, count: int, seed: int) -> None:
     rng = random.Random(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     python = sys.executable
     timings: dict[str, float] = {}
     started = time.time()
+    prepare_output(out)
 
     run(
         "1. shapes-world images",

@@ -82,6 +82,19 @@ def test_from_backbones_keeps_text_logits_of_the_source_lm(tmp_path, backbone):
         torch.testing.assert_close(reloaded(input_ids=ids).logits, source(input_ids=ids).logits, rtol=0, atol=0)
 
 
+def test_from_backbones_initialises_the_projector_like_llava(tmp_path):
+    # LLaVA's projector keeps torch's Linear init, uniform in +-1/sqrt(fan_in), not the LM's normal(0, 0.02).
+    vision_dir, text_dir = save_tiny_backbones(tmp_path, "phi", text_hidden_size=128)
+    torch.manual_seed(0)
+    model = AllavaForConditionalGeneration.from_backbones(str(vision_dir), str(text_dir))
+    projector = model.model.multi_modal_projector
+    for layer, fan_in in ((projector.linear_1, 64), (projector.linear_2, 128)):
+        bound = fan_in**-0.5
+        assert layer.weight.abs().max() <= bound and layer.bias.abs().max() <= bound
+        torch.testing.assert_close(layer.weight.std().item(), bound / 3**0.5, rtol=0.05, atol=0)
+        assert layer.bias.abs().max() > 0.5 * bound
+
+
 def test_phi_backbone_bias_is_kept_by_from_backbones(tmp_path):
     vision_dir, text_dir = save_tiny_backbones(tmp_path, "phi")
     model = AllavaForConditionalGeneration.from_backbones(str(vision_dir), str(text_dir))

@@ -6,8 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
+from recipes.demo import MARKER, prepare_output
 from recipes.loss_curve import read_losses
 
 
@@ -67,3 +69,22 @@ def test_quick_demo_runs_the_whole_loop_and_learns(tmp_path):
     assert sum(line.startswith("  A: ") for line in result.stdout.splitlines()) == 3
     assert "| shapes-colour" in result.stdout
     assert "sk-offline-demo" not in result.stdout + result.stderr
+
+
+def test_a_rerun_starts_from_an_empty_folder_and_never_clears_a_foreign_one(tmp_path):
+    out = tmp_path / "demo"
+    prepare_output(out)  # a new folder is made and marked
+    assert [p.name for p in out.iterdir()] == [MARKER]
+    # An earlier run's leftovers (here: its Hub folder and a resumable synthesis) are gone on the next run.
+    (out / "hub").mkdir()
+    (out / "hub" / "README.md").write_text("stale card")
+    (out / "synth").mkdir()
+    prepare_output(out)
+    assert [p.name for p in out.iterdir()] == [MARKER]
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(SystemExit, match="mine is not empty and was not made by recipes/demo.py"):
+        prepare_output(foreign)
+    assert (foreign / "notes.txt").read_text() == "keep me"
