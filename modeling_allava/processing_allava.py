@@ -5,21 +5,32 @@ import os
 
 import numpy as np
 from PIL import Image
-from transformers import AutoConfig, AutoTokenizer, LlavaProcessor
+from transformers import AutoConfig, AutoTokenizer, BatchFeature, LlavaProcessor
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+from transformers.utils.chat_template_utils import render_jinja_template
 
 
-# Jinja fragments shared by the templates. Content given as a list of parts (the transformers convention) gets one
-# `<image>\n` per image part, and `<image>` typed inside its text parts is written `< image>`, so user text can never
-# add image slots. Content given as a plain string is the llava-hf convention: it is used as is, `<image>` included.
-_PARTS = (
+# Jinja fragments shared by the templates. `_TEXT` sets `text`, a message's text as the model sees it, the way ALLaVA's
+# own inference code cleans a turn: user and system text lose `<s>` and `</s>` and surrounding whitespace; assistant
+# text is kept verbatim. Content given as a list of parts (the transformers convention) gets one `<image>\n` per image
+# part, and `<image>` typed in its text parts is removed, so text can never add image slots (the last `replace` catches
+# a tag rebuilt by a removal, e.g. `<ima<s>ge>`). Plain-string content is the llava-hf convention: its `<image>` is the
+# placeholder and is kept.
+_TEXT = (
     "{%- if message['content'] is string -%}"
-    "{%- set parts = [{'type': 'text', 'text': message['content']}] -%}{%- set escape = false -%}"
-    "{%- else -%}{%- set parts = message['content'] -%}{%- set escape = true -%}{%- endif -%}"
+    "{%- set parts = [{'type': 'text', 'text': message['content']}] -%}{%- set typed_placeholders = true -%}"
+    "{%- else -%}{%- set parts = message['content'] -%}{%- set typed_placeholders = false -%}{%- endif -%}"
+    "{%- set joined = namespace(text='') -%}"
+    "{%- for part in parts if part['type'] == 'text' -%}{%- set joined.text = joined.text + part['text'] -%}"
+    "{%- endfor -%}"
+    "{%- set text = joined.text -%}"
+    "{%- if message['role'] != 'assistant' -%}{%- set text = text | replace('<s>', '') | replace('</s>', '') -%}"
+    "{%- endif -%}"
+    "{%- if not typed_placeholders -%}"
+    "{%- set text = text | replace('<image>', '') | replace('<image>', '< image>') -%}{%- endif -%}"
+    "{%- if message['role'] != 'assistant' -%}{%- set text = text | trim -%}{%- endif -%}"
 )
-_TEXT = "((part['text'] | replace('<image>', '< image>')) if escape else part['text'])"
-_TEXT_PARTS = "{%- for part in parts if part['type'] == 'text' -%}{{- " + _TEXT + " -}}{%- endfor -%}"
 _IMAGE_PARTS = "{%- for part in parts if part['type'] == 'image' -%}{{- '<image>\n' -}}{%- endfor -%}"
 
 # ALLaVA-Phi2 / ALLaVA-StableLM2: no system prompt, no BOS; `[INST] <image>\n{user} [/INST] {assistant}<eos>`.
@@ -27,25 +38,24 @@ _IMAGE_PARTS = "{%- for part in parts if part['type'] == 'image' -%}{{- '<image>
 # (and our collator) train on the assistant text and its end-of-turn token only.
 ALLAVA_CHAT_TEMPLATE = (
     "{%- set ns = namespace(system='') -%}"
-    "{%- for message in messages -%}" + _PARTS + "{%- if message['role'] == 'system' -%}"
-    "{%- for part in parts if part['type'] == 'text' -%}{%- set ns.system = ns.system + " + _TEXT + " + '\n\n' -%}"
-    "{%- endfor -%}"
+    "{%- for message in messages -%}" + _TEXT + "{%- if message['role'] == 'system' -%}"
+    "{%- set ns.system = ns.system + text + '\n\n' -%}"
     "{%- elif message['role'] == 'user' -%}"
-    "{{- '[INST] ' + ns.system -}}{%- set ns.system = '' -%}" + _IMAGE_PARTS + _TEXT_PARTS + "{{- ' [/INST] ' -}}"
+    "{{- '[INST] ' + ns.system -}}{%- set ns.system = '' -%}" + _IMAGE_PARTS + "{{- text + ' [/INST] ' -}}"
     "{%- elif message['role'] == 'assistant' -%}"
-    "{%- generation -%}" + _TEXT_PARTS + "{{- eos_token -}}{%- endgeneration -%}"
+    "{%- generation -%}{{- text + eos_token -}}{%- endgeneration -%}"
     "{%- endif -%}"
     "{%- endfor -%}"
 )
 
 # ALLaVA-Phi3-mini: the backbone's own format, `<|user|>\n<image>\n{user}<|end|>\n<|assistant|>\n{assistant}<|end|>\n`.
 PHI3_CHAT_TEMPLATE = (
-    "{%- for message in messages -%}" + _PARTS + "{%- if message['role'] == 'assistant' -%}"
+    "{%- for message in messages -%}" + _TEXT + "{%- if message['role'] == 'assistant' -%}"
     "{{- '<|assistant|>\n' -}}"
-    "{%- generation -%}" + _TEXT_PARTS + "{{- '<|end|>' -}}{%- endgeneration -%}"
+    "{%- generation -%}{{- text + '<|end|>' -}}{%- endgeneration -%}"
     "{{- '\n' -}}"
     "{%- else -%}"
-    "{{- '<|' + message['role'] + '|>\n' -}}" + _IMAGE_PARTS + _TEXT_PARTS + "{{- '<|end|>\n' -}}"
+    "{{- '<|' + message['role'] + '|>\n' -}}" + _IMAGE_PARTS + "{{- text + '<|end|>\n' -}}"
     "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|assistant|>\n' -}}{%- endif -%}"
@@ -174,6 +184,68 @@ class AllavaProcessor(LlavaProcessor):
             images = [load_image(image, where=f"images[{index}]") for index, image in enumerate(_flatten(images))]
         return super().__call__(images=images, text=text, videos=videos, audio=audio, **kwargs)
 
+    def apply_chat_template(self, conversation, chat_template: str | None = None, **kwargs):
+        """transformers' method, except that `tokenize=True` tokenises with `encode_chats`, the function the training
+        collator uses, so a prompt's ids are exactly the prefix of its training row's ids."""
+        if not kwargs.get("tokenize", False):
+            return super().apply_chat_template(conversation, chat_template, **kwargs)
+        return self._tokenize_chats(conversation, chat_template, **kwargs)
+
+    def _tokenize_chats(
+        self,
+        conversation,
+        chat_template: str | None,
+        tokenize: bool = True,
+        return_dict: bool = False,
+        return_tensors="auto",
+        return_assistant_tokens_mask: bool = False,
+        processor_kwargs: dict | None = None,
+        **template_kwargs,
+    ):
+        processor_kwargs = dict(processor_kwargs or {})
+        for key in _TOKENIZER_KWARGS & template_kwargs.keys():  # the legacy place for them, as transformers accepts
+            processor_kwargs[key] = template_kwargs.pop(key)
+        unsupported = processor_kwargs.keys() - _TOKENIZER_KWARGS - {"images"}
+        if unsupported or processor_kwargs.pop("truncation", False):
+            raise ValueError(
+                f"apply_chat_template(tokenize=True) does not take {sorted(unsupported) or 'truncation'} (a "
+                "truncated prompt could cut an image's tokens); it takes images, padding, max_length, "
+                "pad_to_multiple_of and padding_side."
+            )
+        if template_kwargs.get("add_generation_prompt") and template_kwargs.get("continue_final_message"):
+            raise ValueError("add_generation_prompt and continue_final_message cannot both be set.")
+        conversations, batched = self._normalize_conversations(conversation)
+        images = processor_kwargs.pop("images", None)
+        if images is None:
+            images = [_image_parts(messages) for messages in conversations]
+        elif not batched:
+            images = [images]
+        per_image = self._get_num_multimodal_tokens(image_sizes=[(1, 1)]).num_image_tokens[0]
+        template = self._resolve_chat_template(chat_template)
+        rows = encode_chats(self.tokenizer, template, conversations, self.image_token_id, per_image, **template_kwargs)
+        for index, ((ids, _), given) in enumerate(zip(rows, images)):
+            wrote, expected = ids.count(self.image_token_id) // per_image, len(_flatten(given or []))
+            if wrote != expected:
+                raise ValueError(
+                    f"conversation {index}: the chat template wrote {wrote} image placeholder(s) for {expected} "
+                    "image(s); give exactly one {'type': 'image'} part per image"
+                )
+        padded = self.tokenizer.pad(
+            {"input_ids": [ids for ids, _ in rows]}, padding=processor_kwargs.pop("padding", False), **processor_kwargs
+        )
+        data = {"input_ids": padded["input_ids"], "attention_mask": padded["attention_mask"]}
+        if return_assistant_tokens_mask:
+            left = processor_kwargs.get("padding_side", self.tokenizer.padding_side) == "left"
+            data["assistant_masks"] = [
+                [0] * (len(ids) - len(mask)) + mask if left else mask + [0] * (len(ids) - len(mask))
+                for ids, (_, mask) in zip(data["input_ids"], rows)
+            ]
+        flat = [load_image(image, where=f"images[{index}]") for index, image in enumerate(_flatten(images))]
+        if flat:
+            data["pixel_values"] = self.image_processor(flat)["pixel_values"]
+        out = BatchFeature(data, tensor_type=None if return_tensors == "auto" else return_tensors)
+        return out if return_dict else out["input_ids"]
+
 
 def build_image_processor(image_size: int = 336) -> LlavaImageProcessorPil:
     """LLaVA-1.5 preprocessing: pad to square (CLIP mean colour), resize shortest edge, centre crop, CLIP normalise."""
@@ -186,4 +258,78 @@ def build_image_processor(image_size: int = 336) -> LlavaImageProcessorPil:
     )
 
 
-__all__ = ["AllavaProcessor", "build_image_processor", "load_tokenizer_with_image_token", "load_image"]
+_TOKENIZER_KWARGS = {"padding", "truncation", "max_length", "pad_to_multiple_of", "padding_side"}
+
+
+def _image_parts(messages) -> list:
+    """The images of a conversation's image parts, in order (transformers' keys: image, url, path, base64)."""
+    found = []
+    for message in messages:
+        content = message.get("content")
+        for part in [] if isinstance(content, str) else content or []:
+            if part.get("type") == "image":
+                found.extend(part[key] for key in ("image", "url", "path", "base64") if part.get(key) is not None)
+    return found
+
+
+def encode_chats(
+    tokenizer, chat_template: str, conversations, image_token_id: int, tokens_per_image: int, **template_kwargs
+) -> list[tuple[list[int], list[int]]]:
+    """The one way chats become ids, shared by training rows (the recipes' collator) and prompts (the processor).
+
+    The rendered text is cut at the template's `{% generation %}` spans and each prompt or answer piece is tokenised on
+    its own, as ALLaVA's own code does turn by turn: tokenising the whole string would let a byte-level BPE merge the
+    space after `[/INST]` into the answer's first token (`'ĠA'` instead of `'Ġ'`, `'A'`), so a history answer at
+    inference would not match the same answer in training. Each `<image>` becomes `tokens_per_image` image tokens;
+    the mask is 1 on assistant tokens (answer and end-of-turn token), 0 elsewhere. No special token is added.
+    """
+    texts, spans = render_jinja_template(
+        conversations=conversations,
+        chat_template=chat_template,
+        return_assistant_tokens_mask=True,
+        **{**tokenizer.special_tokens_map, **template_kwargs},
+    )
+    pieces, is_answer, owner = [], [], []
+    for index, (text, row_spans) in enumerate(zip(texts, spans)):
+        cursor = 0
+        for start, end in [*row_spans, (len(text), len(text))]:
+            start, end = min(start, len(text)), min(end, len(text))  # continue_final_message cuts the last answer
+            for piece, answer in ((text[cursor:start], False), (text[start:end], True)):
+                if piece:
+                    pieces.append(piece)
+                    is_answer.append(answer)
+                    owner.append(index)
+            cursor = max(cursor, end)
+    rows: list[tuple[list[int], list[int]]] = [([], []) for _ in texts]
+    for ids, answer, index in zip(_tokenize_pieces(tokenizer, pieces, owner), is_answer, owner):
+        row_ids, row_mask = rows[index]
+        for token in ids:
+            count = tokens_per_image if token == image_token_id else 1
+            row_ids.extend([token] * count)
+            row_mask.extend([int(answer and token != image_token_id)] * count)
+    return rows
+
+
+def _tokenize_pieces(tokenizer, pieces: list[str], owner: list[int]) -> list[list[int]]:
+    """Tokenise pieces in two batched calls; a piece that continues a conversation is encoded after a newline (then
+    dropped) so SentencePiece tokenizers add no prefix space mid-sequence."""
+    newline = tokenizer.encode("\n", add_special_tokens=False)
+    continues = [index > 0 and owner[index - 1] == owner[index] for index in range(len(pieces))]
+    firsts = [index for index, cont in enumerate(continues) if not cont]
+    rests = [index for index, cont in enumerate(continues) if cont]
+    result: list[list[int]] = [[] for _ in pieces]
+    if firsts:
+        encoded = tokenizer([pieces[i] for i in firsts], add_special_tokens=False)["input_ids"]
+        for index, ids in zip(firsts, encoded):
+            result[index] = ids
+    if rests:
+        encoded = tokenizer(["\n" + pieces[i] for i in rests], add_special_tokens=False)["input_ids"]
+        for index, ids in zip(rests, encoded):
+            if ids[: len(newline)] == newline:
+                result[index] = ids[len(newline) :]
+            else:  # the newline merged into the piece's first token: encode the piece alone instead
+                result[index] = tokenizer.encode(pieces[index], add_special_tokens=False)
+    return result
+
+
+__all__ = ["AllavaProcessor", "build_image_processor", "encode_chats", "load_tokenizer_with_image_token", "load_image"]

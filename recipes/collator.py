@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 from PIL import Image
-from transformers.utils.chat_template_utils import render_jinja_template
 
 from modeling_allava import AllavaProcessor, load_image
+from modeling_allava.processing_allava import encode_chats
 
 
 IGNORE_INDEX = -100
@@ -45,9 +45,9 @@ class AllavaCollator:
     """Tokenise chat rows with the processor's chat template and train on assistant tokens only.
 
     Loss counts exactly the `{% generation %}` spans of the template (assistant text plus its end-of-turn token).
-    The text before, between and after those spans is tokenised as separate pieces, the way a prompt is tokenised at
-    generation time, so the first answer token never merges with the prompt's trailing space. Each `<image>` becomes
-    the processor's image-token count; a row longer than `max_length` is an error, never truncated.
+    Ids come from `encode_chats`, the function the processor's `apply_chat_template(tokenize=True)` uses too, so a
+    prompt at inference is tokenised exactly as the start of its training row. Each `<image>` becomes the processor's
+    image-token count; a row longer than `max_length` is an error, never truncated.
     """
 
     processor: AllavaProcessor
@@ -63,7 +63,6 @@ class AllavaCollator:
             raise ValueError("The tokenizer has no pad token; load it with load_tokenizer_with_image_token().")
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.processor.image_token)
         self.pad_token_id = tokenizer.pad_token_id
-        self._newline_ids = tokenizer.encode("\n", add_special_tokens=False)
         # Ask the processor itself how many placeholders one image becomes (pad-to-square makes it a constant).
         crop = self.processor.image_processor.crop_size
         probe = Image.new("RGB", (crop["width"], crop["height"]))
@@ -77,43 +76,18 @@ class AllavaCollator:
         """Render, tokenise and label each row; errors name the row id."""
         row_ids = [str(row.get("id", f"#{index}")) for index, row in enumerate(rows)]
         images = [self._row_image(row, row_id) for row, row_id in zip(rows, row_ids)]
-        tokenizer = self.processor.tokenizer
-        rendered, spans = render_jinja_template(
-            conversations=[row["messages"] for row in rows],
-            chat_template=self.processor.chat_template,
-            return_assistant_tokens_mask=True,
-            **tokenizer.special_tokens_map,
+        chats = encode_chats(
+            self.processor.tokenizer,
+            self.processor.chat_template,
+            [row["messages"] for row in rows],
+            self.image_token_id,
+            self.image_tokens_per_image,
         )
-        # Pieces alternate prompt / answer: text outside the generation spans, then inside, and so on.
-        pieces, trained, owner = [], [], []
-        for index, (text, row_spans) in enumerate(zip(rendered, spans)):
-            if not row_spans:
-                raise ValueError(f"row {row_ids[index]!r}: no assistant turn to train on")
-            cursor = 0
-            for start, end in row_spans:
-                for piece, is_answer in ((text[cursor:start], False), (text[start:end], True)):
-                    if piece:
-                        pieces.append(piece)
-                        trained.append(is_answer)
-                        owner.append(index)
-                cursor = end
-            if text[cursor:]:
-                pieces.append(text[cursor:])
-                trained.append(False)
-                owner.append(index)
-        piece_ids = self._encode_pieces(pieces, owner)
-
-        input_ids: list[list[int]] = [[] for _ in rows]
-        labels: list[list[int]] = [[] for _ in rows]
-        expanded = [self.image_token_id] * self.image_tokens_per_image
-        for ids, is_answer, index in zip(piece_ids, trained, owner):
-            for token in ids:
-                if token == self.image_token_id:
-                    input_ids[index].extend(expanded)
-                    labels[index].extend([IGNORE_INDEX] * len(expanded))
-                else:
-                    input_ids[index].append(token)
-                    labels[index].append(token if is_answer else IGNORE_INDEX)
+        input_ids = [ids for ids, _ in chats]
+        labels = [[token if trained else IGNORE_INDEX for token, trained in zip(*chat)] for chat in chats]
+        for row_id, row_labels in zip(row_ids, labels):
+            if all(label == IGNORE_INDEX for label in row_labels):
+                raise ValueError(f"row {row_id!r}: no assistant turn to train on")
 
         encoded = []
         for row_id, ids, row_labels, image in zip(row_ids, input_ids, labels, images):
@@ -178,25 +152,3 @@ class AllavaCollator:
         if isinstance(image, Mapping):  # datasets' undecoded Image: {"bytes": ..., "path": ...}
             image = image.get("bytes") or image.get("path")
         return load_image(image, where=f"row {row_id!r} images[0]")
-
-    def _encode_pieces(self, pieces: list[str], owner: list[int]) -> list[list[int]]:
-        """Tokenise all pieces of the batch in two calls; a piece that continues a row is encoded after a newline
-        (then stripped) so SentencePiece tokenizers add no prefix space mid-sequence."""
-        tokenizer = self.processor.tokenizer
-        continues = [index > 0 and owner[index - 1] == owner[index] for index in range(len(pieces))]
-        firsts = [index for index, cont in enumerate(continues) if not cont]
-        rests = [index for index, cont in enumerate(continues) if cont]
-        result: list[list[int]] = [[] for _ in pieces]
-        if firsts:
-            encoded = tokenizer([pieces[i] for i in firsts], add_special_tokens=False)["input_ids"]
-            for index, ids in zip(firsts, encoded):
-                result[index] = ids
-        if rests:
-            encoded = tokenizer(["\n" + pieces[i] for i in rests], add_special_tokens=False)["input_ids"]
-            skip = len(self._newline_ids)
-            for index, ids in zip(rests, encoded):
-                if ids[:skip] == self._newline_ids:
-                    result[index] = ids[skip:]
-                else:  # the newline merged into the piece's first token: encode it alone instead
-                    result[index] = tokenizer.encode(pieces[index], add_special_tokens=False)
-        return result

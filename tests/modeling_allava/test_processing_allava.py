@@ -7,6 +7,7 @@ from PIL import Image
 import modeling_allava.processing_allava as processing
 from modeling_allava import AllavaProcessor, build_image_processor
 from modeling_allava.tiny import TEXT_BACKBONES, build_tiny_processor, build_tiny_tokenizer
+from tests.modeling_allava.byte_bpe import build_byte_level_processor
 
 
 CONVERSATION = [
@@ -106,11 +107,97 @@ def test_literal_image_text_in_chat_does_not_break_count(processors):
         }
     ]
     text = processor.apply_chat_template(conversation, add_generation_prompt=True)
-    assert text == "[INST] <image>\nWhat does < image> mean? [/INST] "
+    assert text == "[INST] <image>\nWhat does  mean? [/INST] "
     out = processor.apply_chat_template(
         conversation, add_generation_prompt=True, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
     )
     assert out["input_ids"][0].count(processor.image_token_id) == 16
+
+
+@pytest.mark.parametrize(
+    "backbone, prompt",
+    [
+        ("phi", "[INST] <image>\nWhat does  mean,  or < image>? [/INST] Strike <s>it</s>  . <|endoftext|>"),
+        (
+            "phi3",
+            "<|user|>\n<image>\nWhat does  mean,  or < image>?<|end|>\n<|assistant|>\nStrike <s>it</s>  . <|end|>\n",
+        ),
+    ],
+)
+def test_typed_tags_are_removed_and_user_text_is_stripped(processors, backbone, prompt):
+    """As ALLaVA's own code: user text loses `<s>`, `</s>`, `<image>` and surrounding whitespace; answers stay verbatim
+    but for `<image>`, which no text may type (a tag rebuilt by a removal is written `< image>`)."""
+    typed = " \n<s>What does <image> mean, <ima<s>ge> or <ima<image>ge>?</s>  \n"
+    conversation = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": typed}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Strike <s>it</s> <image> . "}]},
+    ]
+    assert processors[backbone].apply_chat_template(conversation) == prompt
+
+
+def test_plain_string_content_keeps_its_placeholder_but_is_cleaned(processors):
+    messages = [{"role": "system", "content": " Be brief. </s>"}, {"role": "user", "content": "  <image>\n<s>Hi?  "}]
+    assert processors["phi"].apply_chat_template(messages, add_generation_prompt=True) == (
+        "[INST] Be brief.\n\n<image>\nHi? [/INST] "
+    )
+
+
+@pytest.mark.parametrize("template", ["allava", "phi3"])
+def test_multi_turn_prompt_is_tokenised_turn_by_turn(template):
+    """With a GPT-2-style BPE, tokenising the chat as one string merges the space after `[/INST]` into the history
+    answer (`'ĠA'`); ALLaVA's code and our training rows tokenise each turn alone (`'Ġ'`, `'A'`), so must inference."""
+    processor = build_byte_level_processor(template)
+    tokenizer = processor.tokenizer
+    assert tokenizer.tokenize(" [/INST] A red")[-2:] == ["ĠA", "Ġred"]  # the merge the test is about
+    messages = [dict(message) for message in CONVERSATION[:3]]
+    messages[0] = {"role": "user", "content": [{"type": "image", "image": _image()}, CONVERSATION[0]["content"][1]]}
+    ids = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
+    if template == "allava":
+        turns = ["[INST] <image>\nWhat is this? [/INST] ", "A red circle.<|endoftext|>", "[INST] How many? [/INST] "]
+    else:
+        turns = [
+            "<|user|>\n<image>\nWhat is this?<|end|>\n<|assistant|>\n",
+            "A red circle.<|end|>",
+            "\n<|user|>\nHow many?<|end|>\n<|assistant|>\n",
+        ]
+    expected = []
+    for turn in turns:
+        for token in tokenizer.encode(turn, add_special_tokens=False):
+            expected.extend([token] * (16 if token == processor.image_token_id else 1))
+    assert ids["input_ids"][0] == expected
+    whole = processor(text=processor.apply_chat_template(messages, add_generation_prompt=True), images=[_image()])
+    assert np.array_equal(ids["pixel_values"][0], whole["pixel_values"][0])
+    if template == "allava":  # what tokenising the rendered string whole gives ([phi3]'s turns end in a newline)
+        assert whole["input_ids"][0] != expected
+
+
+def test_batched_prompts_pad_left_with_aligned_masks():
+    processor = build_byte_level_processor("allava")
+    short = [{"role": "user", "content": [{"type": "text", "text": "How many?"}]}]
+    batch = processor.apply_chat_template(
+        [short, CONVERSATION[:2]],
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        return_assistant_tokens_mask=True,
+        processor_kwargs={"padding": True, "padding_side": "left", "images": [[], [_image()]]},
+    )
+    alone = processor.apply_chat_template(short, tokenize=True, return_dict=True)["input_ids"][0]
+    pad = batch["input_ids"].shape[1] - len(alone)
+    assert batch["input_ids"][0, pad:].tolist() == alone and batch["attention_mask"][0, :pad].sum() == 0
+    answer = batch["input_ids"][1][batch["assistant_masks"][1].bool()]
+    assert processor.tokenizer.decode(answer) == "A red circle.<|endoftext|>"
+    assert batch["pixel_values"].shape == (1, 3, 56, 56)
+
+
+def test_tokenized_chat_refuses_truncation_and_image_count_mismatch(processors):
+    messages = [{"role": "user", "content": "<image>\nWhat is this?"}]
+    with pytest.raises(ValueError, match="conversation 0: the chat template wrote 1 image placeholder"):
+        processors["phi"].apply_chat_template(messages, tokenize=True)
+    with pytest.raises(ValueError, match="does not take truncation"):
+        processors["phi"].apply_chat_template(
+            messages, tokenize=True, processor_kwargs={"truncation": True, "max_length": 4, "images": [_image()]}
+        )
 
 
 def test_placeholder_and_image_count_mismatch(processors):

@@ -8,6 +8,7 @@ from PIL import Image
 
 from modeling_allava.tiny import build_tiny_processor
 from recipes.collator import IGNORE_INDEX, AllavaCollator
+from tests.modeling_allava.byte_bpe import build_byte_level_processor
 
 
 RED, BLUE = Image.new("RGB", (80, 56), (215, 30, 30)), Image.new("RGB", (56, 90), (30, 70, 225))
@@ -81,6 +82,25 @@ def test_the_prompt_is_tokenised_exactly_as_at_generation_time(collator):
     assert (batch["labels"][0, : len(prompt)] == IGNORE_INDEX).all()
     assert batch["labels"][0, len(prompt)] != IGNORE_INDEX  # the first answer token is trained
     assert torch.equal(batch["pixel_values"][0], processor.image_processor(RED, return_tensors="pt").pixel_values[0])
+
+
+@pytest.mark.parametrize("template", ["allava", "phi3"])
+def test_multi_turn_prompt_ids_are_the_training_row_prefix_with_byte_level_bpe(template):
+    """With a GPT-2-style BPE (Phi-2's), inference on a history must see the ids training saw for that history."""
+    collator = AllavaCollator(build_byte_level_processor(template))
+    turns = [("What is this?", "A red circle."), ("How many shapes?", "A red circle."), ("Are you sure?", "Yes, one.")]
+    batch = collator([row("m", turns, RED)])
+    prompt = collator.processor.apply_chat_template(
+        chat(turns, image=True)[:-1],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        processor_kwargs={"images": [RED]},
+    )["input_ids"][0]
+    assert batch["input_ids"][0, : len(prompt)].tolist() == prompt
+    first_answer_token = collator.processor.tokenizer.encode("Yes")[0]
+    assert batch["labels"][0, len(prompt)] == first_answer_token  # the last answer starts right after the prompt
+    assert kept_runs(collator, batch, 0)[-1] == f"Yes, one.{END['phi3' if template == 'phi3' else 'phi']}"
 
 
 def test_multi_turn_row_trains_on_every_answer_and_no_user_turn(collator):
