@@ -224,7 +224,7 @@ class AllavaProcessor(LlavaProcessor):
         template = self._resolve_chat_template(chat_template)
         rows = encode_chats(self.tokenizer, template, conversations, self.image_token_id, per_image, **template_kwargs)
         for index, ((ids, _), given) in enumerate(zip(rows, images)):
-            wrote, expected = ids.count(self.image_token_id) // per_image, len(_flatten(given or []))
+            wrote, expected = ids.count(self.image_token_id) // per_image, 0 if given is None else len(_flatten(given))
             if wrote != expected:
                 raise ValueError(
                     f"conversation {index}: the chat template wrote {wrote} image placeholder(s) for {expected} "
