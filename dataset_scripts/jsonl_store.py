@@ -38,6 +38,8 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
     folder = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(folder)  # the rename itself survives a power cut
+    except OSError:
+        pass  # some file systems cannot fsync a folder; the rename has happened all the same
     finally:
         os.close(folder)
 
@@ -91,7 +93,7 @@ def cut_torn_tail(path: str | Path, block: int = 1 << 16) -> None:
             os.fsync(handle.fileno())
 
 
-def encode_row(row: dict) -> bytes:
+def _encode_row(row: dict) -> bytes:
     return (json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
 
 
@@ -108,7 +110,7 @@ class JsonlStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         cut_torn_tail(self.path)
         if header is not None and (not self.path.exists() or self.path.stat().st_size == 0):
-            atomic_write(self.path, encode_row(header))
+            atomic_write(self.path, _encode_row(header))
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def rows(self, strict: bool = False) -> Iterator[dict]:
@@ -118,7 +120,7 @@ class JsonlStore:
         """One line, one write(), then fsync: a reader never sees half a row except as a torn last line."""
         if self._fd is None:
             raise RuntimeError(f"{self.path} is not open for appending")
-        line = encode_row(row)
+        line = _encode_row(row)
         with self._lock:  # writers in threads: one whole line at a time
             written = os.write(self._fd, line)
         if written != len(line):  # regular files do not short-write unless the disk is full

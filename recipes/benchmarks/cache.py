@@ -12,11 +12,14 @@ import hashlib
 import json
 from pathlib import Path
 
+from huggingface_hub import try_to_load_from_cache
+
 from dataset_scripts.jsonl_store import JsonlError, JsonlStore
 
 
-# The files a checkpoint is loaded from (weights, index, config, remote code, tokenizer, chat template).
-MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".py", ".jinja", ".model", ".txt", ".tiktoken")
+# The files that hold a checkpoint's weights and architecture (not results or notes a user may keep beside them).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+WEIGHT_NAMES = ("config.json", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
 class CacheError(ValueError):
@@ -28,23 +31,21 @@ def _local_folder(name_or_path: str) -> Path | None:
     if Path(name_or_path).is_dir():
         return Path(name_or_path)
     try:
-        from huggingface_hub import try_to_load_from_cache
-
         config = try_to_load_from_cache(name_or_path, "config.json")
-    except Exception:  # not a valid repo id: nothing to fingerprint beyond the name
+    except ValueError:  # not a valid repo id: nothing to fingerprint beyond the name
         return None
     return Path(config).parent if isinstance(config, str) else None
 
 
 def weights_fingerprint(name_or_path: str) -> str | None:
-    """Names, sizes and modification times of the checkpoint's files, hashed: new weights at the same path (or a
-    Hub snapshot at another commit) change it, without reading gigabytes. None when no local files are found."""
+    """Names, sizes and modification times of the checkpoint's weight and config files, hashed: new weights at the
+    same path (or a Hub snapshot at another commit) change it, without reading gigabytes. None without local files."""
     folder = _local_folder(name_or_path)
     if folder is None:
         return None
     entries = []
     for path in sorted(folder.iterdir()):
-        if path.suffix in MODEL_FILE_SUFFIXES and path.is_file():
+        if (path.suffix in WEIGHT_SUFFIXES or path.name in WEIGHT_NAMES) and path.is_file():
             stat = path.stat()
             entries.append((path.name, stat.st_size, stat.st_mtime_ns))
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]

@@ -127,9 +127,9 @@ def test_weights_fingerprint_changes_with_new_weights_at_the_same_path(tmp_path)
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     (folder / "model.safetensors").write_bytes(b"1" * 64)
-    (folder / "README.md").write_text("notes")
+    (folder / "results.json").write_text("{}")
     first = weights_fingerprint(str(folder))
-    (folder / "README.md").write_text("other notes")  # not a file the model is loaded from
+    (folder / "results.json").write_text('{"gqa": 1}')  # an evaluation written next to the weights
     assert weights_fingerprint(str(folder)) == first
     (folder / "model.safetensors").write_bytes(b"2" * 64)  # same size, new bytes, new modification time
     os.utime(folder / "model.safetensors", ns=(1, 1))
