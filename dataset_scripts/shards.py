@@ -9,7 +9,7 @@ Layout of `--output DIR` (n = --num-shards, i = --shard-index, both zero-padded 
 
 Each line is written with one `write()` on an O_APPEND descriptor, then fsync'd, so a killed run leaves at worst a
 torn last line; `open()` cuts it off before appending. Writes are thread-safe (the runner fsyncs off the event
-loop). Images are written (atomically) before the record that names them.
+loop). Images are written (atomically) before the record that names them. (The store: dataset_scripts/jsonl_store.py.)
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import fcntl
 import hashlib
 import json
 import os
-import threading
-from collections.abc import Iterator
 from pathlib import Path
+
+from dataset_scripts.jsonl_store import JsonlStore, atomic_write, cut_torn_tail, iter_jsonl  # noqa: F401 (re-exported)
 
 
 KINDS = ("records", "rejects", "skipped")
@@ -34,51 +34,13 @@ def shard_tag(shard_index: int, num_shards: int) -> str:
     return f"{shard_index:05d}-of-{num_shards:05d}"
 
 
-def iter_jsonl(path: str | Path) -> Iterator[dict]:
-    """Rows of a shard file, streamed; a torn (unterminated) last line is ignored."""
-    path = Path(path)
-    if not path.exists():
-        return
-    with path.open("rb") as handle:
-        for line in handle:
-            if not line.endswith(b"\n"):
-                return  # torn by a kill mid-write: the work behind it is simply redone
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # only possible after outside tampering; the line's work is redone
-
-
-def cut_torn_tail(path: Path, block: int = 1 << 16) -> None:
-    """Truncate a file after its last newline (drop the half line a kill left), scanning backwards."""
-    if not path.exists():
-        return
-    with path.open("r+b") as handle:
-        end = handle.seek(0, os.SEEK_END)
-        position = end
-        while position > 0:
-            start = max(0, position - block)
-            handle.seek(start)
-            newline = handle.read(position - start).rfind(b"\n")
-            if newline >= 0:
-                position = start + newline + 1
-                break
-            position = start
-        if position != end:
-            handle.truncate(position)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-
 class OutputDir:
     """One shard's files in an output folder, locked against a second writer for the same shard."""
 
     def __init__(self, root: str | Path, shard_index: int = 0, num_shards: int = 1) -> None:
         self.root = Path(root)
         self.tag = shard_tag(shard_index, num_shards)
-        self._fds: dict[str, int] = {}
-        self._write_lock = threading.Lock()
+        self._stores: dict[str, JsonlStore] = {}
         self._lock_fd: int | None = None
 
     def path(self, kind: str) -> Path:
@@ -96,18 +58,12 @@ class OutputDir:
             self._lock_fd = None
             raise ShardLockedError(f"shard {self.tag} of {self.root} is being written by another process") from None
         for kind in KINDS:
-            cut_torn_tail(self.path(kind))
-            self._fds[kind] = os.open(self.path(kind), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._stores[kind] = JsonlStore(self.path(kind))
+            self._stores[kind].open()
 
     def append(self, kind: str, row: dict) -> None:
         """One line, one write(), then fsync: a reader never sees half a record except as a torn last line."""
-        line = (json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
-        fd = self._fds[kind]
-        with self._write_lock:  # workers append from threads; one line at a time keeps lines whole
-            written = os.write(fd, line)
-        if written != len(line):  # regular files do not short-write unless the disk is full
-            raise OSError(f"short write to {self.path(kind)}: {written} of {len(line)} bytes")
-        os.fsync(fd)
+        self._stores[kind].append(row)
 
     def store_image(self, data: bytes, extension: str) -> str:
         """Content-addressed copy under images/; returns the path relative to the output folder."""
@@ -116,26 +72,18 @@ class OutputDir:
         target = self.root / relative
         if target.exists() and target.stat().st_size == len(data):
             return relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-        with temporary.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
+        atomic_write(target, data)
         return relative
 
     def write_summary(self, summary: dict) -> Path:
         target = self.path("summary")
-        temporary = target.with_name(target.name + f".tmp-{os.getpid()}")
-        temporary.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(temporary, target)
+        atomic_write(target, json.dumps(summary, indent=2, sort_keys=True) + "\n")
         return target
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        for store in self._stores.values():
+            store.close()
+        self._stores.clear()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

@@ -27,6 +27,7 @@ import json  # noqa: E402
 
 from tqdm.auto import tqdm  # noqa: E402
 
+from dataset_scripts.jsonl_store import atomic_write  # noqa: E402
 from recipes.benchmarks import (  # noqa: E402
     gqa,
     hallusionbench,
@@ -46,9 +47,9 @@ from recipes.benchmarks import (  # noqa: E402
     touchstone,
     vicuna80,
 )
-from recipes.benchmarks.cache import SampleCache  # noqa: E402
+from recipes.benchmarks.cache import CacheError, SampleCache, weights_fingerprint  # noqa: E402
 from recipes.benchmarks.data import load_rows  # noqa: E402
-from recipes.benchmarks.generation import generate, load_model, render_prompt  # noqa: E402
+from recipes.benchmarks.generation import GREEDY, fixed_batches, generate, load_model, render_prompt  # noqa: E402
 from recipes.benchmarks.judge import Judge, JudgeSettings, load_prompt  # noqa: E402
 from recipes.benchmarks.paper import paper_scores  # noqa: E402
 from recipes.benchmarks.report import package_versions, read_results, write_results  # noqa: E402
@@ -180,8 +181,14 @@ def judge_records(judge: Judge, module, template: str, samples: list, records: l
         record["judge"] = {key: verdict.get(key) for key in ("parsed", "reply", "attempts", "error")}
 
 
-def run_benchmark(name: str, args: argparse.Namespace, model, processor, judge: Judge | None, output: Path) -> dict:
-    """Generate (resuming from the cache), judge or parse, score; return the results.json entry."""
+def run_benchmark(
+    name: str, args: argparse.Namespace, model, processor, judge: Judge | None, output: Path, run_key: dict
+) -> dict:
+    """Generate (resuming from the cache), judge or parse, score; return the results.json entry.
+
+    `run_key` holds the model-wide settings that decide an answer (model, weights fingerprint, dtype, decoding,
+    batch size); the cache refuses to mix answers made under other ones.
+    """
     module = BENCHMARKS[name]
     rows, provenance = load_rows(module, args.dataset_path.get(name), args.dataset_revision.get(name), args.limit)
     variant = args.prompt_variant.get(name, module.DEFAULT_VARIANT)
@@ -192,51 +199,28 @@ def run_benchmark(name: str, args: argparse.Namespace, model, processor, judge: 
     judge_info = judge.describe(prompt_hash) if is_judged(module) else None
     max_new_tokens = args.max_new_tokens or module.MAX_NEW_TOKENS
     settings = {
-        "model": args.model,
+        **run_key,
         "prompt_variant": variant,
         "max_new_tokens": max_new_tokens,
         "judge": judge_info,
         **{key: provenance[key] for key in ("dataset_id", "dataset_revision", "dataset_config", "split")},
     }
-    cache = SampleCache(output / "cache" / f"{name}.jsonl", settings)
-
-    if is_judged(module):  # samples whose judging failed in an earlier run get another chance; answers are kept
-        failed = [s for s in samples if s.id in cache.records and cache.records[s.id]["judge"]["error"]]
-        if failed:
-            records = [dict(cache.records[sample.id]) for sample in failed]
-            judge_records(judge, module, template, failed, records)
-            for record in records:
-                cache.append(record)
-
-    pending = [sample for sample in samples if sample.id not in cache.records]
-    progress = tqdm(total=len(samples), initial=len(samples) - len(pending), desc=name, unit="sample")
-    for start in range(0, len(pending), args.batch_size):
-        batch = pending[start : start + args.batch_size]
-        answers = generate(model, processor, batch, max_new_tokens)
-        records = [
-            {
-                "id": sample.id,
-                "prompt": render_prompt(processor, sample),
-                "raw_answer": answer,
-                "parsed_answer": answer if is_judged(module) else module.parse_answer(sample.target, answer),
-                "score": None,
-                "target": sample.target,
-            }
-            for sample, answer in zip(batch, answers)
-        ]
-        if is_judged(module):
-            judge_records(judge, module, template, batch, records)
-        for record in records:
-            cache.append(record)
-        progress.update(len(batch))
-    progress.close()
-
-    records = [cache.records[sample.id] for sample in samples]
+    with SampleCache(output / "cache" / f"{name}.jsonl", settings) as cache:
+        if is_judged(module):  # samples whose judging failed in an earlier run get another chance; answers are kept
+            failed = [s for s in samples if s.id in cache.records and cache.records[s.id]["judge"]["error"]]
+            if failed:
+                records = [dict(cache.records[sample.id]) for sample in failed]
+                judge_records(judge, module, template, failed, records)
+                for record in records:
+                    cache.append(record)
+        answer_missing(module, samples, cache, model, processor, judge, template, max_new_tokens, args.batch_size)
+        records = [cache.records[sample.id] for sample in samples]
     summary = module.aggregate(records)
-    (output / "samples").mkdir(exist_ok=True)
-    with (output / "samples" / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
-        for record, score in zip(records, summary["per_sample"]):
-            handle.write(json.dumps({**record, "score": score}, ensure_ascii=False) + "\n")
+    lines = [
+        json.dumps({**record, "score": score}, ensure_ascii=False) + "\n"
+        for record, score in zip(records, summary["per_sample"])
+    ]
+    atomic_write(output / "samples" / f"{name}.jsonl", "".join(lines))
     failures = sum(1 for record in records if is_judged(module) and record["judge"]["error"])
     return {
         "metric": module.METRIC,
@@ -257,6 +241,50 @@ def run_benchmark(name: str, args: argparse.Namespace, model, processor, judge: 
         "paper_column": module.PAPER_COLUMN,
         "paper": paper_scores(module.PAPER_COLUMN),
     }
+
+
+def answer_missing(
+    module,
+    samples: list,
+    cache: SampleCache,
+    model,
+    processor,
+    judge: Judge | None,
+    template: str | None,
+    max_new_tokens: int,
+    batch_size: int,
+) -> None:
+    """Generate, parse or judge every sample the cache lacks, in batches fixed by sample position.
+
+    A batch that an interrupted run finished only in part is generated again whole, so each sample keeps the batch
+    mates (and padding) of an uninterrupted run and gets its answer exactly; saved answers that come out the same are
+    kept as they are, and only new or changed ones are judged and appended.
+    """
+    done = sum(sample.id in cache.records for sample in samples)
+    progress = tqdm(total=len(samples), initial=done, desc=module.NAME, unit="sample")
+    for batch in fixed_batches(samples, batch_size):
+        missing = sum(sample.id not in cache.records for sample in batch)
+        if not missing:
+            continue
+        answers = generate(model, processor, batch, max_new_tokens)
+        fresh = [(s, a) for s, a in zip(batch, answers) if cache.records.get(s.id, {}).get("raw_answer") != a]
+        records = [
+            {
+                "id": sample.id,
+                "prompt": render_prompt(processor, sample),
+                "raw_answer": answer,
+                "parsed_answer": answer if is_judged(module) else module.parse_answer(sample.target, answer),
+                "score": None,
+                "target": sample.target,
+            }
+            for sample, answer in fresh
+        ]
+        if is_judged(module):
+            judge_records(judge, module, template, [sample for sample, _ in fresh], records)
+        for record in records:
+            cache.append(record)
+        progress.update(missing)
+    progress.close()
 
 
 def main(argv: list[str] | None = None) -> dict | None:
@@ -281,15 +309,15 @@ def main(argv: list[str] | None = None) -> dict | None:
     args.output.mkdir(parents=True, exist_ok=True)
     results = read_results(args.output, args.model)
     model, processor = load_model(args.model, dtype=args.dtype, device=args.device)
-    results["generation"] = {
-        "do_sample": False,
-        "num_beams": 1,
-        "batch_size": args.batch_size,
-        "dtype": str(model.dtype),
-    }
+    results["generation"] = {**GREEDY, "batch_size": args.batch_size, "dtype": str(model.dtype)}
     results["versions"] = package_versions()
+    run_key = {"model": args.model, "weights": weights_fingerprint(args.model), **results["generation"]}
     for name in args.names:
-        results["benchmarks"][name] = run_benchmark(name, args, model, processor, judge, args.output)
+        try:
+            results["benchmarks"][name] = run_benchmark(name, args, model, processor, judge, args.output, run_key)
+        except CacheError as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
         write_results(args.output, results)
         entry = results["benchmarks"][name]
         value = "n/a" if entry["value"] is None else f"{entry['value']:.2f}"

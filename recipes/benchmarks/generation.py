@@ -29,6 +29,16 @@ def render_prompt(processor, sample: Sample) -> str:
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
+# The decoding every answer is made with; recorded in results.json and in each cache's settings.
+GREEDY = {"do_sample": False, "num_beams": 1}
+
+
+def fixed_batches(samples: Sequence[Sample], batch_size: int) -> list[list[Sample]]:
+    """Batches by position (samples 0..B-1, B..2B-1, ...). Left padding makes a greedy answer depend slightly on its
+    batch mates, so batches must not depend on which samples an earlier, interrupted run already finished."""
+    return [list(samples[start : start + batch_size]) for start in range(0, len(samples), batch_size)]
+
+
 @torch.inference_mode()
 def generate(model, processor, samples: Sequence[Sample], max_new_tokens: int) -> list[str]:
     """Greedy answers for one batch of samples (text-only and image samples may share a batch)."""
@@ -45,8 +55,7 @@ def generate(model, processor, samples: Sequence[Sample], max_new_tokens: int) -
     tokenizer = processor.tokenizer
     output = model.generate(
         **inputs,
-        do_sample=False,
-        num_beams=1,
+        **GREEDY,
         max_new_tokens=max_new_tokens,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
     )

@@ -2,9 +2,10 @@
 
 import importlib.metadata
 import json
-import os
 import platform
 from pathlib import Path
+
+from dataset_scripts.jsonl_store import atomic_write
 
 from .paper import PAPER_MODELS
 
@@ -45,12 +46,6 @@ def read_results(output: Path, model: str) -> dict:
     return results
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def _cell(value) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
@@ -82,5 +77,5 @@ def results_markdown(results: dict) -> str:
 
 def write_results(output: Path, results: dict) -> None:
     """Rewritten after every benchmark, atomically, so a later crash leaves the finished scores readable."""
-    _write_atomically(output / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    _write_atomically(output / "results.md", results_markdown(results))
+    atomic_write(output / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    atomic_write(output / "results.md", results_markdown(results))

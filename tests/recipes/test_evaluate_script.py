@@ -86,3 +86,17 @@ def test_sigkill_mid_benchmark_then_resume(tmp_path, monkeypatch):
     samples = {s["id"]: s for s in map(json.loads, (output / "samples" / "mmvet.jsonl").read_text().splitlines())}
     for record in finished:  # answers from before the kill are kept as they were
         assert samples[record["id"]]["raw_answer"] == record["raw_answer"]
+
+    # The same folder in another dtype: refused in one line with exit code 2, the cache untouched.
+    before = cache.read_bytes()
+    refused = subprocess.run(
+        [sys.executable, "recipes/evaluate.py", *args, "--judge-base-url", "http://127.0.0.1:9", "--dtype", "float16"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert f"error: {cache}: cached answers were made with other settings (dtype differ: " in refused.stderr
+    assert cache.read_bytes() == before
