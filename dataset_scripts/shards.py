@@ -9,11 +9,18 @@ Layout of `--output DIR` (n = --num-shards, i = --shard-index, both zero-padded 
 
 Each line is written with one `write()` on an O_APPEND descriptor, then fsync'd, so a killed run leaves at worst a
 torn last line; `open()` cuts it off before appending. Writes are thread-safe (the runner fsyncs off the event
-loop). Images are written (atomically) before the record that names them.
+loop). Images are written (atomically) before the record that names them. A failed write (a full disk) is undone
+back to the last whole line and raised as `OutputWriteError`; an image's temporary file is removed.
+
+One folder, one layout: processes may share a folder only as different shards of the same `--num-shards` (their
+inputs never overlap). Each holds `flock` on `.lock-<shard>` (holding its pid) for its whole run; a starting process
+checks the others under the brief folder lock `.lock`. The kernel drops a dead process's locks, so a killed run never
+blocks a rerun; a process that finds itself alone removes the temporary files killed runs left behind.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -27,7 +34,51 @@ KINDS = ("records", "rejects", "skipped")
 
 
 class ShardLockedError(RuntimeError):
-    """Another live process is writing the same shard of the same folder."""
+    """Another live process writes the same shard, or the same folder with another --num-shards."""
+
+
+class OutputWriteError(RuntimeError):
+    """Writing to the output folder failed (a full disk, a read-only mount); what was saved before is kept whole."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(f"cannot write {path}: {error.strerror or error}")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _write_new_file(target: Path, data: bytes) -> None:
+    """Write a temporary file beside `target`, fsync, rename over it; on failure leave nothing behind."""
+    temporary = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, target)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise OutputWriteError(target, error) from None
+
+
+def _holder(path: Path) -> str | None:
+    """The pid written in a shard lock file if a live process holds its lock, else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return None  # free: its writer finished or died (the kernel released the lock)
+    except BlockingIOError:
+        return os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+    finally:
+        os.close(fd)
 
 
 def shard_tag(shard_index: int, num_shards: int) -> str:
@@ -86,28 +137,67 @@ class OutputDir:
         return self.root / f"{kind}-{self.tag}.{suffix}"
 
     def open(self) -> None:
-        """Lock the shard and cut torn last lines, so appends start on a line boundary."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self.root / f".lock-{self.tag}", os.O_RDWR | os.O_CREAT, 0o644)
+        """Lock the shard (see the module notes) and cut torn last lines, so appends start on a line boundary."""
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-            raise ShardLockedError(f"shard {self.tag} of {self.root} is being written by another process") from None
-        for kind in KINDS:
-            cut_torn_tail(self.path(kind))
-            self._fds[kind] = os.open(self.path(kind), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self.root.mkdir(parents=True, exist_ok=True)
+            guard = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise OutputWriteError(self.root, error) from None
+        try:
+            fcntl.flock(guard, fcntl.LOCK_EX)  # held for a moment by each starting process: starts never interleave
+            self._lock_shard()
+        finally:
+            os.close(guard)
+        try:
+            for kind in KINDS:
+                cut_torn_tail(self.path(kind))
+                self._fds[kind] = os.open(self.path(kind), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as error:
+            self.close()
+            raise OutputWriteError(self.root, error) from None
+
+    def _lock_shard(self) -> None:
+        layout = self.tag.split("-of-")[1]
+        others = {}
+        for path in sorted(self.root.glob(".lock-*-of-*")):
+            pid = _holder(path)
+            if pid is not None:
+                others[path.name.removeprefix(".lock-")] = pid
+        for tag, pid in others.items():
+            if tag == self.tag or not tag.endswith(f"-of-{layout}"):
+                what = "this shard" if tag == self.tag else f"shard {tag} (another --num-shards would redo its items)"
+                raise ShardLockedError(
+                    f"output folder {self.root} is in use by process {pid} writing {what}; "
+                    "wait for it to finish or choose another --output"
+                )
+        self._lock_fd = os.open(self.root / f".lock-{self.tag}", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: checked under the folder lock
+        os.ftruncate(self._lock_fd, 0)
+        os.write(self._lock_fd, f"{os.getpid()}\n".encode())
+        if not others:  # alone in the folder: every temporary file is an orphan of a killed or failed run
+            for orphan in [*self.root.glob("images/*/*.tmp-*"), *self.root.glob("*.tmp-*")]:
+                orphan.unlink(missing_ok=True)
 
     def append(self, kind: str, row: dict) -> None:
         """One line, one write(), then fsync: a reader never sees half a record except as a torn last line."""
         line = (json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
         fd = self._fds[kind]
         with self._write_lock:  # workers append from threads; one line at a time keeps lines whole
-            written = os.write(fd, line)
-        if written != len(line):  # regular files do not short-write unless the disk is full
-            raise OSError(f"short write to {self.path(kind)}: {written} of {len(line)} bytes")
-        os.fsync(fd)
+            size = os.fstat(fd).st_size
+            try:
+                written = os.write(fd, line)
+                if written != len(line):  # regular files do not short-write unless the disk is full
+                    raise OSError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes)")
+            except OSError as error:
+                try:
+                    os.ftruncate(fd, size)  # undo the partial line, so the next append starts a whole one
+                except OSError:
+                    pass  # the torn tail is cut by the next open()
+                raise OutputWriteError(self.path(kind), error) from None
+        try:
+            os.fsync(fd)
+        except OSError as error:
+            raise OutputWriteError(self.path(kind), error) from None
 
     def store_image(self, data: bytes, extension: str) -> str:
         """Content-addressed copy under images/; returns the path relative to the output folder."""
@@ -116,20 +206,16 @@ class OutputDir:
         target = self.root / relative
         if target.exists() and target.stat().st_size == len(data):
             return relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-        with temporary.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputWriteError(target.parent, error) from None
+        _write_new_file(target, data)
         return relative
 
     def write_summary(self, summary: dict) -> Path:
         target = self.path("summary")
-        temporary = target.with_name(target.name + f".tmp-{os.getpid()}")
-        temporary.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(temporary, target)
+        _write_new_file(target, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         return target
 
     def close(self) -> None:
