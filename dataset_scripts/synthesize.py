@@ -247,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     if synthesis.summary_written:
         print(f"summary: {out.path('summary')}", file=sys.stderr)
     if summary["stopped"] == "disk":
+        written = "" if synthesis.summary_written else "; its file could not be written"
         print(
-            f"error: {summary['message']}; what is saved above is kept (summary printed, not all written): "
+            f"error: {summary['message']}; the {summary['done']} finished records are kept (summary above{written}); "
             "free space and rerun the same command to continue",
             file=sys.stderr,
         )
