@@ -146,6 +146,12 @@ class OutputDir:
         try:
             fcntl.flock(guard, fcntl.LOCK_EX)  # held for a moment by each starting process: starts never interleave
             self._lock_shard()
+        except ShardLockedError:
+            self.close()
+            raise
+        except OSError as error:
+            self.close()
+            raise OutputWriteError(self.root, error) from None
         finally:
             os.close(guard)
         try:
@@ -171,7 +177,10 @@ class OutputDir:
                     "wait for it to finish or choose another --output"
                 )
         self._lock_fd = os.open(self.root / f".lock-{self.tag}", os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: checked under the folder lock
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free, unless taken without the folder lock
+        except BlockingIOError:
+            raise ShardLockedError(f"output folder {self.root}: shard {self.tag} is held by another process") from None
         os.ftruncate(self._lock_fd, 0)
         os.write(self._lock_fd, f"{os.getpid()}\n".encode())
         if not others:  # alone in the folder: every temporary file is an orphan of a killed or failed run
