@@ -10,6 +10,7 @@ saying what made the rows; it is created atomically with the file. Used by the s
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
@@ -21,16 +22,27 @@ class JsonlError(ValueError):
     """A complete line of a store that is not a JSON object: damage from outside, not from a kill."""
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def atomic_write(path: str | Path, data: str | bytes) -> None:
-    """Replace `path` whole or not at all: write a private sibling, fsync it, rename it over `path`."""
+    """Replace `path` whole or not at all: write a private sibling, fsync it, rename it over `path`.
+
+    On any failure (a full disk included) the sibling is removed and the error re-raised; `path` is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     try:
-        with temporary.open("wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, data.encode("utf-8") if isinstance(data, str) else data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -117,14 +129,26 @@ class JsonlStore:
         return iter_jsonl(self.path, strict)
 
     def append(self, row: dict) -> None:
-        """One line, one write(), then fsync: a reader never sees half a row except as a torn last line."""
+        """One line, one write(), then fsync: a reader never sees half a row except as a torn last line.
+
+        A failed write (a full disk) is undone back to the last whole line before the `OSError` is re-raised, so the
+        store stays appendable and every row already written is kept.
+        """
         if self._fd is None:
             raise RuntimeError(f"{self.path} is not open for appending")
         line = _encode_row(row)
         with self._lock:  # writers in threads: one whole line at a time
-            written = os.write(self._fd, line)
-        if written != len(line):  # regular files do not short-write unless the disk is full
-            raise OSError(f"short write to {self.path}: {written} of {len(line)} bytes")
+            size = os.fstat(self._fd).st_size
+            try:
+                written = os.write(self._fd, line)
+                if written != len(line):  # regular files do not short-write unless the disk is full
+                    raise OSError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes)")
+            except OSError:
+                try:
+                    os.ftruncate(self._fd, size)  # undo the partial line, so the next append starts a whole one
+                except OSError:
+                    pass  # the torn tail is cut by the next open()
+                raise
         os.fsync(self._fd)
 
     def close(self) -> None:

@@ -158,16 +158,26 @@ def resolve_price(
 
 
 class CostMeter:
-    """Spent plus in-flight reservations, so concurrent requests can never jointly exceed the budget."""
+    """Spent plus in-flight reservations, so concurrent requests can never jointly exceed the budget.
+
+    Each request reserves its estimated cost (estimated prompt + max completion tokens). When the provider bills more
+    tokens than estimated, every later reservation is scaled up by the largest billed/estimated ratio seen so far, so
+    the next request is refused before it could cross the cap. Only requests already in flight when the first such
+    reply arrives can overshoot: at worst `concurrency` requests' worth of extra tokens.
+    """
 
     def __init__(self, price: Price | None, max_cost: float | None, spent: float = 0.0) -> None:
         self.price = price
         self.max_cost = max_cost
         self.spent = spent
         self.reserved = 0.0
+        self.prompt_factor = 1.0  # largest billed / estimated prompt tokens seen
+        self.completion_factor = 1.0  # largest billed / max completion tokens seen
 
     def estimate(self, prompt_tokens: int, max_completion_tokens: int) -> float:
-        return self.price.cost(prompt_tokens, max_completion_tokens) if self.price else 0.0
+        if not self.price:
+            return 0.0
+        return self.price.cost(prompt_tokens * self.prompt_factor, max_completion_tokens * self.completion_factor)
 
     def try_reserve(self, amount: float) -> bool:
         """Reserve `amount` USD if it fits under the budget; False means: start no new request."""
@@ -176,9 +186,21 @@ class CostMeter:
         self.reserved += amount
         return True
 
-    def settle(self, reserved: float, prompt_tokens: int, completion_tokens: int) -> float:
-        """Replace a reservation by the actual cost; returns that cost."""
+    def settle(
+        self, reserved: float, prompt_tokens: int, completion_tokens: int, expected: tuple[int, int] | None = None
+    ) -> float:
+        """Replace a reservation by the billed cost; returns that cost.
+
+        `expected` (estimated prompt tokens, max completion tokens) lets the meter learn how far billing exceeds
+        the estimates, so later reservations cover it.
+        """
         actual = self.price.cost(prompt_tokens, completion_tokens) if self.price else 0.0
         self.reserved -= reserved
         self.spent += actual
+        if expected is not None:
+            estimated_prompt, max_completion = expected
+            if estimated_prompt > 0:
+                self.prompt_factor = max(self.prompt_factor, prompt_tokens / estimated_prompt)
+            if max_completion > 0:
+                self.completion_factor = max(self.completion_factor, completion_tokens / max_completion)
         return actual

@@ -4,7 +4,8 @@ It serves `POST /v1/chat/completions` and `GET /v1/models` on loopback. It reads
 template's `Prompt id:` line, reads the shapes-world scene from the PNG metadata of the image in the data URL, and
 answers in exactly the tagged format the parser expects, so its captions and answers are correct by construction.
 Switchable faults (429 with Retry-After, 5xx, slow replies, hangs past the client timeout, malformed sections,
-refusals, prompt leakage, dropped connections) exercise every failure path of the synthesis client.
+refusals, prompt leakage, dropped connections; 200s with an HTML, non-JSON or non-UTF-8 body, a body trickled a byte
+at a time, a reply of megabytes full of unclosed tags) exercise every failure path of the synthesis client.
 
     python -m dataset_scripts.offline_teacher --port 8011 [--latency 0.2] [--fault rate_limit=0.1 ...]
 """
@@ -30,7 +31,15 @@ from dataset_scripts.prompt_set import marker
 
 
 MODEL_ID = "offline-shapes-teacher"
-FAULTS = ("rate_limit", "server_error", "slow", "timeout", "malformed", "refusal", "leak", "drop")
+FAULTS = (
+    *("rate_limit", "server_error", "slow", "timeout", "malformed", "refusal", "leak", "drop"),
+    *("html", "not_json", "not_utf8", "trickle", "huge"),
+)
+_BAD_BODIES = {
+    "html": ("text/html; charset=utf-8", b"<html><body><h1>502 Bad Gateway</h1></body></html>"),
+    "not_json": ("application/json", b'{"id": "chatcmpl-x", "choices": [{"message": '),
+    "not_utf8": ("application/json", b'{"choices": [{"message": {"content": "\xff\xfe caf\xe9"}}]}'),
+}
 _REASONING = {
     "colour": "Every shape in the picture is filled with the same solid colour.",
     "shape": "All of the shapes share the same outline.",
@@ -151,16 +160,32 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # quiet: tests and benches read stdout
         return
 
-    def _send(self, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
+    def _send(
+        self,
+        status: int,
+        body: dict | bytes,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+        trickle: float = 0.0,
+    ) -> None:
+        """Answer; `trickle` > 0 sends the body one byte at a time, that many seconds apart."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(data)
+            if not trickle:
+                self.wfile.write(data)
+                return
+            for index in range(len(data)):
+                self.wfile.write(data[index : index + 1])
+                self.wfile.flush()
+                if self.server.teacher._stopping.wait(trickle):
+                    break
+            self.close_connection = True
         except OSError:  # the client gave up (timeout) or went away
             self.close_connection = True
 
@@ -214,6 +239,10 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "server_error":
             self._error(500 + 3 * (sequence % 2), "The server had an error.", "server_error")
             return
+        if fault in _BAD_BODIES:
+            content_type, data = _BAD_BODIES[fault]
+            self._send(200, data, content_type=content_type)
+            return
         if fault == "slow":
             time.sleep(teacher.slow_seconds)
         if fault == "timeout" and teacher._stopping.wait(teacher.hang_seconds):
@@ -233,7 +262,9 @@ class _Handler(BaseHTTPRequestHandler):
         reply = compose_reply(template, scene, instruction)
         if fault in ("malformed", "refusal", "leak"):
             reply = _apply_content_fault(fault, reply, template, sequence)
-        prompt_tokens = math.ceil(len(prompt_text) / 4) + 85 * len(images)
+        if fault == "huge":  # a runaway reply: megabytes of unclosed tags after the real one
+            reply += "<start of answer>" * (teacher.huge_chars // 17)
+        prompt_tokens = math.ceil((math.ceil(len(prompt_text) / 4) + 85 * len(images)) * teacher.billing_factor)
         completion_tokens = math.ceil(len(reply) / 4)
         request_id = hashlib.sha256(f"{teacher.seed}:{sequence}".encode()).hexdigest()[:24]
         self._send(
@@ -250,6 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "total_tokens": prompt_tokens + completion_tokens,
                 },
             },
+            trickle=teacher.trickle_seconds if fault == "trickle" else 0.0,
         )
 
 
@@ -265,6 +297,7 @@ class OfflineTeacher:
 
     `faults` maps FAULTS names to probabilities; each request's fault is drawn from `Random(f"{seed}:{n}")` for the
     n-th request, so a run's fault sequence is reproducible. `latency` seconds are added to every request.
+    `billing_factor` scales the prompt tokens it reports (a provider that bills more than the client estimates).
     """
 
     def __init__(
@@ -279,6 +312,9 @@ class OfflineTeacher:
         retry_after: float = 0.05,
         slow_seconds: float = 0.2,
         hang_seconds: float = 3.0,
+        trickle_seconds: float = 0.05,
+        huge_chars: int = 4_000_000,
+        billing_factor: float = 1.0,
     ) -> None:
         self.api_key = api_key
         self.latency = latency
@@ -286,6 +322,9 @@ class OfflineTeacher:
         self.retry_after = retry_after
         self.slow_seconds = slow_seconds
         self.hang_seconds = hang_seconds
+        self.trickle_seconds = trickle_seconds
+        self.huge_chars = huge_chars
+        self.billing_factor = billing_factor
         self.stats: Counter = Counter()
         self._lock = threading.Lock()
         self._sequence = 0

@@ -17,10 +17,10 @@ from tqdm import tqdm
 from dataset_scripts.images import PreparedImage, SkipImage, prepare
 from dataset_scripts.inputs import Item
 from dataset_scripts.limits import CostMeter
-from dataset_scripts.sections import Rejected, parse_reply
-from dataset_scripts.shards import OutputDir, iter_jsonl
+from dataset_scripts.sections import Rejected, parse_reply, reply_char_limit
+from dataset_scripts.shards import OutputDir, OutputWriteError, iter_jsonl
 from dataset_scripts.tasks import TaskSpec
-from dataset_scripts.teacher_client import FatalAPIError, TeacherClient, TransientAPIError
+from dataset_scripts.teacher_client import INVALID_RESPONSE, FatalAPIError, TeacherClient, TransientAPIError
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ class Synthesis:
         self.stop_reason: str | None = None
         self.stop_message: str | None = None
         self._consecutive_failures = 0
+        self.summary_written = False
 
     def _load_previous(self) -> None:
         """What earlier runs finished: in any shard file of the folder (so changing --num-shards redoes nothing);
@@ -115,6 +116,7 @@ class Synthesis:
         messages = self.spec.messages(template, image, item.question, description)
         estimate = self.spec.estimate_prompt_tokens(messages, image)
         max_tokens = int(self.spec.sampling.get("max_tokens") or 0)
+        max_chars = reply_char_limit(max_tokens)
         rejection, raw = None, ""
         for _ in range(self.options.max_parse_retries + 1):
             reserved = self.meter.estimate(estimate, max_tokens)
@@ -122,18 +124,26 @@ class Synthesis:
                 raise BudgetExhausted
             try:
                 reply = await self.client.complete(messages, estimate)
+            except TransientAPIError as error:
+                self.meter.settle(reserved, 0, 0)
+                if error.kind != INVALID_RESPONSE:
+                    raise
+                # The teacher answered, but never with a chat completion: a reject with the reason, not a failure.
+                return None, Rejected(INVALID_RESPONSE, str(error)), ""
             except BaseException:
                 self.meter.settle(reserved, 0, 0)
                 raise
-            usage.cost_usd += self.meter.settle(reserved, reply.prompt_tokens, reply.completion_tokens)
+            usage.cost_usd += self.meter.settle(
+                reserved, reply.prompt_tokens, reply.completion_tokens, expected=(estimate, max_tokens)
+            )
             usage.prompt_tokens += reply.prompt_tokens
             usage.completion_tokens += reply.completion_tokens
             usage.requests += 1
-            raw = reply.text
+            raw = reply.text[:max_chars]  # a runaway reply is never stored whole
             try:
                 if reply.finish_reason == "length":
                     raise Rejected("truncated", f"the reply hit max_tokens={max_tokens}")
-                return parse_reply(template, reply.text), None, raw
+                return parse_reply(template, reply.text, max_chars), None, raw
             except Rejected as error:
                 rejection = error
                 self.this_run[f"retry:{error.reason}"] += 1
@@ -228,6 +238,10 @@ class Synthesis:
                 self._consecutive_failures += 1
                 if self._consecutive_failures >= self.options.max_consecutive_failures:
                     self._stop("failures", f"{self._consecutive_failures} items failed in a row; last: {error}")
+            except OutputWriteError as error:  # e.g. a full disk: keep what is saved, start nothing new
+                self.failed["write"] += 1
+                self._stop("disk", str(error))
+                return
             bar.update(1)
             bar.set_postfix(cost=f"${self.meter.spent:.4f}", rejected=self._count("rejected:"), refresh=False)
 
@@ -258,7 +272,12 @@ class Synthesis:
                         worker.cancel()
                     await asyncio.gather(*workers, return_exceptions=True)
             summary = self.summarise(time.monotonic() - started)
-            self.out.write_summary(summary)
+            try:
+                self.out.write_summary(summary)
+                self.summary_written = True
+            except OutputWriteError as error:
+                self._stop("disk", str(error))
+                summary.update(stopped=self.stop_reason, message=self.stop_message)
             return summary
         finally:
             await self.client.aclose()

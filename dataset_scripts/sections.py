@@ -19,9 +19,23 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "text": (),
 }
 NUM_CANDIDATES = 5
-REJECT_REASONS = ("empty", "refusal", "missing_section", "empty_section", "candidates", "leakage", "truncated")
+REJECT_REASONS = (
+    "empty",
+    "refusal",
+    "missing_section",
+    "empty_section",
+    "candidates",
+    "leakage",
+    "truncated",
+    "too_long",
+    "invalid_response",
+)
+# A reply may hold at most this many characters per `max_tokens` token: real tokens average about 4, so 16 leaves a
+# wide margin while a runaway or hostile reply (megabytes of text) is rejected before it is parsed or stored.
+CHARS_PER_TOKEN_CAP = 16
+MIN_REPLY_CHARS = 4096
 
-_SECTION_RE = re.compile(r"<start of ([a-z ]+?)>(.*?)<end of \1>", re.IGNORECASE | re.DOTALL)
+_TAG_RE = re.compile(r"<(start|end) of ([a-z ]+?)>", re.IGNORECASE)
 _NUMBERED_RE = re.compile(r"^\s*(?:\(?\d+[.):]|[-*\u2022])\s*")
 _REFUSAL_RE = re.compile(
     r"^\W*(?:i'?m sorry|i am sorry|sorry,|i apologi[sz]e|as an ai\b|i (?:can ?not|can't|won't) (?:help|assist|comply|"
@@ -51,11 +65,39 @@ class Rejected(ValueError):
         self.detail = detail
 
 
+def reply_char_limit(max_tokens: int) -> int:
+    """The longest reply accepted for a request capped at `max_tokens` completion tokens."""
+    return max(MIN_REPLY_CHARS, CHARS_PER_TOKEN_CAP * max(0, max_tokens))
+
+
 def extract_sections(text: str) -> dict[str, str]:
-    """All `<start of X> ... <end of X>` sections (first occurrence of each name wins), names lower-cased."""
+    """All `<start of X> ... <end of X>` sections (first occurrence of each name wins), names lower-cased.
+
+    Linear time: one pass collects the tags, a second pairs each start tag with the first matching end tag after it
+    (a start tag inside an already paired section is part of its body). A backtracking regex did the same pairing
+    in quadratic time on replies full of unclosed tags.
+    """
+    tags = [(match.start(), match.end(), match[1].lower(), match[2]) for match in _TAG_RE.finditer(text)]
+    ends: dict[str, list[tuple[int, int]]] = {}
+    for start, end, kind, name in tags:
+        if kind == "end":
+            ends.setdefault(name.lower(), []).append((start, end))
+    cursor = dict.fromkeys(ends, 0)  # per name: the first end tag not yet behind us (start tags only move forward)
     sections: dict[str, str] = {}
-    for match in _SECTION_RE.finditer(text):
-        sections.setdefault(match[1].strip().lower(), match[2].strip())
+    consumed = 0
+    for start, end, kind, name in tags:
+        key = name.lower()
+        if kind != "start" or start < consumed or key not in ends:
+            continue
+        candidates, index = ends[key], cursor[key]
+        while index < len(candidates) and candidates[index][0] < end:
+            index += 1
+        cursor[key] = index
+        if index == len(candidates):
+            continue  # never closed
+        close_start, close_end = candidates[index]
+        sections.setdefault(name.strip().lower(), text[end:close_start].strip())
+        consumed = close_end
     return sections
 
 
@@ -76,11 +118,17 @@ def _check_leaks(name: str, value: str, answer_side: bool) -> None:
             raise Rejected("leakage", f"section {name!r} contains {pattern!r}")
 
 
-def parse_reply(template: str, text: str) -> dict:
-    """Fields of a reply to `template`: description / candidates / question / answer, as the template asks."""
+def parse_reply(template: str, text: str, max_chars: int | None = None) -> dict:
+    """Fields of a reply to `template`: description / candidates / question / answer, as the template asks.
+
+    A reply longer than `max_chars` (see `reply_char_limit`) is rejected as `too_long` before anything else.
+    """
     if template not in SECTIONS:
         raise ValueError(f"unknown template {template!r}")
-    text = (text or "").strip()
+    text = text or ""
+    if max_chars is not None and len(text) > max_chars:
+        raise Rejected("too_long", f"the reply has {len(text)} characters, more than the {max_chars} allowed")
+    text = text.strip()
     if not text:
         raise Rejected("empty", "the reply is empty")
     if is_refusal(text):

@@ -9,7 +9,14 @@ Layout of `--output DIR` (n = --num-shards, i = --shard-index, both zero-padded 
 
 Each line is written with one `write()` on an O_APPEND descriptor, then fsync'd, so a killed run leaves at worst a
 torn last line; `open()` cuts it off before appending. Writes are thread-safe (the runner fsyncs off the event
-loop). Images are written (atomically) before the record that names them. (The store: dataset_scripts/jsonl_store.py.)
+loop). Images are written (atomically) before the record that names them. A failed write (a full disk) is undone
+back to the last whole line and raised as `OutputWriteError`; an image's temporary file is removed.
+
+One folder, one layout: processes may share a folder only as different shards of the same `--num-shards` (their
+inputs never overlap). Each holds `flock` on `.lock-<shard>` (holding its pid) for its whole run; a starting process
+checks the others under the brief folder lock `.lock`. The kernel drops a dead process's locks, so a killed run never
+blocks a rerun; a process that finds itself alone removes the temporary files killed runs left behind.
+The store itself: dataset_scripts/jsonl_store.py.
 """
 
 from __future__ import annotations
@@ -27,7 +34,37 @@ KINDS = ("records", "rejects", "skipped")
 
 
 class ShardLockedError(RuntimeError):
-    """Another live process is writing the same shard of the same folder."""
+    """Another live process writes the same shard, or the same folder with another --num-shards."""
+
+
+class OutputWriteError(RuntimeError):
+    """Writing to the output folder failed (a full disk, a read-only mount); what was saved before is kept whole."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(f"cannot write {path}: {error.strerror or error}")
+
+
+def _write_new_file(target: Path, data: str | bytes) -> None:
+    """`atomic_write`, with a failure (a full disk) reported as `OutputWriteError`; nothing is left behind."""
+    try:
+        atomic_write(target, data)
+    except OSError as error:
+        raise OutputWriteError(target, error) from None
+
+
+def _holder(path: Path) -> str | None:
+    """The pid written in a shard lock file if a live process holds its lock, else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return None  # free: its writer finished or died (the kernel released the lock)
+    except BlockingIOError:
+        return os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+    finally:
+        os.close(fd)
 
 
 def shard_tag(shard_index: int, num_shards: int) -> str:
@@ -48,22 +85,62 @@ class OutputDir:
         return self.root / f"{kind}-{self.tag}.{suffix}"
 
     def open(self) -> None:
-        """Lock the shard and cut torn last lines, so appends start on a line boundary."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Lock the shard (see the module notes) and cut torn last lines, so appends start on a line boundary."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            guard = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise OutputWriteError(self.root, error) from None
+        try:
+            fcntl.flock(guard, fcntl.LOCK_EX)  # held for a moment by each starting process: starts never interleave
+            self._lock_shard()
+        except ShardLockedError:
+            self.close()
+            raise
+        except OSError as error:
+            self.close()
+            raise OutputWriteError(self.root, error) from None
+        finally:
+            os.close(guard)
+        try:
+            for kind in KINDS:
+                self._stores[kind] = JsonlStore(self.path(kind))
+                self._stores[kind].open()
+        except OSError as error:
+            self.close()
+            raise OutputWriteError(self.root, error) from None
+
+    def _lock_shard(self) -> None:
+        layout = self.tag.split("-of-")[1]
+        others = {}
+        for path in sorted(self.root.glob(".lock-*-of-*")):
+            pid = _holder(path)
+            if pid is not None:
+                others[path.name.removeprefix(".lock-")] = pid
+        for tag, pid in others.items():
+            if tag == self.tag or not tag.endswith(f"-of-{layout}"):
+                what = "this shard" if tag == self.tag else f"shard {tag} (another --num-shards would redo its items)"
+                raise ShardLockedError(
+                    f"output folder {self.root} is in use by process {pid} writing {what}; "
+                    "wait for it to finish or choose another --output"
+                )
         self._lock_fd = os.open(self.root / f".lock-{self.tag}", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free, unless taken without the folder lock
         except BlockingIOError:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-            raise ShardLockedError(f"shard {self.tag} of {self.root} is being written by another process") from None
-        for kind in KINDS:
-            self._stores[kind] = JsonlStore(self.path(kind))
-            self._stores[kind].open()
+            raise ShardLockedError(f"output folder {self.root}: shard {self.tag} is held by another process") from None
+        os.ftruncate(self._lock_fd, 0)
+        os.write(self._lock_fd, f"{os.getpid()}\n".encode())
+        if not others:  # alone in the folder: every temporary file is an orphan of a killed or failed run
+            for orphan in [*self.root.glob("images/*/*.tmp-*"), *self.root.glob("*.tmp-*")]:
+                orphan.unlink(missing_ok=True)
 
     def append(self, kind: str, row: dict) -> None:
         """One line, one write(), then fsync: a reader never sees half a record except as a torn last line."""
-        self._stores[kind].append(row)
+        try:
+            self._stores[kind].append(row)
+        except OSError as error:
+            raise OutputWriteError(self.path(kind), error) from None
 
     def store_image(self, data: bytes, extension: str) -> str:
         """Content-addressed copy under images/; returns the path relative to the output folder."""
@@ -72,12 +149,12 @@ class OutputDir:
         target = self.root / relative
         if target.exists() and target.stat().st_size == len(data):
             return relative
-        atomic_write(target, data)
+        _write_new_file(target, data)
         return relative
 
     def write_summary(self, summary: dict) -> Path:
         target = self.path("summary")
-        atomic_write(target, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        _write_new_file(target, json.dumps(summary, indent=2, sort_keys=True) + "\n")
         return target
 
     def close(self) -> None:

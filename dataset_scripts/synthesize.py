@@ -4,8 +4,9 @@
         --model gpt-4o --concurrency 32 --rpm 500 --max-cost 50
 
 Runs are resumable: rerun the same command after any interruption (kill -9 included) and it continues where it
-stopped, without losing or duplicating records. Exit codes: 0 finished, 1 fatal (API refused, bad config),
-2 bad arguments or inputs, 3 stopped early (budget reached, repeated failures): rerun to continue.
+stopped, without losing or duplicating records. Exit codes: 0 finished, 1 fatal (API refused, bad config, the output
+folder cannot be written, e.g. a full disk), 2 bad arguments or inputs, or the output folder in use by another
+process, 3 stopped early (budget reached, repeated failures): rerun to continue.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from dataset_scripts.inputs import InputError, load_items, select_shard  # noqa:
 from dataset_scripts.limits import CostMeter, TokenBucket, resolve_price  # noqa: E402
 from dataset_scripts.prompt_set import MODES, STRATEGIES, PromptError, load_prompt_set  # noqa: E402
 from dataset_scripts.runner import RunOptions, Synthesis  # noqa: E402
-from dataset_scripts.shards import OutputDir, ShardLockedError  # noqa: E402
+from dataset_scripts.sections import reply_char_limit  # noqa: E402
+from dataset_scripts.shards import OutputDir, OutputWriteError, ShardLockedError  # noqa: E402
 from dataset_scripts.tasks import TaskSpec  # noqa: E402
 from dataset_scripts.teacher_client import TeacherClient, scrub  # noqa: E402
 
@@ -99,11 +101,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument("--rpm", type=float, help="requests per minute budget")
     limits.add_argument("--tpm", type=float, help="tokens per minute budget (prompt estimate + max-tokens)")
-    limits.add_argument("--max-cost", type=float, help="USD; no request is started that could exceed it")
+    limits.add_argument(
+        "--max-cost",
+        type=float,
+        help="USD; no request is started that could exceed it (billed usage above the estimate can overshoot it by "
+        "at most --concurrency requests)",
+    )
     limits.add_argument("--prices", help='JSON price table {"model": [input, output]} in USD per 1M tokens')
     limits.add_argument("--price-input", type=float, help="USD per 1M input tokens (overrides the table)")
     limits.add_argument("--price-output", type=float, help="USD per 1M output tokens (overrides the table)")
-    limits.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default: %(default)s)")
+    limits.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="deadline in seconds for a whole request, reply included (default: %(default)s)",
+    )
     limits.add_argument(
         "--max-retries",
         type=int,
@@ -189,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         rpm=TokenBucket(args.rpm) if args.rpm else None,
         tpm=TokenBucket(args.tpm) if args.tpm else None,
         rng=random.Random(),
+        max_reply_chars=reply_char_limit(args.max_tokens),
     )
     options = RunOptions(
         concurrency=args.concurrency,
@@ -223,12 +236,24 @@ def main(argv: list[str] | None = None) -> int:
     except ShardLockedError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except OutputWriteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FATAL
     except KeyboardInterrupt:
         print("interrupted: finished records are kept; rerun the same command to continue", file=sys.stderr)
         return EXIT_INCOMPLETE
     report = {key: summary[key] for key in ("done", "rejected", "skipped", "tokens", "cost_usd", "stopped")}
     print(scrub(json.dumps(report), (api_key,)))
-    print(f"summary: {out.path('summary')}", file=sys.stderr)
+    if synthesis.summary_written:
+        print(f"summary: {out.path('summary')}", file=sys.stderr)
+    if summary["stopped"] == "disk":
+        written = "" if synthesis.summary_written else "; its file could not be written"
+        print(
+            f"error: {summary['message']}; the {summary['done']} finished records are kept (summary above{written}); "
+            "free space and rerun the same command to continue",
+            file=sys.stderr,
+        )
+        return EXIT_FATAL
     if summary["stopped"] == "fatal":
         print(f"error: {scrub(summary['message'], (api_key,))}", file=sys.stderr)
         return EXIT_FATAL

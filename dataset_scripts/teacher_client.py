@@ -2,13 +2,15 @@
 
 The `openai` client's built-in retries are off (`max_retries=0`) so that every retry is counted, backs off with
 jitter, honours `Retry-After` for all workers at once, and so that 400/401/403/404 stop the run instead of being
-retried into a wall.
+retried into a wall. `timeout` is a deadline for the whole request (a server trickling bytes cannot hold a worker),
+and a 200 whose body is not a chat completion (HTML, not UTF-8, not JSON, far too large) is a retryable fault.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import math
 import random
 import re
@@ -19,7 +21,6 @@ from dataclasses import dataclass, field
 
 import httpx2
 import openai
-from openai.types.chat import ChatCompletion
 
 from dataset_scripts.limits import TokenBucket, backoff_delay, parse_retry_after
 
@@ -38,6 +39,10 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     return _SECRET_PATTERNS[1].sub("***", text)
 
 
+INVALID_RESPONSE = "invalid_response"
+JSON_BYTES_PER_CHAR = 6  # the worst JSON escape (\uXXXX) of one character of the reply
+
+
 class FatalAPIError(RuntimeError):
     """The teacher refused the request in a way retrying cannot fix; the run stops."""
 
@@ -48,6 +53,10 @@ class TransientAPIError(RuntimeError):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class InvalidResponse(ValueError):
+    """An HTTP 200 whose body is not a usable chat completion."""
 
 
 @dataclass
@@ -82,11 +91,15 @@ class TeacherClient:
         rpm: TokenBucket | None = None,
         tpm: TokenBucket | None = None,
         rng: random.Random | None = None,
+        max_reply_chars: int | None = None,
     ) -> None:
         self.model = model
         self.sampling = dict(sampling)
         self.max_retries = max_retries
         self.backoff_base = backoff_base
+        self.timeout = timeout
+        # A body larger than the longest acceptable reply could need is refused unread by the JSON parser.
+        self.max_body_bytes = JSON_BYTES_PER_CHAR * max_reply_chars + 65_536 if max_reply_chars else None
         self.rpm = rpm
         self.tpm = tpm
         self.rng = rng or random.Random()
@@ -126,13 +139,41 @@ class TeacherClient:
                 raise FatalAPIError(f"teacher answered {status} {label}{hint}: {detail}") from None
             retry_after = parse_retry_after(dict(error.response.headers))
             return ("rate_limit" if status == 429 else f"http_{status}"), retry_after
-        if isinstance(error, openai.APITimeoutError):
+        if isinstance(error, (openai.APITimeoutError, TimeoutError)):
             return "timeout", None
         if isinstance(error, openai.APIConnectionError):
             return "connection", None
-        if isinstance(error, openai.APIResponseValidationError):
-            return "invalid_response", None
+        if isinstance(error, (openai.APIResponseValidationError, InvalidResponse)):
+            return INVALID_RESPONSE, None
         raise error
+
+    def _read_completion(self, response: httpx2.Response, estimated_tokens: int) -> Reply:
+        """The reply inside a 200's body, checked by hand: a gateway's HTML page or a broken body is no crash."""
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        body = response.content
+        start = repr(body[:80].decode("utf-8", "replace"))
+        if not content_type.endswith("json"):
+            raise InvalidResponse(f"HTTP {response.status_code} with Content-Type {content_type or 'none'}: {start}")
+        if self.max_body_bytes is not None and len(body) > self.max_body_bytes:
+            raise InvalidResponse(f"the body has {len(body)} bytes, more than the {self.max_body_bytes} allowed")
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise InvalidResponse(f"the body is not UTF-8 ({error.reason} at byte {error.start})") from None
+        except ValueError as error:
+            raise InvalidResponse(f"the body is not JSON ({error}): {start}") from None
+        try:
+            choice = data["choices"][0] if data["choices"] else {}
+            text = (choice.get("message") or {}).get("content") if choice else ""
+            usage = data.get("usage") or {}
+            prompt_tokens = int(usage.get("prompt_tokens", estimated_tokens))
+            completion_tokens = int(usage.get("completion_tokens", 0))
+            finish_reason = choice.get("finish_reason") if choice else None
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+            raise InvalidResponse(f"the body is not a chat completion: {start}") from None
+        if text is not None and not isinstance(text, str):
+            raise InvalidResponse(f"the message content is a {type(text).__name__}, not text")
+        return Reply(text or "", prompt_tokens, completion_tokens, finish_reason)
 
     async def complete(self, messages: list[dict], estimated_tokens: int) -> Reply:
         """Send one chat completion, retrying transient failures up to `max_retries` times."""
@@ -148,26 +189,26 @@ class TeacherClient:
                 await self.tpm.acquire(reserve)
             try:
                 # The low-level post skips the SDK's per-request walk over the params (milliseconds per image
-                # request); the body is already plain JSON, and errors, timeouts and parsing are the SDK's own.
-                response = await next(self._next_client).post(
-                    "/chat/completions",
-                    cast_to=ChatCompletion,
-                    body={"model": self.model, "messages": messages, **self.sampling},
+                # request); the body is already plain JSON, and errors are the SDK's own. The SDK's timeout is per
+                # read; wait_for makes `timeout` a deadline for the whole request, body included.
+                response = await asyncio.wait_for(
+                    next(self._next_client).post(
+                        "/chat/completions",
+                        cast_to=httpx2.Response,
+                        body={"model": self.model, "messages": messages, **self.sampling},
+                    ),
+                    self.timeout,
                 )
-            except (openai.APIError, httpx2.HTTPError) as error:
+                reply = self._read_completion(response, estimated_tokens)
+            except (openai.APIError, httpx2.HTTPError, TimeoutError, InvalidResponse) as error:
                 if self.tpm is not None:
                     self.tpm.refund(reserve)
                 kind, retry_after = self._classify(error)
                 message = scrub(f"{type(error).__name__}: {error}", self._secrets)
             else:
-                usage = response.usage
-                prompt_tokens = usage.prompt_tokens if usage else estimated_tokens
-                completion_tokens = usage.completion_tokens if usage else 0
                 if self.tpm is not None:
-                    self.tpm.refund(max(0, reserve - prompt_tokens - completion_tokens))
-                choice = response.choices[0] if response.choices else None
-                text = (choice.message.content or "") if choice else ""
-                return Reply(text, prompt_tokens, completion_tokens, choice.finish_reason if choice else None)
+                    self.tpm.refund(max(0, reserve - reply.prompt_tokens - reply.completion_tokens))
+                return reply
             if attempt == self.max_retries:
                 raise TransientAPIError(kind, f"gave up after {attempt + 1} attempts; last error {message}")
             self.stats.retries[kind] += 1

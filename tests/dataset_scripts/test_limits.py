@@ -97,3 +97,34 @@ def test_cost_meter_never_lets_reservations_exceed_the_budget():
     assert meter.settle(0.3, 100, 50) == pytest.approx(0.15)
     assert meter.spent + meter.reserved <= 1.0
     assert CostMeter(None, None).try_reserve(10**6)
+
+
+def run_billing_simulation(concurrency, max_cost, estimate=(10, 10), billed=(60, 10)):
+    """`concurrency` workers against a meter; each request bills `billed` tokens where `estimate` was reserved.
+
+    Replies come back oldest first; returns (final spend, requests made)."""
+    meter = CostMeter(Price(1e6, 1e6), max_cost=max_cost)  # $1 per token
+    in_flight, requests = [], 0
+    while True:
+        while len(in_flight) < concurrency:
+            amount = meter.estimate(*estimate)
+            if not meter.try_reserve(amount):
+                break
+            in_flight.append(amount)
+            requests += 1
+        if not in_flight:
+            return meter.spent, requests
+        meter.settle(in_flight.pop(0), *billed, expected=estimate)
+
+
+def test_cost_meter_learns_billed_usage_and_stops_before_the_cap():
+    # Billed 70 per request where 20 was estimated: without learning, the requests in flight near the cap overshoot
+    # it by 2.5x their reservations; once the first reply is in, reservations cover the billed usage.
+    spent, requests = run_billing_simulation(concurrency=4, max_cost=1000)
+    assert spent <= 1000 and requests == 1000 // 70
+    # The worst case: a first wave of `concurrency` requests, all sent before any reply reveals the billing.
+    spent, requests = run_billing_simulation(concurrency=32, max_cost=1000)
+    assert requests >= 32 and 1000 < spent <= 1000 + 32 * 70
+    meter = CostMeter(Price(1e6, 1e6), max_cost=None)
+    meter.settle(0, 5, 3, expected=(10, 10))  # billed below the estimate: estimates are never lowered
+    assert meter.estimate(10, 10) == 20

@@ -1,10 +1,20 @@
 import random
+import subprocess
+import sys
 
 import pytest
 
 from dataset_scripts import shapes_world as world
 from dataset_scripts.offline_teacher import compose_reply
-from dataset_scripts.sections import REJECT_REASONS, Rejected, extract_sections, parse_candidates, parse_reply
+from dataset_scripts.sections import (
+    REJECT_REASONS,
+    Rejected,
+    extract_sections,
+    parse_candidates,
+    parse_reply,
+    reply_char_limit,
+)
+from tests.dataset_scripts.helpers_synthesis import REPO
 
 
 SCENE = world.random_scene(random.Random(3))
@@ -69,3 +79,32 @@ def test_helpers_tolerate_formatting_variants():
     sections = extract_sections("<START OF Description>  hi  <end of description> <start of x>1<end of x>")
     assert sections == {"description": "hi", "x": "1"}
     assert parse_candidates("1) a\n\n2. b\n- c\n(4) d\n* e") == ["a", "b", "c", "d", "e"]
+
+
+def test_pairing_rules_of_the_linear_parser():
+    text = (
+        "<start of a>1 <start of b>inner<end of a> <start of b>2<end of b>"  # a start tag inside a section is its text
+        "<start of c>never closed <start of A>again<end of a> <start of d> x <end of D>"
+    )
+    assert extract_sections(text) == {"a": "1 <start of b>inner", "b": "2", "d": "x"}
+
+
+def test_section_parsing_takes_linear_time_on_unclosed_tags():
+    # A 2 MB reply of unclosed tags: a backtracking pairing regex needs tens of minutes on it (quadratic), one pass
+    # takes milliseconds. A subprocess so that a regression fails at the bound instead of hanging the suite.
+    code = (
+        "from dataset_scripts.sections import extract_sections\n"
+        "text = '<start of description>x' + '<start of answer>' * 120_000\n"
+        "assert extract_sections(text) == {}\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
+
+
+def test_replies_beyond_the_cap_are_rejected_before_parsing():
+    limit = reply_char_limit(300)
+    assert limit == 300 * 16 and reply_char_limit(10) == 4096
+    text = reply() + "<start of answer>" * 1000
+    assert parse_reply("caption_qa", text)["answer"] == "A detailed answer."  # trailing junk alone passed
+    with pytest.raises(Rejected) as error:
+        parse_reply("caption_qa", text, max_chars=limit)
+    assert error.value.reason == "too_long" and str(limit) in error.value.detail

@@ -99,6 +99,10 @@ def test_identical_images_are_synthesised_once(synth, shapes_dir, tmp_path):
         ({"timeout": 0.15}, "timeout"),
         ({"drop": 0.3}, "connection"),
         ({"slow": 0.3}, None),
+        ({"html": 0.3}, "invalid_response"),
+        ({"not_json": 0.3}, "invalid_response"),
+        ({"not_utf8": 0.3}, "invalid_response"),
+        ({"trickle": 0.15}, "timeout"),  # a byte every 50 ms: the 0.5 s deadline covers the whole request
     ],
 )
 def test_transient_faults_are_retried_to_completion(synth, teacher, shapes_dir, tmp_path, faults, kind):
@@ -133,6 +137,42 @@ def test_bad_replies_are_retried_then_rejected(synth, teacher, shapes_dir, tmp_p
     _, summary = synth("--mode", "caption-qa", "--input", str(shapes_dir), "--limit", "4", *retry, output=out)
     assert summary["done"] == 4 and summary["rejected"] == {}
     assert sum(summary["this_run"]["parse_retries"].values()) > 0  # the faults were met, and retried
+
+
+def test_bodies_that_are_no_chat_completion_end_as_rejects_with_the_reason(synth, teacher, shapes_dir, tmp_path):
+    teacher.set_faults({"html": 1.0})
+    out = tmp_path / "out"
+    args = ("--mode", "caption-qa", "--input", str(shapes_dir), "--limit", "3", "--max-retries", "1")
+    _, summary = synth(*args, output=out)
+    rejects = records(out, "rejects")
+    assert summary["rejected"] == {"invalid_response": 3} and summary["this_run"]["failed"] == {}
+    assert all("text/html" in row["detail"] for row in rejects) and teacher.stats["requests"] == 3 * 2
+    teacher.set_faults({})
+    _, summary = synth(*args, "--retry-rejects", output=out)
+    assert summary["done"] == 3 and summary["rejected"] == {}
+
+
+def test_runaway_replies_are_rejected_and_never_stored_whole(synth, teacher, shapes_dir, tmp_path):
+    teacher.set_faults({"huge": 1.0})
+    teacher.huge_chars = 20_000  # small enough to arrive, 4x the cap of --max-tokens 300
+    out = tmp_path / "out"
+    args = ("--mode", "caption-qa", "--input", str(shapes_dir), "--limit", "2", "--max-tokens", "300")
+    _, summary = synth(*args, output=out)
+    assert summary["done"] == 0 and summary["rejected"] == {"too_long": 2}
+    assert all(len(row["raw"]) <= 300 * 16 for row in records(out, "rejects"))
+
+
+def test_budget_holds_when_the_teacher_bills_more_than_estimated(synth, teacher, shapes_dir, tmp_path):
+    teacher.billing_factor = 10  # prompt tokens billed ~6x the client's estimate
+    teacher.latency = 0.02
+    prices = ["--price-input", "1000", "--price-output", "1000", "--max-tokens", "300", "--concurrency", "4"]
+    out = tmp_path / "out"
+    code, summary = synth(
+        "--mode", "caption-qa", "--input", str(shapes_dir), *prices, "--max-cost", "60", output=out, check=3
+    )
+    one_request = max(record["usage"]["cost_usd"] for record in records(out))
+    assert summary["stopped"] == "budget" and 4 * one_request < 60  # the first wave alone cannot reach the cap
+    assert summary["cost_usd"] <= 60
 
 
 def test_budget_stops_cleanly_and_resumes(synth, teacher, shapes_dir, tmp_path):

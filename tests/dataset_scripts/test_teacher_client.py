@@ -4,6 +4,9 @@ import httpx2
 import openai
 import pytest
 
+from dataset_scripts.prompt_set import load_prompt_set
+from dataset_scripts.sections import reply_char_limit
+from dataset_scripts.tasks import TaskSpec
 from dataset_scripts.teacher_client import FatalAPIError, TeacherClient, TransientAPIError, scrub
 from tests.dataset_scripts.helpers_synthesis import API_KEY
 
@@ -52,3 +55,42 @@ def test_scrub_removes_keys_and_bearer_tokens():
     text = f"key={API_KEY} Authorization: Bearer abc.def sk-proj-ABCDEFGH12345678"
     cleaned = scrub(text, [API_KEY])
     assert API_KEY not in cleaned and "abc.def" not in cleaned and "ABCDEFGH" not in cleaned
+
+
+def text_request():
+    spec = TaskSpec("text", "one-call", "m", load_prompt_set())
+    messages = spec.messages("text", None, "What is 2 plus 5?", None)
+    return messages, spec.estimate_prompt_tokens(messages, None)
+
+
+@pytest.mark.parametrize(("fault", "detail"), [("html", "text/html"), ("not_json", "not JSON"), ("not_utf8", "UTF-8")])
+def test_a_200_that_is_no_chat_completion_is_a_retried_fault(teacher, fault, detail):
+    teacher.set_faults({fault: 1.0})
+    client_ = client(teacher.base_url, max_retries=2)
+    with pytest.raises(TransientAPIError) as error:
+        asyncio.run(client_.complete(*text_request()))
+    assert error.value.kind == "invalid_response" and detail in str(error.value)
+    assert client_.stats.retries["invalid_response"] == 2 and teacher.stats["requests"] == 3
+
+
+def test_timeout_is_a_deadline_for_the_whole_request(teacher):
+    teacher.set_faults({"trickle": 1.0})  # a byte every 50 ms: never idle for a whole per-read timeout
+    teacher.trickle_seconds = 0.05
+    client_ = client(teacher.base_url, timeout=0.5, max_retries=0)
+
+    async def bounded():  # the outer bound only keeps a regression from hanging the suite (a trickle takes minutes)
+        return await asyncio.wait_for(client_.complete(*text_request()), 60)
+
+    with pytest.raises(TransientAPIError) as error:
+        asyncio.run(bounded())
+    assert error.value.kind == "timeout"
+
+
+def test_a_body_larger_than_any_reply_could_be_is_refused_unparsed(teacher):
+    teacher.set_faults({"huge": 1.0})  # a 4 MB reply
+    client_ = client(teacher.base_url, max_retries=0, max_reply_chars=reply_char_limit(300))
+    with pytest.raises(TransientAPIError) as error:
+        asyncio.run(client_.complete(*text_request()))
+    assert error.value.kind == "invalid_response" and "bytes" in str(error.value)
+    teacher.set_faults({})
+    assert asyncio.run(client_.complete(*text_request())).text == "2 plus 5 is 7."

@@ -1,0 +1,99 @@
+"""The output folder under faults: a full disk mid-run, and two processes pointed at one folder."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from dataset_scripts.shards import OutputDir, ShardLockedError
+from tests.dataset_scripts.helpers_synthesis import REPO, records
+
+
+def fill_disk_after(monkeypatch, folder, writes):
+    """Let `writes` writes into `folder` through, then fail like a full disk: half the bytes, then ENOSPC."""
+    real_write, seen = os.write, []
+
+    def write(fd, data):
+        try:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            path = ""
+        if path.startswith(str(folder)) and "/.lock" not in path:
+            seen.append(path)
+            if len(seen) > writes:
+                real_write(fd, bytes(data[: len(data) // 2]))
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+
+
+def test_a_full_disk_stops_with_a_message_and_keeps_what_was_saved(synth, shapes_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ("--mode", "caption-qa", "--input", str(shapes_dir), "--concurrency", "4")
+    with pytest.MonkeyPatch.context() as patch:
+        fill_disk_after(patch, out, writes=12)  # an image and a record line each: a few records fit
+        code, _ = synth(*args, output=out, check=None)
+    captured = capsys.readouterr()
+    assert code == 1 and "Traceback" not in captured.err
+    assert "No space left on device" in captured.err and "rerun" in captured.err
+    report = json.loads(captured.out.splitlines()[-1])  # the summary of what was saved, though its file is not
+    saved = records(out)
+    assert report["stopped"] == "disk" and 0 < report["done"] == len(saved) < 24
+    lines = (out / "records-00000-of-00001.jsonl").read_bytes()
+    assert lines.endswith(b"\n") and lines.count(b"\n") == len(saved)  # the torn line was undone
+    assert all((out / record["image"]).is_file() for record in saved)
+    assert not list(out.rglob("*.tmp-*"))  # a failed image write leaves no temporary behind
+    orphan = out / "images" / "ab" / "deadbeef.png.tmp-4242"  # as a kill -9 mid-write leaves one
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"half an image")
+    _, summary = synth(*args, output=out)
+    assert summary["done"] == 24 and summary["this_run"]["resumed"] == len(saved)
+    assert not orphan.exists() and not list(out.rglob("*.tmp-*"))
+
+
+def test_an_unwritable_output_folder_is_a_one_line_error(synth, shapes_dir, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code, _ = synth("--mode", "caption-qa", "--input", str(shapes_dir), output=blocker / "out", check=1)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"cannot write {blocker / 'out'}" in err
+
+
+def test_another_num_shards_on_a_busy_folder_is_refused(synth, teacher, shapes_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    holder = OutputDir(out, 0, 1)
+    holder.open()
+    try:
+        with pytest.raises(ShardLockedError):
+            OutputDir(out, 1, 2).open()  # another layout would redo the holder's items
+        args = ("--mode", "caption-qa", "--input", str(shapes_dir), "--num-shards", "2", "--shard-index", "0")
+        synth(*args, output=out, check=2)
+    finally:
+        holder.close()
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(out) in err and f"process {os.getpid()}" in err
+    assert teacher.stats["requests"] == 0
+    synth(*args, output=out)  # the holder is gone
+
+
+def test_a_killed_holder_never_blocks_a_rerun(synth, teacher, shapes_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    hold = "from dataset_scripts.shards import OutputDir; import sys, time\n" + (
+        f"OutputDir({str(out)!r}, 0, 1).open(); print('ready', flush=True); time.sleep(600)"
+    )
+    process = subprocess.Popen([sys.executable, "-c", hold], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        args = ("--mode", "caption-qa", "--input", str(shapes_dir), "--limit", "4", "--num-shards", "3")
+        synth(*args, output=out, check=2)
+        assert f"process {process.pid}" in capsys.readouterr().err
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    _, summary = synth(*args, output=out)  # its lock file is still there, its lock died with it
+    assert summary["done"] > 0 and (out / ".lock-00000-of-00001").exists()
