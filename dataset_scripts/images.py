@@ -1,8 +1,9 @@
-"""Getting an image ready for the teacher: fetch, check, downscale, encode — or say precisely why it was skipped.
+"""Getting an image ready for the teacher: read, check, downscale, encode — or say precisely why it was skipped.
 
 A bad image must never crash a run of half a million: every failure becomes a `SkipImage` with a reason that ends up
 counted in the summary. Images already small enough and in a format every API accepts are sent byte for byte
-(no quality loss, metadata kept); others are downscaled to `max_side` and re-encoded (metadata dropped).
+(no quality loss, metadata kept); others are downscaled to `max_side` and re-encoded (metadata dropped). URLs are
+fetched by url_fetch.py.
 """
 
 from __future__ import annotations

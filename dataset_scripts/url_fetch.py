@@ -124,8 +124,6 @@ def fetch_url(url: str, timeout: float, max_bytes: int, allow_private: bool = Fa
         timer.start()
         try:
             status, location, body = _get(url, connection, deadline, max_bytes)
-        except SkipImage:
-            raise
         except (OSError, http.client.HTTPException, ValueError) as error:
             late = time.monotonic() >= deadline
             detail = f"no complete answer within {timeout:g} s" if late else f"{type(error).__name__}: {error}"
