@@ -6,8 +6,8 @@
 
 Without --file, every *.json under --root whose name says which subset it is (Caption/Instruct + LAION/VFLAN, or
 Evol-Instruct for text) is imported. Image paths in the JSON are relative to --root. Rows whose image is missing
-(about a tenth of LAION URLs died before release; some downloads are partial) or whose conversation is malformed
-are skipped and counted, never fatal.
+(about a tenth of LAION URLs died before release; some downloads are partial), lies outside --root, does not decode
+as an image within the pixel budget, or whose conversation is malformed are skipped and counted, never fatal.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from dataset_scripts.dataset_writer import (  # noqa: E402
     write_subsets,
 )
 from dataset_scripts.schema import KNOWN_SUBSETS, make_row  # noqa: E402
+from modeling_allava.processing_allava import ImageTooLargeError, open_image  # noqa: E402
 
 
 PROMPT_VERSION = "allava-4v-release"
@@ -93,6 +94,28 @@ class Importer:
                         written += 1
                         yield subset, row
 
+    def _image_bytes(self, relative: str, where: str) -> bytes | None:
+        """The bytes of an image the release JSON names, if it lies inside --root and decodes as an image within the
+        pixel budget; otherwise the row is skipped and counted (the JSON must not pick files to upload)."""
+        path = (self.root / relative).resolve()
+        if Path(relative).is_absolute() or not path.is_relative_to(self.root.resolve()):
+            self._skip("outside_root", f"{where}: {relative} is outside {self.root}")
+            return None
+        try:
+            data = path.read_bytes()
+        except OSError:
+            self._skip("missing_image", f"{where}: {relative} not found under {self.root}")
+            return None
+        try:
+            open_image(data, f"{where}: {relative}")
+        except ImageTooLargeError as error:
+            self._skip("oversized_image", str(error))
+            return None
+        except ValueError as error:
+            self._skip("unreadable_image", str(error))
+            return None
+        return data
+
     def _convert(self, subset: str, entry: object, where: str) -> dict | None:
         if not isinstance(entry, dict):
             self._skip("malformed", f"{where}: expected an object, got {type(entry).__name__}")
@@ -105,10 +128,8 @@ class Importer:
             if not isinstance(relative, str):
                 self._skip("no_image_field", f"{where}: no 'image' field")
                 return None
-            try:
-                image_bytes = (self.root / relative).read_bytes()
-            except OSError:
-                self._skip("missing_image", f"{where}: {relative} not found under {self.root}")
+            image_bytes = self._image_bytes(relative, where)
+            if image_bytes is None:
                 return None
             origin = origin or relative
         try:

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dataset_scripts.images import fetch_url, read_file
+from dataset_scripts.images import SkipImage, read_file
 from dataset_scripts.schema import check_source_name
+from dataset_scripts.url_fetch import fetch_url
 
 
 if TYPE_CHECKING:
@@ -61,9 +62,10 @@ def select_shard(items: list[Item], num_shards: int, shard_index: int, limit: in
     return mine[:limit] if limit is not None else mine
 
 
-def _read_path_or_url(value: str, base: Path, timeout: float, max_bytes: int) -> bytes:
-    if value.startswith(("http://", "https://")):
-        return fetch_url(value, timeout, max_bytes)
+def _read_path_or_url(value: str, base: Path, allow_private: bool, timeout: float, max_bytes: int) -> bytes:
+    """A manifest's image: a URL, or a path (relative ones from the manifest's folder). The manifest is the user's."""
+    if "://" in value:
+        return fetch_url(value, timeout, max_bytes, allow_private)
     path = Path(value)
     return read_file(path if path.is_absolute() else base / path, max_bytes)
 
@@ -153,7 +155,7 @@ def _make_item(where: str, row: object, mode: str, source: str, reader: Callable
     )
 
 
-def _from_manifest(path: Path, mode: str, source: str) -> list[Item]:
+def _from_manifest(path: Path, mode: str, source: str, allow_private: bool) -> list[Item]:
     if path.suffix.lower() == ".txt" and mode != "text":
         raise InputError(f"{path}: a .txt manifest (one instruction per line) only fits --mode text")
     items = []
@@ -161,7 +163,7 @@ def _from_manifest(path: Path, mode: str, source: str) -> list[Item]:
         image = None
         if isinstance(row, dict) and mode != "text":
             image = _first(row, ("image", "url"))
-        reader = functools.partial(_read_path_or_url, image, path.parent) if image else None
+        reader = functools.partial(_read_path_or_url, image, path.parent, allow_private) if image else None
         origin = image or f"{path.name}#{len(items)}"
         items.append(_make_item(where, row, mode, source, reader, origin))
     if not items:
@@ -185,18 +187,30 @@ def _read_file(path: Path, timeout: float, max_bytes: int) -> bytes:
     return read_file(path, max_bytes)
 
 
-def _hf_bytes(dataset: Dataset, column: str, index: int, base: Path, timeout: float, max_bytes: int) -> bytes:
+def _hf_bytes(
+    dataset: Dataset, column: str, index: int, folder: Path | None, allow_private: bool, timeout: float, max_bytes: int
+) -> bytes:
+    """A Hub dataset's image cell: embedded bytes, a URL, or a path inside the dataset's own folder — never a file
+    elsewhere on this machine (an absolute path or `../` in someone else's dataset is refused)."""
     value = dataset[index][column]
-    if isinstance(value, str):
-        return _read_path_or_url(value, base, timeout, max_bytes)
-    if isinstance(value, dict) and value.get("bytes"):
-        return value["bytes"]
-    if isinstance(value, dict) and value.get("path"):
-        return _read_path_or_url(value["path"], base, timeout, max_bytes)
-    return b""
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return value["bytes"]
+        value = value.get("path")
+    if not isinstance(value, str) or not value:
+        return b""
+    if "://" in value:
+        return fetch_url(value, timeout, max_bytes, allow_private)
+    if folder is None:
+        raise SkipImage("refused", f"{value}: a file path in a Hub dataset (only URLs and embedded bytes are read)")
+    root = folder.resolve()
+    path = (root / value).resolve()
+    if Path(value).is_absolute() or not path.is_relative_to(root):
+        raise SkipImage("refused", f"{value}: outside the dataset folder {folder}")
+    return read_file(path, max_bytes)
 
 
-def _from_hf(spec: str, mode: str, source: str, image_column: str | None) -> list[Item]:
+def _from_hf(spec: str, mode: str, source: str, image_column: str | None, allow_private: bool) -> list[Item]:
     parts = spec[len("hf:") :].split(":")
     if len(parts) not in (2, 3) or not all(parts):
         raise InputError(f"{spec!r}: expected hf:<dataset>[:<config>]:<split>")
@@ -216,24 +230,28 @@ def _from_hf(spec: str, mode: str, source: str, image_column: str | None) -> lis
             raise InputError(f"{spec!r}: no image column {column!r} (columns: {dataset.column_names})")
         if isinstance(dataset.features[column], datasets.Image):
             dataset = dataset.cast_column(column, datasets.Image(decode=False))
-    base = Path(name) if Path(name).is_dir() else Path.cwd()
+    folder = Path(name) if Path(name).is_dir() else None
     text_columns = [key for key in dataset.column_names if key != column]
     rows = dataset.select_columns(text_columns) if text_columns else ({} for _ in range(len(dataset)))
     items = []
     for index, row in enumerate(rows):
         where = f"{spec}#{index}"
-        reader = functools.partial(_hf_bytes, dataset, column, index, base) if column else None
+        reader = functools.partial(_hf_bytes, dataset, column, index, folder, allow_private) if column else None
         items.append(_make_item(where, row, mode, source, reader, where))
     if not items:
         raise InputError(f"{spec!r}: the split is empty")
     return items
 
 
-def load_items(spec: str, mode: str, source: str, image_column: str | None = None) -> list[Item]:
-    """All inputs named by `--input`, validated; `source` is the default source name (rows may override it)."""
+def load_items(
+    spec: str, mode: str, source: str, image_column: str | None = None, allow_private_urls: bool = False
+) -> list[Item]:
+    """All inputs named by `--input`, validated; `source` is the default source name (rows may override it).
+
+    Image URLs to loopback / private / link-local addresses are refused unless `allow_private_urls`."""
     check_source_name(source)
     if spec.startswith("hf:"):
-        return _from_hf(spec, mode, source, image_column)
+        return _from_hf(spec, mode, source, image_column, allow_private_urls)
     path = Path(spec)
     if path.is_dir():
         return _from_folder(path, mode, source)
@@ -241,4 +259,4 @@ def load_items(spec: str, mode: str, source: str, image_column: str | None = Non
         raise InputError(f"--input {spec!r} does not exist")
     if path.suffix.lower() not in MANIFEST_SUFFIXES:
         raise InputError(f"{spec}: unknown input type; expected a folder, {sorted(MANIFEST_SUFFIXES)} or hf:...")
-    return _from_manifest(path, mode, source)
+    return _from_manifest(path, mode, source, allow_private_urls)

@@ -31,7 +31,13 @@ from dataset_scripts.runner import RunOptions, Synthesis  # noqa: E402
 from dataset_scripts.sections import reply_char_limit  # noqa: E402
 from dataset_scripts.shards import OutputDir, OutputWriteError, ShardLockedError  # noqa: E402
 from dataset_scripts.tasks import TaskSpec  # noqa: E402
-from dataset_scripts.teacher_client import TeacherClient, scrub  # noqa: E402
+from dataset_scripts.teacher_client import TeacherClient  # noqa: E402
+from modeling_allava.processing_allava import (  # noqa: E402
+    DEFAULT_MAX_IMAGE_PIXELS,
+    MAX_IMAGE_PIXELS_ENV,
+    max_image_pixels,
+)
+from modeling_allava.safety import scrub  # noqa: E402
 
 
 DEFAULT_SOURCE = {"caption-qa": "laion", "vflan": "vflan", "text": "evol"}
@@ -140,13 +146,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-side", type=int, default=768, help="downscale larger images to this side (default: %(default)s)"
     )
     images.add_argument(
-        "--max-pixels", type=int, default=64_000_000, help="skip larger images as oversized (default: %(default)s)"
+        "--max-pixels",
+        type=int,
+        help=f"skip larger images as oversized, before decoding (default: ${MAX_IMAGE_PIXELS_ENV} or "
+        f"{DEFAULT_MAX_IMAGE_PIXELS})",
     )
     images.add_argument(
         "--max-image-bytes", type=int, default=20_000_000, help="skip larger files as oversized (default: %(default)s)"
     )
     images.add_argument(
-        "--fetch-timeout", type=float, default=20.0, help="seconds to download an image URL (default: %(default)s)"
+        "--fetch-timeout",
+        type=float,
+        default=20.0,
+        help="seconds to download an image URL, redirects included (default: %(default)s)",
+    )
+    images.add_argument(
+        "--allow-private-urls",
+        action="store_true",
+        help="let image URLs reach loopback, private and link-local addresses (refused by default)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -183,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--max-cost needs a price for {args.model!r}: give --price-input/--price-output or --prices")
         prompts = load_prompt_set(args.prompt_version, args.prompt_dir)
         source = args.source_name or DEFAULT_SOURCE[args.mode]
-        items = load_items(args.input, args.mode, source, args.image_column)
+        max_pixels = args.max_pixels or max_image_pixels()
+        items = load_items(args.input, args.mode, source, args.image_column, args.allow_private_urls)
         items = select_shard(items, args.num_shards, args.shard_index, args.limit)
     except (InputError, PromptError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -207,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=args.concurrency,
         max_parse_retries=args.max_parse_retries,
         max_side=args.max_side,
-        max_pixels=args.max_pixels,
+        max_pixels=max_pixels,
         max_image_bytes=args.max_image_bytes,
         fetch_timeout=args.fetch_timeout,
         retry_rejects=args.retry_rejects,

@@ -13,30 +13,19 @@ import itertools
 import json
 import math
 import random
-import re
 import time
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import httpx2
 import openai
 
 from dataset_scripts.limits import TokenBucket, backoff_delay, parse_retry_after
+from modeling_allava.safety import scrub
 
 
 CONNECTIONS_PER_POOL = 16
 FATAL_STATUSES = {400: "bad request", 401: "authentication failed", 403: "permission denied", 404: "not found"}
-_SECRET_PATTERNS = (re.compile(r"(?i)(bearer\s+)\S+"), re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"))
-
-
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove the given secrets and anything that looks like a bearer token or an OpenAI key."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = _SECRET_PATTERNS[0].sub(r"\1***", text)
-    return _SECRET_PATTERNS[1].sub("***", text)
 
 
 INVALID_RESPONSE = "invalid_response"

@@ -3,6 +3,8 @@ re-push that changed nothing apart from a new commit. Used for models (hub/push_
 
 from pathlib import Path
 
+from modeling_allava.safety import describe_error
+
 
 def upload_folder(
     folder: Path,
@@ -16,28 +18,33 @@ def upload_folder(
 ) -> str:
     """Create the repo (and branch) if needed and upload `folder` as one commit; returns a line saying what happened.
 
-    The token comes from `HF_TOKEN` or `hf auth login` and is never printed. Files identical to the remote ones are
+    The token comes from `HF_TOKEN` or `hf auth login` and is never printed: a failure exits with one line scrubbed
+    of it (and of anything shaped like a token). Files identical to the remote ones are
     skipped by huggingface_hub, so pushing the same folder twice makes no commit. Remote files matching
     `delete_patterns` that the folder no longer has are deleted in the same commit.
     """
     from huggingface_hub import HfApi, get_token
 
-    if get_token() is None:
+    token = get_token()
+    if token is None:
         raise SystemExit("No Hugging Face token found: set HF_TOKEN or run `hf auth login` (never pass it as a flag).")
-    api = HfApi()
-    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
-    if revision:
-        api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
-    before = api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
-    commit = api.upload_folder(
-        folder_path=folder,
-        repo_id=repo_id,
-        repo_type=repo_type,
-        revision=revision,
-        commit_message=commit_message,
-        delete_patterns=delete_patterns,
-    )
     where = f"{repo_type} {repo_id}@{revision or 'main'}"
+    api = HfApi()
+    try:
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        if revision:
+            api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
+        before = api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
+        commit = api.upload_folder(
+            folder_path=folder,
+            repo_id=repo_id,
+            repo_type=repo_type,
+            revision=revision,
+            commit_message=commit_message,
+            delete_patterns=delete_patterns,
+        )
+    except Exception as error:  # noqa: BLE001 (any Hub failure ends the push with one scrubbed line, no traceback)
+        raise SystemExit(f"error: pushing to {where} failed: {describe_error(error, (token,))}") from None
     if commit.oid == before:
         return f"No changes: {where} already holds this exact folder (commit {before})."
     return f"Pushed {where}: {commit.commit_url}"

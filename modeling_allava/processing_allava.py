@@ -2,6 +2,7 @@
 
 import io
 import os
+import warnings
 
 import numpy as np
 from PIL import Image
@@ -66,8 +67,58 @@ CHAT_TEMPLATES = {"allava": ALLAVA_CHAT_TEMPLATE, "phi3": PHI3_CHAT_TEMPLATE}
 TEMPLATE_FOR_TEXT_TYPE = {"phi": "allava", "stablelm": "allava", "phi3": "phi3", "llama": "allava", "qwen2": "allava"}
 
 IMAGE_TOKEN = "<image>"
-# Larger images are refused before decoding (a 24k x 24k PNG unpacks to ~1.7 GB): Pillow's own guard only warns.
-MAX_IMAGE_PIXELS = 16384 * 16384
+# The pixel budget of every image this repo reads (processor, synthesis, importer, benchmarks), checked from the
+# header before decoding: a 161 KiB PNG can claim 13000x13000 and unpack to 2.9 GiB. The default is Pillow's own
+# warning threshold (~89.5 MP); the environment variable changes it for every reader at once.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+MAX_IMAGE_PIXELS_ENV = "ALLAVA_MAX_IMAGE_PIXELS"
+
+
+class ImageTooLargeError(ValueError):
+    """The image claims more pixels than the budget allows; it was not decoded."""
+
+
+def max_image_pixels() -> int:
+    """The pixel budget: $ALLAVA_MAX_IMAGE_PIXELS if set (a positive integer), else DEFAULT_MAX_IMAGE_PIXELS."""
+    value = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    if not value.isdigit() or int(value) <= 0:
+        raise ValueError(f"${MAX_IMAGE_PIXELS_ENV} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def check_pixel_budget(image: Image.Image, where: str, max_pixels: int | None = None) -> None:
+    """Refuse an image over the pixel budget; needs only the header, so call it before `load()`."""
+    budget = max_image_pixels() if max_pixels is None else max_pixels
+    if image.width * image.height > budget:
+        raise ImageTooLargeError(
+            f"{where}: image is {image.width}x{image.height} pixels, over the limit of {budget} "
+            f"(decompression-bomb guard; ${MAX_IMAGE_PIXELS_ENV} sets it); downscale it first."
+        )
+
+
+def open_image(source, where: str = "image", max_pixels: int | None = None) -> Image.Image:
+    """Open a path or bytes, check the pixel budget from the header, then decode fully (truncation shows here).
+
+    The one image-safety check: every reader of untrusted images goes through it. Returns the decoded image in its
+    own mode (with `format` set); raises ImageTooLargeError, or ValueError naming `where` for anything unreadable.
+    """
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own budget decides, below
+            image = Image.open(source)
+        check_pixel_budget(image, where, max_pixels)
+        image.load()
+    except Image.DecompressionBombError as error:  # beyond twice Pillow's limit: refused inside Image.open
+        raise ImageTooLargeError(f"{where}: {error}") from None
+    except (OSError, SyntaxError, EOFError) as error:
+        raise ValueError(f"{where}: cannot read image ({error})") from None
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"{where}: image has zero size ({image.width}x{image.height}).")
+    return image
 
 
 def load_tokenizer_with_image_token(name_or_path: str, **kwargs):
@@ -83,11 +134,6 @@ def _to_rgb(image: Image.Image, where: str) -> Image.Image:
     """Convert any Pillow mode to RGB the way ALLaVA expects (alpha composited on white, 16-bit scaled down)."""
     if image.width == 0 or image.height == 0:
         raise ValueError(f"{where}: image has zero size ({image.width}x{image.height}).")
-    if image.width * image.height > MAX_IMAGE_PIXELS:
-        raise ValueError(
-            f"{where}: image is {image.width}x{image.height} pixels, over the limit of {MAX_IMAGE_PIXELS} "
-            "(decompression-bomb guard); downscale it first."
-        )
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
@@ -105,17 +151,10 @@ def load_image(image, where: str = "image") -> Image.Image:
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     if isinstance(image, (str, os.PathLike, bytes, bytearray)):
-        source = io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image
-        try:
-            with Image.open(source) as opened:
-                if opened.width * opened.height > MAX_IMAGE_PIXELS:
-                    return _to_rgb(opened, where)  # raises the size error before any decoding
-                opened.load()
-                image = opened.copy()
-        except (OSError, SyntaxError, Image.DecompressionBombError) as error:
-            raise ValueError(f"{where}: cannot read image ({error})") from error
+        image = open_image(image, where)
     if not isinstance(image, Image.Image):
         raise ValueError(f"{where}: expected a PIL image, a path or bytes, got {type(image).__name__}.")
+    check_pixel_budget(image, where)  # a lazily opened PIL image is not decoded yet
     try:
         image.load()
     except OSError as error:  # truncated data behind an already-opened PIL image
@@ -332,4 +371,14 @@ def _tokenize_pieces(tokenizer, pieces: list[str], owner: list[int]) -> list[lis
     return result
 
 
-__all__ = ["AllavaProcessor", "build_image_processor", "encode_chats", "load_tokenizer_with_image_token", "load_image"]
+__all__ = [
+    "AllavaProcessor",
+    "ImageTooLargeError",
+    "build_image_processor",
+    "check_pixel_budget",
+    "encode_chats",
+    "load_image",
+    "load_tokenizer_with_image_token",
+    "max_image_pixels",
+    "open_image",
+]

@@ -53,6 +53,7 @@ from recipes.benchmarks.generation import GREEDY, fixed_batches, generate, load_
 from recipes.benchmarks.judge import Judge, JudgeSettings, load_prompt  # noqa: E402
 from recipes.benchmarks.paper import paper_scores  # noqa: E402
 from recipes.benchmarks.report import package_versions, read_results, write_results  # noqa: E402
+from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument  # noqa: E402
 
 
 # In the paper's column order.
@@ -113,6 +114,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, help="Override every benchmark's own generation budget.")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     parser.add_argument("--device", help="Default: cuda when available, else cpu.")
+    add_trust_remote_code_argument(parser)
     judge = parser.add_argument_group("judge (vicuna80, touchstone, mmvet, llava_w, mllm_bench)")
     judge.add_argument("--judge-model", help="Judge model name, e.g. gpt-4-0613 (a vision model for mllm_bench).")
     judge.add_argument("--judge-base-url", help="Any OpenAI-compatible endpoint; default: OpenAI's.")
@@ -308,7 +310,11 @@ def main(argv: list[str] | None = None) -> dict | None:
         )
     args.output.mkdir(parents=True, exist_ok=True)
     results = read_results(args.output, args.model)
-    model, processor = load_model(args.model, dtype=args.dtype, device=args.device)
+    try:
+        model, processor = load_model(args.model, args.dtype, args.device, args.trust_remote_code)
+    except RemoteCodeRefusedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     results["generation"] = {**GREEDY, "batch_size": args.batch_size, "dtype": str(model.dtype)}
     results["versions"] = package_versions()
     run_key = {"model": args.model, "weights": weights_fingerprint(args.model), **results["generation"]}

@@ -33,11 +33,13 @@ class AllavaLmms:
         batch_size: int | str = 1,
         max_new_tokens: int = 256,
         max_batch_size: int | None = None,  # passed by lmms-eval for auto batch sizes, which we do not do
+        trust_remote_code: bool | str = False,  # only non-ALLaVA checkpoints that ship their own code need it
     ):
         super().__init__()  # lmms-eval's base class sets rank, world size, cache hook and task_dict
         if str(batch_size).startswith("auto"):
             raise ValueError("allava: batch_size must be a number; automatic batch sizes are not supported.")
-        self.model, self.processor = load_model(pretrained, dtype=dtype, device=device)
+        trusted = str(trust_remote_code).lower() in ("true", "1", "yes")
+        self.model, self.processor = load_model(pretrained, dtype=dtype, device=device, trust_remote_code=trusted)
         self.batch_size = int(batch_size)
         self.max_new_tokens = int(max_new_tokens)
         if not hasattr(self, "task_dict"):

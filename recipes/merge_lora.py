@@ -3,8 +3,9 @@
     python recipes/merge_lora.py outputs/phi2-lora outputs/phi2-lora-merged [--base_model PATH_OR_ID]
 
 The base model defaults to the adapter's `base_model_name_or_path` (recipes/sft.py records the stage-1 checkpoint
-there, or the `base_model/` folder it saves when LoRA starts from freshly composed backbones). The result loads with
-`AutoModelForImageTextToText.from_pretrained(output_dir, trust_remote_code=True)` and needs no peft.
+there, or the `base_model/` folder it saves when LoRA starts from freshly composed backbones). An ALLaVA base loads
+with the installed classes; any other base that ships its own code needs `--trust-remote-code`. The result loads
+with `AutoModelForImageTextToText.from_pretrained(output_dir, trust_remote_code=True)` and needs no peft.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ if not __package__:  # run as a script (python recipes/x.py, accelerate launch):
     sys.path.insert(0, str(REPO))
 
 import modeling_allava  # noqa: E402, F401  (registers the ALLaVA classes, so the merged model saves its remote code)
+from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument, load_pretrained  # noqa: E402
 
 
-def merge(adapter_dir: str | Path, output_dir: str | Path, base_model: str | None = None) -> Path:
+def merge(
+    adapter_dir: str | Path, output_dir: str | Path, base_model: str | None = None, trust_remote_code: bool = False
+) -> Path:
     """Load base + adapter, fold the LoRA deltas into the weights and save model and processor to `output_dir`."""
     adapter_dir, output_dir = Path(adapter_dir), Path(output_dir)
     config_file = adapter_dir / "adapter_config.json"
@@ -34,11 +38,12 @@ def merge(adapter_dir: str | Path, output_dir: str | Path, base_model: str | Non
     base_model = base_model or json.loads(config_file.read_text()).get("base_model_name_or_path")
     if not base_model:
         raise ValueError(f"{config_file}: no base_model_name_or_path; pass --base_model")
-    model = AutoModelForImageTextToText.from_pretrained(base_model, trust_remote_code=True)
+    model = load_pretrained(AutoModelForImageTextToText, base_model, trust_remote_code)
     merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     # The processor the run trained with (saved next to the adapter), else the base model's.
     has_processor = (adapter_dir / "processor_config.json").is_file()
-    processor = AutoProcessor.from_pretrained(adapter_dir if has_processor else base_model, trust_remote_code=True)
+    processor_dir = str(adapter_dir) if has_processor else base_model
+    processor = load_pretrained(AutoProcessor, processor_dir, trust_remote_code, checkpoint=base_model)
     merged.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
     return output_dir
@@ -49,8 +54,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("adapter_dir", help="a LoRA run's output_dir or checkpoint-N folder")
     parser.add_argument("output_dir", help="where to write the merged checkpoint")
     parser.add_argument("--base_model", default=None, help="override the adapter's base_model_name_or_path")
+    add_trust_remote_code_argument(parser)
     args = parser.parse_args(argv)
-    print(f"merged checkpoint written to {merge(args.adapter_dir, args.output_dir, args.base_model)}")
+    try:
+        output = merge(args.adapter_dir, args.output_dir, args.base_model, args.trust_remote_code)
+    except RemoteCodeRefusedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"merged checkpoint written to {output}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ from PIL import Image  # noqa: E402
 from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
 
 from dataset_scripts import shapes_world  # noqa: E402
+from modeling_allava.processing_allava import open_image  # noqa: E402
+from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument, load_pretrained  # noqa: E402
 
 
 CAPTION_REQUEST = "Describe this image in detail."
@@ -65,7 +67,7 @@ def _scenes(images_dir: Path, limit: int | None) -> list[tuple[Image.Image, shap
         raise FileNotFoundError(f"--images {images_dir}: no .png scenes found")
     scenes = []
     for path in paths:
-        image = Image.open(path)
+        image = open_image(path, str(path))  # the pixel budget every image reader shares
         scene = shapes_world.scene_from_image(image)
         if scene is None:
             raise ValueError(f"{path}: no shapes-world scene in the PNG metadata")
@@ -143,17 +145,22 @@ def evaluate(model, processor, images_dir: Path, num_text: int, batch_size: int,
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="checkpoint folder or hub id (loaded with remote code)")
+    parser.add_argument("--model", required=True, help="checkpoint folder or hub id")
     parser.add_argument("--images", required=True, type=Path, help="folder of held-out shapes-world PNG scenes")
     parser.add_argument("--output", type=Path, help="results.json to write (default: <model>/results.json)")
     parser.add_argument("--num-text", type=int, default=32, help="text-only instructions for the forgetting check")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--limit", type=int, help="evaluate only the first N scenes")
+    add_trust_remote_code_argument(parser)
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
-    model = AutoModelForImageTextToText.from_pretrained(args.model, trust_remote_code=True).eval()
-    processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
+    try:
+        model = load_pretrained(AutoModelForImageTextToText, args.model, args.trust_remote_code).eval()
+        processor = load_pretrained(AutoProcessor, args.model, args.trust_remote_code)
+    except RemoteCodeRefusedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     results = {
         "model": args.model,
         **evaluate(model, processor, args.images, args.num_text, args.batch_size, args.limit),

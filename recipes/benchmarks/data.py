@@ -30,6 +30,17 @@ def _open_local(folder: Path, config: str | None, split: str) -> datasets.Datase
         raise ValueError(f"{folder}: cannot open {wanted} ({error}).") from error
 
 
+def _undecoded(dataset: datasets.Dataset) -> datasets.Dataset:
+    """Image columns left as {"bytes", "path"}: `datasets` would decode them on access, before any check; our
+    load_image decodes them after the shared pixel-budget check."""
+    for name, feature in dataset.features.items():
+        if isinstance(feature, datasets.Image) and feature.decode:
+            dataset = dataset.cast_column(name, datasets.Image(decode=False))
+        elif isinstance(feature, datasets.List) and isinstance(feature.feature, datasets.Image):
+            dataset = dataset.cast_column(name, datasets.List(datasets.Image(decode=False)))
+    return dataset
+
+
 def _hub_revision(dataset_id: str, revision: str | None) -> str | None:
     """The commit the Hub resolves `revision` to, so the score names the exact data; None when offline."""
     try:
@@ -50,7 +61,7 @@ def load_rows(
             raise FileNotFoundError(f"--dataset-path {module.NAME}={local_path}: no such folder.")
 
         def open_split(config: str | None, split: str) -> datasets.Dataset:
-            return _open_local(folder, config, split)
+            return _undecoded(_open_local(folder, config, split))
 
         provenance = {"dataset_id": str(folder.resolve()), "dataset_revision": None, "source": "local"}
     else:
@@ -64,7 +75,7 @@ def load_rows(
 
         def open_split(config: str | None, split: str) -> datasets.Dataset:
             # Load the commit we record, not whatever the branch points to a moment later.
-            return datasets.load_dataset(module.DATASET_ID, config, split=split, revision=resolved)
+            return _undecoded(datasets.load_dataset(module.DATASET_ID, config, split=split, revision=resolved))
 
         provenance = {"dataset_id": module.DATASET_ID, "dataset_revision": resolved, "source": "hub"}
     if hasattr(module, "load_rows"):

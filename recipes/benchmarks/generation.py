@@ -5,18 +5,21 @@ from collections.abc import Sequence
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from recipes.remote_code import load_pretrained
+
 from .common import Sample
 
 
-def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None):
-    """Any AutoModelForImageTextToText checkpoint with a chat-templated processor (ALLaVA ships remote code)."""
+def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None, trust_remote_code: bool = False):
+    """Any AutoModelForImageTextToText checkpoint with a chat-templated processor. ALLaVA loads with the installed
+    classes; a checkpoint that needs its own code runs it only with `trust_remote_code`."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype == "auto":
         dtype = "bfloat16" if device.startswith("cuda") else "float32"
-    model = AutoModelForImageTextToText.from_pretrained(
-        name_or_path, trust_remote_code=True, dtype=getattr(torch, dtype)
+    model = load_pretrained(
+        AutoModelForImageTextToText, name_or_path, trust_remote_code, dtype=getattr(torch, dtype)
     )
-    processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=True)
+    processor = load_pretrained(AutoProcessor, name_or_path, trust_remote_code)
     if not hasattr(processor, "tokenizer") or getattr(processor, "chat_template", None) is None:
         raise ValueError(f"{name_or_path}: the processor has no tokenizer or no chat template; cannot prompt it.")
     processor.tokenizer.padding_side = "left"

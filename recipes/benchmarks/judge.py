@@ -4,7 +4,7 @@ HTTP errors are retried by the `openai` client itself (429/5xx, honouring Retry-
 parse is asked again up to `parse_retries` times. A sample that still has no verdict is recorded as a judge failure
 (counted in results.json, re-judged on the next resume) instead of crashing a long run. Only a rejected key or model
 (401/403/404) stops the run, since every later call would fail the same way. The API key is read from the
-environment and never logged or stored.
+environment and never logged or stored: every error is scrubbed (modeling_allava.safety) before it is recorded.
 """
 
 import base64
@@ -19,6 +19,8 @@ from string import Template
 
 import openai
 from PIL import Image
+
+from modeling_allava.safety import describe_error, scrub
 
 from .common import PROMPTS_DIR
 
@@ -62,6 +64,7 @@ class Judge:
         if not api_key:
             raise JudgeConfigError(f"The judge needs an API key in the environment variable ${settings.api_key_env}.")
         self.settings = settings
+        self._secrets = (api_key,)
         self.client = openai.OpenAI(
             base_url=settings.base_url, api_key=api_key, max_retries=settings.http_retries, timeout=settings.timeout
         )
@@ -82,11 +85,13 @@ class Judge:
                     max_tokens=self.settings.max_tokens,
                 )
             except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as failure:
-                reason = f"{type(failure).__name__} ({failure})"
-                raise JudgeConfigError(f"The judge refused the request: {reason}.") from failure
+                # `from None`: the chained traceback would print the endpoint's raw message (and an echoed key).
+                reason = describe_error(failure, self._secrets)
+                raise JudgeConfigError(f"The judge refused the request: {reason}.") from None
             except openai.APIError as failure:  # retries inside the client are used up
-                return {"error": f"{type(failure).__name__}: {failure}", "reply": None, "attempts": attempt}
+                return {"error": describe_error(failure, self._secrets), "reply": None, "attempts": attempt}
             reply = (response.choices[0].message.content or "") if response.choices else ""
+            reply = scrub(reply, self._secrets)  # stored in the cache and samples/: an echoed key must not be
             try:
                 parsed, score = parse(reply)
             except ValueError as failure:

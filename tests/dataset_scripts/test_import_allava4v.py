@@ -2,10 +2,12 @@ import io
 import json
 
 import datasets
+import pytest
 from PIL import Image
 
 from dataset_scripts.import_allava4v import main, subset_of
 from dataset_scripts.schema import FEATURES
+from tests.image_fixtures import bomb_png
 
 
 def jpeg(colour) -> bytes:
@@ -98,3 +100,54 @@ def test_explicit_files_and_limit(tmp_path):
 def test_nothing_to_import(tmp_path, capsys):
     assert main(["--root", str(tmp_path), "--output", str(tmp_path / "ds")]) == 2
     assert "no release JSON" in capsys.readouterr().err
+
+
+def test_images_outside_root_or_not_images_are_skipped_and_counted(tmp_path, capsys):
+    """The release JSON must not choose which files get embedded (and pushed): paths stay under --root and the
+    bytes must decode as an image within the pixel budget."""
+    root = tmp_path / "release"
+    (root / "allava_laion" / "images").mkdir(parents=True)
+    (root / "allava_laion" / "images" / "ok.jpeg").write_bytes(jpeg((0, 0, 0)))
+    (root / "allava_laion" / "images" / "notes.jpeg").write_text("not an image")
+    (root / "allava_laion" / "images" / "bomb.png").write_bytes(bomb_png())
+    (tmp_path / "secret.txt").write_text("password")
+    (root / "allava_laion" / "images" / "link.jpeg").symlink_to(tmp_path / "secret.txt")
+    names = {
+        "ok": "allava_laion/images/ok.jpeg",
+        "absolute": str(tmp_path / "secret.txt"),
+        "dotdot": "../secret.txt",
+        "symlink": "allava_laion/images/link.jpeg",
+        "text": "allava_laion/images/notes.jpeg",
+        "bomb": "allava_laion/images/bomb.png",
+    }
+    rows = [
+        {"id": key, "image": name, "conversations": [{"from": "human", "value": "<image>\nHi?"},
+                                                     {"from": "gpt", "value": "Hello."}]}
+        for key, name in names.items()
+    ]  # fmt: skip
+    (root / "allava_laion" / "ALLaVA-Caption-LAION-4V.json").write_text(json.dumps(rows))
+    out = tmp_path / "ds"
+    assert main(["--root", str(root), "--output", str(out)]) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["subsets"] == {"caption_laion": 1}
+    assert stats["skipped"] == {"oversized_image": 1, "outside_root": 3, "unreadable_image": 1}
+    assert any("../secret.txt is outside" in example for example in stats["skipped_examples"])
+    table = datasets.load_dataset(str(out), "caption_laion", split="train")
+    assert table.cast_column("image", datasets.Image(decode=False))["id"] == ["ok"]
+
+
+def test_a_failed_dataset_push_hides_the_token(tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+
+    from dataset_scripts.dataset_writer import push_to_hub
+
+    token = "hf_DatasetPushToken0123456789abcd"
+    monkeypatch.setenv("HF_TOKEN", token)
+
+    def echoing_failure(self, *args, **kwargs):
+        raise OSError(f"401 for token {token}")
+
+    monkeypatch.setattr(HfApi, "create_repo", echoing_failure)
+    with pytest.raises(SystemExit) as exit_info:
+        push_to_hub(tmp_path, "tester/data", private=False)
+    assert str(exit_info.value.code) == "error: pushing to dataset tester/data failed: OSError: 401 for token ***"

@@ -130,3 +130,35 @@ def test_hf_inputs_from_a_local_dataset(tmp_path, shapes_dir):
         load_items("hf:justaname", "caption-qa", "laion")
     with pytest.raises(InputError, match="could not load"):
         load_items(f"hf:{tmp_path / 'nothing'}:train", "caption-qa", "laion")
+
+
+def test_hf_string_cells_stay_inside_the_dataset(tmp_path, shapes_dir):
+    """A dataset's image cell is a URL or a path inside that dataset, never any file on this machine."""
+    import datasets
+
+    folder = tmp_path / "hfdata"
+    (folder / "images").mkdir(parents=True)
+    inside = sorted(shapes_dir.glob("*.png"))[0]
+    (folder / "images" / "a.png").write_bytes(inside.read_bytes())
+    (tmp_path / "secret.txt").write_text("not for the teacher")
+    cells = ["images/a.png", str(tmp_path / "secret.txt"), "../secret.txt", "images/../../secret.txt"]
+    datasets.Dataset.from_dict({"image": cells}).to_parquet(str(folder / "train.parquet"))
+    items = load_items(f"hf:{folder}:train", "caption-qa", "laion")
+    assert items[0].reader(1.0, 10**7) == inside.read_bytes()
+    for item, cell in zip(items[1:], cells[1:]):
+        with pytest.raises(SkipImage) as error:
+            item.reader(1.0, 10**7)
+        assert error.value.reason == "refused" and f"{cell}: outside the dataset folder" in str(error.value)
+
+
+def test_hub_dataset_path_cells_are_refused(monkeypatch, tmp_path):
+    """A dataset from the Hub has no folder here: its string cells may be URLs, not paths on this machine."""
+    import datasets
+
+    (tmp_path / "secret.txt").write_text("not for the teacher")
+    table = datasets.Dataset.from_dict({"image": [str(tmp_path / "secret.txt"), "images/a.png"]})
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config, split: table)
+    for item in load_items("hf:someone/photos:train", "caption-qa", "laion"):
+        with pytest.raises(SkipImage) as error:
+            item.reader(1.0, 10**7)
+        assert error.value.reason == "refused" and "a file path in a Hub dataset" in str(error.value)

@@ -248,7 +248,8 @@ def test_bad_images_are_skipped_and_counted(synth, shapes_dir, tmp_path):
     ]
     manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
     out = tmp_path / "out"
-    args = ("--mode", "caption-qa", "--input", str(manifest), "--fetch-timeout", "2", "--max-pixels", "20000")
+    args = ("--mode", "caption-qa", "--input", str(manifest), "--fetch-timeout", "2", "--max-pixels", "20000",
+            "--allow-private-urls")  # fmt: skip
     _, summary = synth(*args, output=out)
     assert summary["done"] == 3
     assert summary["skipped"] == {"unreadable": 1, "truncated": 1, "missing": 1, "unreachable": 1, "oversized": 1}

@@ -55,3 +55,19 @@ def test_a_new_push_removes_weight_files_the_folder_no_longer_has(hub, tmp_path)
         delete_patterns=STALE_WEIGHT_PATTERNS,
     )
     assert set(hub.commits("tester/m")[-1].files) == {"model.safetensors", "notes.md"}
+
+
+def test_a_failed_push_exits_with_one_line_that_hides_the_token(hub, tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+
+    def echoing_failure(self, *args, **kwargs):
+        raise OSError(f"proxy refused the request (Authorization: Bearer {TOKEN}, token={TOKEN})")
+
+    monkeypatch.setattr(HfApi, "upload_folder", echoing_failure)
+    folder = _folder(tmp_path / "v1", {"config.json": b"{}"})
+    with pytest.raises(SystemExit) as exit_info:
+        upload_folder(folder, "tester/repo", commit_message="push")
+    message = str(exit_info.value.code)
+    assert message.startswith("error: pushing to model tester/repo@main failed: OSError: proxy refused")
+    assert TOKEN not in message and message.count("***") == 2
+    assert exit_info.value.__cause__ is None and exit_info.value.__suppress_context__

@@ -7,6 +7,7 @@ from PIL import Image
 import modeling_allava.processing_allava as processing
 from modeling_allava import AllavaProcessor, build_image_processor
 from modeling_allava.tiny import TEXT_BACKBONES, build_tiny_processor, build_tiny_tokenizer
+from tests.image_fixtures import bomb_png
 from tests.modeling_allava.byte_bpe import build_byte_level_processor
 
 
@@ -268,11 +269,33 @@ def test_zero_size_image(processors):
 
 
 def test_decompression_bomb_refused_before_decoding(monkeypatch, tmp_path):
-    monkeypatch.setattr(processing, "MAX_IMAGE_PIXELS", 100 * 100)
+    monkeypatch.setenv(processing.MAX_IMAGE_PIXELS_ENV, str(100 * 100))
     path = tmp_path / "big.png"
     Image.new("1", (200, 200)).save(path)
     with pytest.raises(ValueError, match="decompression-bomb guard"):
         processing.load_image(str(path), where="big.png")
+
+
+def test_default_pixel_budget_refuses_a_bomb_below_pillows_own_error(processors):
+    """13000x13000 (169 MP) is under Pillow's error threshold (~179 MP): only our budget (~89.5 MP) stops it."""
+    assert processing.max_image_pixels() <= 90_000_000
+    with pytest.raises(processing.ImageTooLargeError, match=r"images\[0\]: image is 13000x13000 pixels, over"):
+        processors["phi"](images=[bomb_png()], text=["<image>\nhi"])
+    with pytest.warns(Image.DecompressionBombWarning):  # Pillow itself only warns
+        lazy = Image.open(io.BytesIO(bomb_png()))  # opened, not decoded: the processor's check comes first
+    with pytest.raises(processing.ImageTooLargeError, match=r"images\[0\]"):
+        processors["phi"](images=[lazy], text=["<image>\nhi"])
+
+
+def test_pixel_budget_is_configurable(monkeypatch):
+    data = _png_bytes(Image.new("RGB", (40, 30)))
+    monkeypatch.setenv(processing.MAX_IMAGE_PIXELS_ENV, "1199")
+    with pytest.raises(processing.ImageTooLargeError, match="40x30 pixels, over the limit of 1199"):
+        processing.open_image(data, "x.png")
+    assert processing.open_image(data, "x.png", max_pixels=1200).size == (40, 30)
+    monkeypatch.setenv(processing.MAX_IMAGE_PIXELS_ENV, "lots")
+    with pytest.raises(ValueError, match="ALLAVA_MAX_IMAGE_PIXELS must be a positive integer"):
+        processing.open_image(data, "x.png")
 
 
 def _tokenizer_without_image_token():

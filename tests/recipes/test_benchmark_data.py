@@ -68,3 +68,26 @@ def test_a_local_benchmark_copy_rebuilt_in_place_is_read_fresh(tmp_path):
     assert data.load_rows(textvqa, str(folder), None, None)[0]["question_id"] == [1, 2, 3]
     write_copy([7, 8])
     assert data.load_rows(textvqa, str(folder), None, None)[0]["question_id"] == [7, 8]
+
+
+def test_benchmark_images_pass_the_pixel_budget_before_decoding(tmp_path):
+    """`datasets` would decode an image cell on access; rows keep the bytes so the shared check comes first."""
+    from types import SimpleNamespace
+
+    from datasets import Features, Image, List, Value
+
+    from modeling_allava.processing_allava import ImageTooLargeError
+    from recipes.benchmarks.common import row_image
+    from tests.image_fixtures import bomb_png
+
+    features = Features({"id": Value("string"), "image": Image(), "images": List(Image())})
+    cell = {"bytes": bomb_png(), "path": None}
+    Dataset.from_dict({"id": ["q0"], "image": [cell], "images": [[cell]]}, features=features).save_to_disk(
+        str(tmp_path / "bench")
+    )
+    module = SimpleNamespace(NAME="bench", DATASET_CONFIG=None, SPLIT="test")
+    rows, _ = data.load_rows(module, str(tmp_path / "bench"), None, None)
+    assert rows.features["image"].decode is False and rows.features["images"].feature.decode is False
+    for column in ("image", "images"):
+        with pytest.raises(ImageTooLargeError, match=f"q0 {column}: image is 13000x13000 pixels"):
+            row_image(rows, 0, column, f"q0 {column}")()
