@@ -50,6 +50,13 @@ def iter_jsonl(path: str | Path) -> Iterator[dict]:
                     continue  # only possible after outside tampering; the line's work is redone
 
 
+def write_text_atomically(target: Path, text: str) -> None:
+    """Write through a temporary file and an atomic rename: readers see the old file or the new one, never half."""
+    temporary = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, target)
+
+
 def cut_torn_tail(path: Path, block: int = 1 << 16) -> None:
     """Truncate a file after its last newline (drop the half line a kill left), scanning backwards."""
     if not path.exists():
@@ -127,9 +134,7 @@ class OutputDir:
 
     def write_summary(self, summary: dict) -> Path:
         target = self.path("summary")
-        temporary = target.with_name(target.name + f".tmp-{os.getpid()}")
-        temporary.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(temporary, target)
+        write_text_atomically(target, json.dumps(summary, indent=2, sort_keys=True) + "\n")
         return target
 
     def close(self) -> None:
