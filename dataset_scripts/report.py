@@ -37,7 +37,7 @@ REPORT_NAME = "report.html"
 THUMBNAIL_SIDE = 160
 MAX_THUMBNAIL_PIXELS = 64_000_000  # larger images are not decoded for a thumbnail (decompression bombs)
 EXAMPLES_PER_REASON = 3
-RAW_CHARS = 600  # raw reject text shown per example
+RAW_CHARS = 1500  # raw reject text shown per example
 OPENING_WORDS = 3
 WORDS = "whitespace-separated words"
 
@@ -53,7 +53,7 @@ class SubsetReport:
     # length name ("caption", "question", "answer") -> one count per row
     lengths: dict[str, list[int]] = field(default_factory=dict)
     openings: Counter = field(default_factory=Counter)
-    # sampled rows: id, thumbnail (data: URI or None), prompt, response, extra_turns
+    # sampled rows: id, has_image, thumbnail (data: URI, None if absent or undecodable), prompt, response, extra_turns
     samples: list[dict] = field(default_factory=list)
 
 
@@ -135,11 +135,12 @@ def read_subset(
                     report.openings[opening(prompt)] += 1
             for index in picked:
                 prompt, response, extra = _first_pair(table["conversations"][index])
-                image = table["image"][index]
+                image = (table["image"][index] or {}).get("bytes")
                 report.samples.append(
                     {
                         "id": table["id"][index],
-                        "thumbnail": thumbnail(image.get("bytes") if image else None),
+                        "has_image": bool(image),
+                        "thumbnail": thumbnail(image),
                         "prompt": prompt,
                         "response": response,
                         "extra_turns": extra,

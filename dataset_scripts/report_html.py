@@ -30,14 +30,17 @@ section { background: #fff; border: 1px solid #e3e6eb; border-radius: 8px; paddi
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; vertical-align: top; padding: 6px 8px; border-bottom: 1px solid #eef0f3; }
 th { font-size: 12px; color: #667085; font-weight: 600; }
-.hists { display: flex; flex-wrap: wrap; gap: 18px; }
+.hists { display: flex; flex-wrap: wrap; gap: 24px; }
+.hist { flex: 0 0 300px; }
 .cols { display: flex; gap: 24px; flex-wrap: wrap; }
 .cols > div { flex: 1 1 320px; }
+.cols > .hists { flex: 2 1 640px; }
 .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 10px; }
 .card { display: flex; gap: 10px; border: 1px solid #eef0f3; border-radius: 6px; padding: 8px; }
 .card img, .noimg { flex: 0 0 96px; width: 96px; height: 96px; object-fit: contain; image-rendering: pixelated;
   background: #eef0f3; border-radius: 4px; }
-.noimg { display: flex; align-items: center; justify-content: center; color: #98a2b3; font-size: 12px; }
+.noimg { display: flex; align-items: center; justify-content: center; text-align: center; color: #98a2b3;
+  font-size: 12px; }
 .card .body { min-width: 0; }
 .label { font-size: 11px; color: #667085; text-transform: uppercase; }
 .text { white-space: pre-wrap; max-height: 8.8em; overflow: hidden; margin-bottom: 4px; }
@@ -139,11 +142,11 @@ def _gallery(subset: SubsetReport) -> str:
     prompt_label, response_label = ("caption request", "caption") if caption else ("question", "answer")
     cards = []
     for sample in subset.samples:
-        image = (
-            f'<img src="{sample["thumbnail"]}" alt="{_e(sample["id"])}">'
-            if sample["thumbnail"]
-            else '<div class="noimg">no image</div>'
-        )
+        image = ""
+        if sample["thumbnail"]:
+            image = f'<img src="{sample["thumbnail"]}" alt="{_e(sample["id"])}">'
+        elif sample["has_image"]:
+            image = '<div class="noimg">unreadable image</div>'
         extra = f'<div class="muted">+{sample["extra_turns"]} more turns</div>' if sample["extra_turns"] else ""
         cards.append(
             f'<div class="card">{image}<div class="body">'
