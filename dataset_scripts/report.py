@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import itertools
 import json
 import random
 import sys
@@ -150,25 +151,33 @@ def read_subset(
     return report
 
 
+def _example(row: dict) -> dict:
+    raw = row.get("raw")
+    return {
+        "origin": str(row.get("origin") or row.get("item_id") or ""),
+        "detail": str(row.get("detail") or ""),
+        "raw": None if raw is None else str(raw)[:RAW_CHARS],
+    }
+
+
 def read_examples(folders: list[Path], stats: dict) -> dict[str, dict[str, list[dict]]]:
-    """A few raw rejects and skips per reason counted in stats.json, from the synthesis output folders."""
+    """A few raw rejects and skips per reason counted in stats.json, from the synthesis output folders.
+
+    Shards are read only until every counted reason has its examples, so a huge rejects file costs little.
+    """
     examples: dict[str, dict[str, list[dict]]] = {"rejected": {}, "skipped": {}}
-    shard_kind = {"rejected": "rejects", "skipped": "skipped"}
-    for kind, by_reason in examples.items():
-        reasons = set(stats.get(kind) or {})
-        for folder in folders:
-            for path in sorted(folder.glob(f"{shard_kind[kind]}-*-of-*.jsonl")):
-                for row in iter_jsonl(path):
-                    listed = by_reason.setdefault(row.get("reason"), []) if row.get("reason") in reasons else None
-                    if listed is not None and len(listed) < EXAMPLES_PER_REASON:
-                        raw = row.get("raw")
-                        listed.append(
-                            {
-                                "origin": str(row.get("origin") or row.get("item_id") or ""),
-                                "detail": str(row.get("detail") or ""),
-                                "raw": None if raw is None else str(raw)[:RAW_CHARS],
-                            }
-                        )
+    for kind, shard_kind in (("rejected", "rejects"), ("skipped", "skipped")):
+        wanted = {reason: [] for reason in stats.get(kind) or {}}
+        paths = [path for folder in folders for path in sorted(folder.glob(f"{shard_kind}-*-of-*.jsonl"))]
+        missing = EXAMPLES_PER_REASON * len(wanted)
+        for row in itertools.chain.from_iterable(iter_jsonl(path) for path in paths):
+            if missing == 0:
+                break
+            listed = wanted.get(row.get("reason"))
+            if listed is not None and len(listed) < EXAMPLES_PER_REASON:
+                listed.append(_example(row))
+                missing -= 1
+        examples[kind] = {reason: listed for reason, listed in wanted.items() if listed}
     for message in stats.get("skipped_examples") or []:  # imported releases keep their examples in stats.json
         examples["skipped"].setdefault("(any reason)", []).append({"origin": "", "detail": str(message), "raw": None})
     return examples
