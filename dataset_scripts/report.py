@@ -111,7 +111,12 @@ def read_subset(
     """Stream a subset's parquet files row group by row group; only sampled groups are read with their images."""
     import pyarrow.parquet as pq
 
-    files = [pq.ParquetFile(path) for path in _subset_files(folder, subset)]
+    files = []
+    for path in _subset_files(folder, subset):
+        try:
+            files.append(pq.ParquetFile(path))
+        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+            raise ReportError(f"{path}: not a readable parquet file ({error})") from None
     if not files:
         raise ReportError(f"{folder / subset}: no {SPLIT}-*.parquet files for subset {subset!r} named in stats.json")
     report = SubsetReport(subset, rows=sum(f.metadata.num_rows for f in files))

@@ -177,6 +177,10 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "stats.json").write_text('{"subsets": {"text": 3}}')
     assert main([str(tmp_path)]) == 2
     assert "no train-*.parquet files for subset 'text'" in capsys.readouterr().err
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "train-00000-of-00001.parquet").write_bytes(b"not parquet")
+    assert main([str(tmp_path)]) == 2
+    assert "train-00000-of-00001.parquet: not a readable parquet file" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path), "--samples", "-1"])
     assert exit_info.value.code == 2
