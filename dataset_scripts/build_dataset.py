@@ -29,6 +29,7 @@ from dataset_scripts.dataset_writer import (  # noqa: E402
     push_to_hub,
     write_subsets,
 )
+from dataset_scripts.report import REPORT_NAME, write_report  # noqa: E402
 from dataset_scripts.schema import IMAGE_TOKEN, make_row, subset_name  # noqa: E402
 from dataset_scripts.shards import iter_jsonl  # noqa: E402
 
@@ -183,6 +184,7 @@ def build(
         "prompts": prompts,
     }
     finish(out, stats, pretty_name, license, repo_id)
+    write_report(out, out / REPORT_NAME)
     return stats
 
 

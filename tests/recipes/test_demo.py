@@ -34,6 +34,8 @@ def test_quick_demo_runs_the_whole_loop_and_learns(tmp_path):
     assert stats["prompt_versions"] == ["v1"]
     assert {"caption_shapes", "instruct_shapes", "text"} <= {p.name for p in (out / "dataset").iterdir()}
     assert "sk-offline-demo" not in (out / "dataset" / "README.md").read_text()
+    report = (out / "dataset" / "report.html").read_text()  # the data report, written by build_dataset.py
+    assert "instruct_shapes" in report and "sk-offline-demo" not in report
 
     # Both stages trained: the logged loss falls clearly in each.
     for stage in ("stage1", "stage2"):
