@@ -21,31 +21,28 @@ Throughput counts non-pad tokens (image tokens included) over the whole `trainer
 collation and image preprocessing included), per second of this process's CPU time with one torch thread (other jobs
 on a shared machine barely move it) and per wall-clock second. Peak memory is the peak resident set size (RSS,
 sampled every 2 ms from /proc/self/statm) during `train()` minus the RSS just before the model was built: weights,
-gradients, optimiser state and activations. glibc is told to return freed memory at once (MALLOC_* variables, set by
-re-running this script) so one variant's leftovers do not hide the next one's peak.
+gradients, optimiser state and activations. glibc is told to return freed memory at once
+(`bench.common.release_memory`) so one variant's leftovers do not hide the next one's peak.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import io
 import os
 import random
-import sys
 import tempfile
-import threading
 import time
 
 import torch
 from datasets import Dataset, Features, Image, List, Value
 from PIL import Image as PILImage
 from PIL import ImageDraw
-from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, TrainerCallback
+from transformers import LlavaForConditionalGeneration, TrainerCallback
 from transformers.trainer_pt_utils import get_length_grouped_indices
 from trl import SFTConfig, SFTTrainer
 
+from bench.common import PeakMemory, baseline_model, baseline_processor, release_memory
 from modeling_allava import AllavaConfig, AllavaForConditionalGeneration
 from modeling_allava.tiny import build_tiny_processor
 from recipes.collator import AllavaCollator
@@ -123,32 +120,6 @@ def phi_clip_config(
     )
 
 
-def baseline_model(config: AllavaConfig) -> LlavaForConditionalGeneration:
-    """transformers' own Llava with the same vision and text configs (its LM head has no bias; ours has none here)."""
-    model = LlavaForConditionalGeneration(
-        LlavaConfig(
-            vision_config=config.vision_config,
-            text_config=config.text_config,
-            image_token_index=config.image_token_index,
-            tie_word_embeddings=False,
-        )
-    )
-    model.model.vision_tower.requires_grad_(False)  # as in ALLaVA: vision frozen, projector + LM trained
-    return model
-
-
-def baseline_processor(processor) -> LlavaProcessor:
-    """What a user of transformers' Llava builds: LlavaProcessor, CLS counted, the same chat template and images."""
-    return LlavaProcessor(
-        image_processor=processor.image_processor,
-        tokenizer=processor.tokenizer,
-        patch_size=PATCH_SIZE,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=processor.chat_template,
-    )
-
-
 class TokenCounter:
     """Forward pre-hook recording, per model call: non-pad tokens, all tokens, the samples' lengths, the images."""
 
@@ -177,35 +148,6 @@ class TokenCounter:
             )
 
 
-class PeakRSS:
-    """Peak resident set size while the block runs, sampled every 2 ms, relative to `start`."""
-
-    def __init__(self, start: int):
-        self.start, self.peak, self._stop = start, start, threading.Event()
-
-    @staticmethod
-    def now() -> int:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.002):
-            self.peak = max(self.peak, self.now())
-
-    def __enter__(self) -> PeakRSS:
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def mib(self) -> float:
-        return (self.peak - self.start) / 2**20
-
-
 class Clock(TrainerCallback):
     """Wall and CPU time of the whole `train()` (CPU time is less disturbed by other jobs on a shared machine)."""
 
@@ -216,15 +158,9 @@ class Clock(TrainerCallback):
         self.wall, self.cpu = time.perf_counter() - self.start[0], time.process_time() - self.start[1]
 
 
-def release_memory() -> None:
-    gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 def run(name: str, build_model, collator, processor, dataset: Dataset, args: argparse.Namespace, **config) -> dict:
     """Train one epoch over `dataset` with SFTTrainer; return throughput, padding and peak memory."""
-    release_memory()
-    start = PeakRSS.now()
+    memory = PeakMemory("cpu")  # from before the model is built: weights count too
     model = build_model()
     image_tokens = (IMAGE_SIZE // PATCH_SIZE) ** 2
     clock = Clock()
@@ -256,7 +192,7 @@ def run(name: str, build_model, collator, processor, dataset: Dataset, args: arg
     counter = TokenCounter(
         trainer.model, processor.tokenizer.pad_token_id, model.config.image_token_index, image_tokens
     )
-    with PeakRSS(start) as memory:
+    with memory:
         trainer.train()
     counter.handle.remove()
     result = {
@@ -275,13 +211,6 @@ def run(name: str, build_model, collator, processor, dataset: Dataset, args: arg
     return result
 
 
-def ensure_malloc_returns_memory() -> None:
-    """glibc keeps freed blocks for reuse, so RSS would hide a later variant's peak: re-run with memory returned."""
-    if os.environ.get("MALLOC_MMAP_THRESHOLD_") != "65536":
-        os.environ.update(MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
-        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=48, help="rows trained on per variant (one epoch)")
@@ -298,7 +227,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time measures work alone)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    ensure_malloc_returns_memory()
+    release_memory()  # before anything large is allocated
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 

@@ -22,12 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from dataset_scripts import shapes_world  # noqa: E402
-from dataset_scripts.synthesize import main as synthesize  # noqa: E402
+from dataset_scripts import shapes_world
+from dataset_scripts.synthesize import main as synthesize
 
 
 HEADER = "| concurrency | items | wall s | achieved req/s | ideal req/s (c/L) | achieved / ideal | client CPU ms/req |"
@@ -36,7 +32,6 @@ HEADER = "| concurrency | items | wall s | achieved req/s | ideal req/s (c/L) | 
 def start_teacher(latency: float) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "dataset_scripts.offline_teacher", "--port", "0", "--latency", str(latency)],
-        cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
     )

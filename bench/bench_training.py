@@ -15,38 +15,23 @@ bench/gpu_training.py reuses these pieces with Phi-2 / CLIP-L sizes in bf16.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
-import os
-import random
-import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, TrainerCallback
+from transformers import CLIPVisionConfig, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a script: make the repo importable
-    sys.path.insert(0, str(REPO))
-
-from dataset_scripts import shapes_world  # noqa: E402
-from dataset_scripts.schema import FEATURES, make_row  # noqa: E402
-from modeling_allava import (  # noqa: E402
-    AllavaConfig,
-    AllavaForConditionalGeneration,
-    AllavaProcessor,
-    build_image_processor,  # noqa: E402
-)
-from modeling_allava.processing_allava import CHAT_TEMPLATES  # noqa: E402
-from modeling_allava.tiny import build_tiny_tokenizer  # noqa: E402
-from recipes.collator import AllavaCollator  # noqa: E402
+from bench.common import PeakMemory, baseline_model, baseline_processor, release_memory
+from dataset_scripts import shapes_world
+from dataset_scripts.schema import FEATURES
+from modeling_allava import AllavaConfig, AllavaForConditionalGeneration, AllavaProcessor, build_image_processor
+from modeling_allava.processing_allava import CHAT_TEMPLATES
+from modeling_allava.tiny import build_tiny_tokenizer
+from recipes.collator import AllavaCollator
 
 
 @dataclass
@@ -94,60 +79,30 @@ def build_config(shape: ModelShape, tokenizer) -> AllavaConfig:
 
 def build_rows(count: int, seed: int, image_size: int, max_words: int) -> list[dict]:
     """Shapes-world rows with ALLaVA-like variety: captions, long-answer questions and ~15% text-only rows."""
-    rng = random.Random(seed)
-    filler = [
-        "Looking closely, the scene has no other objects.",
-        "The background is plain and light grey.",
-        "Each shape has a clean outline and a flat colour.",
-        "Because the shapes do not overlap, they are easy to count.",
-    ]
-    rows = []
-    for index in range(count):
-        if rng.random() < 0.15:
-            question, answer = shapes_world.text_instruction(rng)
-            image = None
-        else:
-            scene = shapes_world.random_scene(rng)
-            question, answer = shapes_world.ask(scene, rng.choice(shapes_world.QUESTION_TYPES))
-            answer = " ".join([shapes_world.describe(scene), answer])
-            image = shapes_world.png_bytes(scene, size=image_size)
-        words = rng.randint(10, max_words)
-        while len(answer.split()) < words:
-            answer += " " + rng.choice(filler)
-        turns = [{"from": "human", "value": f"<image>\n{question}" if image else question}]
-        turns.append({"from": "gpt", "value": answer})
-        rows.append(
-            make_row(
-                f"bench_{index}",
-                turns,
-                image,
-                source="shapes",
-                teacher_model=None,
-                prompt_version=None,
-                prompt_hash=None,
-                origin="bench",
-            )
-        )
-    return rows
+    return shapes_world.dataset_rows(
+        "detailed",
+        count,
+        seed,
+        image_size=image_size,
+        text_fraction=0.15,
+        max_words=max_words,
+        id_prefix="bench",
+        teacher_model=None,
+        prompt_version=None,
+        prompt_hash=None,
+        origin="bench",
+    )
 
 
 class _Meter(TrainerCallback):
-    """Times the steps after warm-up and samples peak memory in a background thread."""
+    """Times the steps after warm-up; measures peak memory from the start of training (the loaded model excluded)."""
 
     def __init__(self, warmup: int, device: torch.device):
         self.warmup, self.device = warmup, device
-        self.start = self.end = None
-        self.peak = self.base = 0
-        self._stop = threading.Event()
+        self.start = self.end = self.memory = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-        else:
-            self.base = self.peak = _rss()
-            threading.Thread(target=self._sample, daemon=True).start()
+        self.memory = PeakMemory(self.device).start()
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.device.type == "cuda":
@@ -156,21 +111,7 @@ class _Meter(TrainerCallback):
             self.start = time.perf_counter()
         if state.global_step == state.max_steps:
             self.end = time.perf_counter()
-            self._stop.set()
-
-    def peak_bytes(self) -> int:
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated() - self.base
-        return self.peak - self.base
-
-    def _sample(self):
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, _rss())
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            self.memory.stop()
 
 
 class _CountingCollator:
@@ -221,32 +162,22 @@ def build_arm(name: str, config: AllavaConfig, tokenizer, rows: list[dict], args
     torch.manual_seed(0)
     # Random init straight on the target device: a 3B model initialised on CPU first would take minutes.
     device = args.device
-    image_processor = build_image_processor(config.vision_config.image_size)
-    template = CHAT_TEMPLATES["allava"]
+    processor = AllavaProcessor(
+        image_processor=build_image_processor(config.vision_config.image_size),
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATES["allava"],
+    )
     if name == "ours":
         with torch.device(device):
             model = AllavaForConditionalGeneration._from_config(config, dtype=dtype)
-        processor = AllavaProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=template)
         dataset = Dataset.from_list(rows, features=FEATURES).select_columns(["id", "messages", "images"])
         args.remove_unused_columns = False
         args.dataset_kwargs = {"skip_prepare_dataset": True}
         collator = AllavaCollator(processor, max_length=None)
     else:
-        llava_config = LlavaConfig(
-            **{k: v for k, v in config.to_dict().items() if k in LlavaConfig.__dataclass_fields__}
-        )
-        llava_config._attn_implementation = config._attn_implementation
         with torch.device(device):
-            model = LlavaForConditionalGeneration._from_config(llava_config, dtype=dtype)
-        # The fix every Llava + CLIP user needs: count the CLS token, or the image-token count is one short.
-        processor = LlavaProcessor(
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            patch_size=14,
-            vision_feature_select_strategy="default",
-            num_additional_image_tokens=1,
-            chat_template=template,
-        )
+            model = baseline_model(config, dtype=dtype)
+        processor = baseline_processor(processor)
         dataset = Dataset.from_list(rows, features=FEATURES).select_columns(["messages", "images"])
         args.assistant_only_loss = True
         collator = None
@@ -285,7 +216,7 @@ def run_arm(
             "tokens_per_s": counter.tokens / seconds,
             "steps_per_s": steps / seconds,
             "collate_ms": 1000 * counter.seconds / steps,
-            "peak_mib": meter.peak_bytes() / 2**20,
+            "peak_mib": meter.memory.mib,
             "tokens_per_step": counter.tokens / steps,
             "label_tokens_per_step": counter.label_tokens / steps,
             "squared_lengths": counter.squared,
@@ -299,7 +230,7 @@ def run_arm(
 def compare(config, tokenizer, rows, steps, warmup, repeats, batch_size, device, bf16) -> list[dict]:
     """Alternate the arms `repeats` times (shared CPUs are noisy); keep each arm's best speed and lowest peak."""
     if device == "cpu":
-        _return_freed_memory()
+        release_memory()  # before the first arm allocates: its freed memory must not pad the next arm's resident set
     best: dict[str, dict] = {}
     for _ in range(repeats):
         for name in ("baseline", "ours"):
@@ -311,13 +242,6 @@ def compare(config, tokenizer, rows, steps, warmup, repeats, batch_size, device,
             if name not in best or result["tokens_per_s"] > best[name]["tokens_per_s"]:
                 best[name] = result
     return [best["baseline"], best["ours"]]
-
-
-def _return_freed_memory() -> None:
-    """Make glibc give every large freed block back to the OS, so the resident set of one arm does not include
-    memory the previous arm freed but malloc kept (which would make whichever arm runs second look lighter)."""
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD: fixed, so blocks >= 128 KiB are mmapped and unmapped on free
 
 
 def format_table(results: list[dict]) -> str:

@@ -11,7 +11,7 @@ checkpointing, its fused LM-head loss). Same ALLaVA-like rows as bench/bench_pac
 (for sdpa: the whole row under a block-diagonal mask); for sdpa also (d) ours packed as recipes/sft.py trains, with
 the `sdpa_per_sample` attention (sdpa on each sample's span). Throughput and MFU count non-pad tokens
 and the useful FLOPs of the real samples only (causal attention per sample, frozen tower forward only) over the
-measured steps (after `--warmup`); memory is `torch.cuda.max_memory_allocated` over the whole run.
+measured steps (after `--warmup`); memory is `torch.cuda.max_memory_allocated` over the whole run (`bench.common`).
 """
 
 from __future__ import annotations
@@ -28,15 +28,8 @@ from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 from trl.trainer.utils import get_peak_flops
 
-from bench.bench_packing import (
-    IMAGE_SIZE,
-    PATCH_SIZE,
-    TokenCounter,
-    allava_like_rows,
-    baseline_model,
-    baseline_processor,
-    phi_clip_config,
-)
+from bench.bench_packing import IMAGE_SIZE, PATCH_SIZE, TokenCounter, allava_like_rows, phi_clip_config
+from bench.common import PeakMemory, baseline_model, baseline_processor
 from modeling_allava import AllavaForConditionalGeneration
 from modeling_allava.tiny import build_tiny_processor
 from recipes.collator import AllavaCollator
@@ -78,7 +71,7 @@ def run(name, build_model, collator, processor, dataset, attention: str, args) -
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
+    memory = PeakMemory(device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     with torch.device(device):
         model = build_model().to(dtype)
@@ -117,7 +110,8 @@ def run(name, build_model, collator, processor, dataset, attention: str, args) -
     counter = TokenCounter(
         trainer.model, processor.tokenizer.pad_token_id, model.config.image_token_index, image_tokens
     )
-    trainer.train()
+    with memory:
+        trainer.train()
     counter.handle.remove()
     measured = slice(args.warmup, args.warmup + args.steps)
     seconds = clock.end - clock.start
@@ -129,7 +123,7 @@ def run(name, build_model, collator, processor, dataset, attention: str, args) -
         "tokens_per_s": sum(counter.real[measured]) / seconds,
         "padding": 1 - sum(counter.real[measured]) / sum(counter.total[measured]),
         "mfu": flops / seconds / peak if peak else None,
-        "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+        "peak_gib": memory.bytes / 2**30 if device.type == "cuda" else None,
         "step_s": seconds / args.steps,
     }
     print(f"  {result}", flush=True)

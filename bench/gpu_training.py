@@ -19,12 +19,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling bench_training.py, run as a script or not
-import bench_training  # noqa: E402
-from bench_training import ModelShape  # noqa: E402
-
-from modeling_allava.tiny import build_tiny_tokenizer  # noqa: E402
+from bench import bench_training
+from bench.bench_training import ModelShape
+from modeling_allava.tiny import build_tiny_tokenizer
 
 
 # ALLaVA-Phi2: Phi-2 text model, CLIP ViT-L/14 at 336 px (see /work/shared/reference/allava.md, "Architecture").

@@ -20,6 +20,8 @@ from typing import IO
 
 from PIL import Image, ImageDraw, PngImagePlugin
 
+from dataset_scripts.schema import make_row
+
 
 PNG_KEY = "shapes_world"
 COLOURS = {
@@ -52,6 +54,14 @@ QUESTIONS = {
 _PLURAL = {"circle": "circles", "square": "squares", "triangle": "triangles", "cross": "crosses"}
 _WHERE = {"left": "on the left side", "centre": "in the centre", "right": "on the right side"}
 _WORDS = ("cat", "house", "river", "planet", "garden", "window", "bottle", "basket", "rocket", "pencil")
+ROW_KINDS = ("caption", "instruct", "detailed", "text")
+# True of every scene: lengthens answers without changing what they say.
+FILLER = (
+    "Looking closely, the scene has no other objects.",
+    "The background is plain and light grey.",
+    "Each shape has a clean outline and a flat colour.",
+    "Because the shapes do not overlap, they are easy to count.",
+)
 
 
 @dataclass(frozen=True)
@@ -249,6 +259,51 @@ def write_scenes(folder: str | Path, n: int, seed: int, size: int = 112) -> list
         save_png(random_scene(rng), path, size)
         paths.append(path)
     return paths
+
+
+def dataset_rows(
+    kind: str,
+    count: int,
+    seed: int,
+    *,
+    image_size: int = 112,
+    text_fraction: float = 0.0,
+    max_words: int | None = None,
+    id_prefix: str | None = None,
+    **provenance: str | None,
+) -> list[dict]:
+    """`count` rows in the `dataset_scripts.schema` format straight from the generator (no teacher), for tests and
+    benches. `kind`: "caption" (the scene described), "instruct" (one question), "detailed" (the description, then
+    the answer) or "text" (a text-only puzzle); `text_fraction` of the rows are text-only whatever the kind. With
+    `max_words`, each answer grows by FILLER sentences to a random 10 ... `max_words` words. `provenance`:
+    `make_row`'s teacher_model, prompt_version, prompt_hash and origin."""
+    if kind not in ROW_KINDS:
+        raise ValueError(f"unknown row kind {kind!r}; expected one of {ROW_KINDS}")
+    rng = random.Random(seed)
+    prefix = id_prefix or f"{kind}_shapes_{seed}"
+    rows = []
+    for index in range(count):
+        row_kind = "text" if text_fraction and rng.random() < text_fraction else kind
+        image = None
+        if row_kind == "text":
+            question, answer = text_instruction(rng)
+        else:
+            scene = random_scene(rng)
+            if row_kind == "caption":
+                question, answer = "Describe the image in detail.", describe(scene)
+            else:
+                question, answer = ask(scene, rng.choice(QUESTION_TYPES))
+                if row_kind == "detailed":
+                    answer = f"{describe(scene)} {answer}"
+            image = png_bytes(scene, size=image_size)
+        if max_words:
+            words = rng.randint(10, max_words)
+            while len(answer.split()) < words:
+                answer += " " + rng.choice(FILLER)
+        turns = [{"from": "human", "value": question if image is None else f"<image>\n{question}"}]
+        turns.append({"from": "gpt", "value": answer})
+        rows.append(make_row(f"{prefix}_{index}", turns, image, source="shapes", **provenance))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -104,3 +104,28 @@ def test_write_scenes_and_cli(tmp_path, capsys):
     assert [world.scene_from_image(p.read_bytes()) for p in held] != [
         world.scene_from_image(p.read_bytes()) for p in train
     ]
+
+
+def test_dataset_rows_say_what_their_images_show():
+    """The one builder of ready-made rows (tests, benches): every answer is checked against the scene in its PNG."""
+    provenance = {"teacher_model": None, "prompt_version": None, "prompt_hash": None, "origin": "bench"}
+    rows = world.dataset_rows("detailed", 200, 0, text_fraction=0.15, max_words=60, id_prefix="b", **provenance)
+    assert [row["id"] for row in rows] == [f"b_{index}" for index in range(200)]
+    text_only = [row for row in rows if not row["images"]]
+    assert 15 <= len(text_only) <= 45  # 15% of 200, give or take sampling
+    for row in rows:
+        question, answer = (turn["value"] for turn in row["conversations"])
+        assert 10 <= len(answer.split()) <= 60 + max(len(filler.split()) for filler in world.FILLER)
+        if not row["images"]:
+            assert answer.startswith(world.solve_text_instruction(question))
+            continue
+        scene = world.scene_from_image(row["images"][0]["bytes"])
+        question = question.removeprefix("<image>\n")
+        assert answer.startswith(f"{world.describe(scene)} {world.ask(scene, world.question_type(question))[1]}")
+    captions = world.dataset_rows("caption", 3, 5, image_size=56, **provenance)
+    assert [row["id"] for row in captions] == ["caption_shapes_5_0", "caption_shapes_5_1", "caption_shapes_5_2"]
+    for row in captions:
+        assert row["conversations"][1]["value"] == world.describe(world.scene_from_image(row["images"][0]["bytes"]))
+        assert Image.open(io.BytesIO(row["images"][0]["bytes"])).size == (56, 56)
+    with pytest.raises(ValueError, match="unknown row kind 'photo'"):
+        world.dataset_rows("photo", 1, 0, **provenance)

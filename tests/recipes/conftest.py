@@ -2,7 +2,6 @@
 
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from transformers import AutoProcessor
 from trl import ModelConfig, SFTConfig, TrlParser
 
 from dataset_scripts import shapes_world
-from dataset_scripts.schema import FEATURES, make_row
+from dataset_scripts.schema import FEATURES
 from modeling_allava.tiny import save_tiny_backbones
 from recipes import sft
 
@@ -26,22 +25,7 @@ PROVENANCE = {"teacher_model": "offline-teacher", "prompt_version": "v1", "promp
 
 def shapes_rows(kind: str, count: int, seed: int) -> list[dict]:
     """Rows in the dataset_scripts.schema format: captions, one-question instructions or text-only puzzles."""
-    rng = random.Random(seed)
-    rows = []
-    for index in range(count):
-        if kind == "text":
-            question, answer = shapes_world.text_instruction(rng)
-            turns, image = [{"from": "human", "value": question}, {"from": "gpt", "value": answer}], None
-        else:
-            scene = shapes_world.random_scene(rng)
-            if kind == "caption":
-                question, answer = "Describe the image in detail.", shapes_world.describe(scene)
-            else:
-                question, answer = shapes_world.ask(scene, rng.choice(shapes_world.QUESTION_TYPES))
-            turns = [{"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}]
-            image = shapes_world.png_bytes(scene, size=56)
-        rows.append(make_row(f"{kind}_shapes_{seed}_{index}", turns, image, source="shapes", **PROVENANCE))
-    return rows
+    return shapes_world.dataset_rows(kind, count, seed, image_size=56, **PROVENANCE)
 
 
 def write_dataset_folder(folder: Path, subsets: dict[str, list[dict]]) -> Path:

@@ -7,6 +7,9 @@ import pytest
 from tests.recipes.conftest import REPO, log_history, mixture_args, quick_args, run_script
 
 
+pytestmark = pytest.mark.slow
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

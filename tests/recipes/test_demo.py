@@ -14,6 +14,7 @@ from recipes.loss_curve import read_losses
 
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
 
 
 def test_quick_demo_runs_the_whole_loop_and_learns(tmp_path):

@@ -1,6 +1,14 @@
 """The packing benchmarks run end to end (tiny sizes): every variant trains and the table comes out."""
 
+import pytest
+
+from bench.bench_packing import IMAGE_SIZE, PATCH_SIZE, phi_clip_config
+from modeling_allava import AllavaForConditionalGeneration
+from modeling_allava.tiny import build_tiny_processor
 from tests.recipes.conftest import REPO, run_script
+
+
+pytestmark = pytest.mark.slow
 
 
 def table_rows(stdout: str) -> dict[str, list[str]]:
@@ -22,9 +30,8 @@ def test_gpu_packing_smoke_mode_runs_every_variant_on_cpu():
         "(e) ours, packed [sdpa]",
         "(d) ours, packed [sdpa_per_sample]",
     ]
-    tokens_per_s = [float(cells[0]) for cells in rows.values()]
+    assert rows["(a) TRL + transformers Llava, padded [sdpa]"][-1] == "1.00x"
     padding = [float(cells[1].rstrip("%")) for cells in rows.values()]
-    assert all(speed > 0 for speed in tokens_per_s)
     assert padding[2] == padding[3] <= padding[1] == padding[0]  # same batches: packed never pads more
 
 
@@ -34,5 +41,10 @@ def test_cpu_packing_bench_prints_its_table():
     rows = table_rows(result.stdout)
     assert [name[:3] for name in rows] == ["(a)", "(b)", "(d)"]
     assert rows["(a) TRL + transformers Llava, padded"][-2:] == ["1.00x", "1.00x"]
+    # Memory counts from before the model is built: its fp32 weights, and AdamW's two moments per trained weight.
+    processor = build_tiny_processor("phi", image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
+    model = AllavaForConditionalGeneration(phi_clip_config(processor.tokenizer, 64, 1, 64, 1))
+    model.set_trainable_modules("allava")
+    floor = sum(4 * p.numel() * (3 if p.requires_grad else 1) for p in model.parameters()) / 2**20
     peak_mib = [float(cells[4].split()[0]) for cells in rows.values()]
-    assert all(peak > 0 for peak in peak_mib)
+    assert all(peak >= round(floor) for peak in peak_mib)
