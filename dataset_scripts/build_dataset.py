@@ -10,7 +10,6 @@ embedded as bytes, and the result opens with `load_dataset("my_dataset", "captio
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import Counter
@@ -21,6 +20,7 @@ from pathlib import Path
 if not __package__:  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from allava_cli import UsageError, check_repo_id, cli_parser, run  # noqa: E402
 from dataset_scripts.dataset_writer import (  # noqa: E402
     DatasetFolderError,
     finish,
@@ -31,10 +31,11 @@ from dataset_scripts.dataset_writer import (  # noqa: E402
 )
 from dataset_scripts.schema import IMAGE_TOKEN, make_row, subset_name  # noqa: E402
 from dataset_scripts.shards import iter_jsonl  # noqa: E402
+from hub.upload import require_token  # noqa: E402
 
 
-class BuildError(RuntimeError):
-    """The synthesis outputs are incomplete or inconsistent."""
+class BuildError(UsageError):
+    """The synthesis outputs are incomplete, inconsistent or empty (exit code 2)."""
 
 
 def record_rows(record: dict, image_bytes: bytes | None) -> list[tuple[str, dict]]:
@@ -48,6 +49,7 @@ def record_rows(record: dict, image_bytes: bytes | None) -> list[tuple[str, dict
         "prompt_hash": record["prompt_hash"],
         "origin": record["origin"],
         "original_caption": record.get("original_caption"),
+        "mode": record["mode"],
     }
     if record["mode"] == "text":
         conversations = [{"from": "human", "value": record["question"]}, {"from": "gpt", "value": record["answer"]}]
@@ -167,6 +169,12 @@ def build(
     out = prepare_output(out, overwrite)
     subsets = write_subsets(builder.rows(), out, rows_per_file)
     rejected, skipped, prompts = builder.left_out()
+    if not subsets:
+        out.rmdir()  # prepared empty above; nothing was written
+        raise BuildError(
+            f"no records in {', '.join(map(str, inputs))}: nothing to build (every input was rejected or skipped; "
+            f"rejected by reason: {rejected or 'none'}; skipped by reason: {skipped or 'none'})"
+        )
     stats = {
         "kind": "synthesized",
         "inputs": [str(path) for path in inputs],
@@ -187,7 +195,15 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Merge synthesis shards into an ALLaVA-format dataset folder.")
+    """The command line; expected errors print one line and return exit code 2."""
+    return run(_main, argv, expected=(UsageError, DatasetFolderError, ValueError, OSError))
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = cli_parser(
+        "Merge synthesis output folders into an ALLaVA-format dataset folder (parquet subsets + card).",
+        "python dataset_scripts/build_dataset.py --input out/ --output my_dataset/",
+    )
     parser.add_argument("--input", nargs="+", required=True, help="synthesize.py output folder(s)")
     parser.add_argument("--output", required=True, help="dataset folder to write (parquet + README.md + stats.json)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
@@ -197,22 +213,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--push-to-hub", metavar="ORG/NAME", help="also upload the folder as a Hub dataset")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
     args = parser.parse_args(argv)
-    try:
-        stats = build(
-            [Path(p) for p in args.input],
-            Path(args.output),
-            overwrite=args.overwrite,
-            rows_per_file=args.rows_per_file,
-            pretty_name=args.pretty_name,
-            license=args.license,
-            repo_id=args.push_to_hub,
-        )
-    except (BuildError, DatasetFolderError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if args.push_to_hub:  # before the build, which can take a while
+        check_repo_id(args.push_to_hub, "--push-to-hub")
+        require_token()
+    stats = build(
+        [Path(p) for p in args.input],
+        Path(args.output),
+        overwrite=args.overwrite,
+        rows_per_file=args.rows_per_file,
+        pretty_name=args.pretty_name,
+        license=args.license,
+        repo_id=args.push_to_hub,
+    )
     print(json.dumps({"subsets": stats["subsets"], "rejected": stats["rejected"], "skipped": stats["skipped"]}))
     if args.push_to_hub:
-        print(f"pushed: {push_to_hub(Path(args.output), args.push_to_hub, args.private)}")
+        print(push_to_hub(Path(args.output), args.push_to_hub, args.private))
     return 0
 
 

@@ -102,15 +102,18 @@ def finish(out: Path, stats: dict, pretty_name: str | None, license: str, repo_i
 
 
 def push_to_hub(out: Path, repo_id: str, private: bool) -> str:
-    """Upload the folder as is (parquet + card); the token comes from HF_TOKEN or `hf auth login`."""
-    from huggingface_hub import HfApi
+    """Upload the folder as is (parquet + card) through hub/upload.py, like model pushes: token check, repo creation,
+    and a re-push of an unchanged folder makes no commit. Returns the line saying what happened."""
+    from hub.upload import upload_folder
 
-    api = HfApi()
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    commit = api.upload_folder(
-        repo_id=repo_id, repo_type="dataset", folder_path=str(out), commit_message="Upload ALLaVA-style dataset"
+    return upload_folder(
+        out,
+        repo_id,
+        repo_type="dataset",
+        private=private,
+        commit_message="Upload ALLaVA-style dataset",
+        delete_patterns=["*.parquet"],  # parquet files an earlier, larger build left would be loaded as rows
     )
-    return getattr(commit, "commit_url", str(commit))
 
 
 def merge_counts(*counters: dict) -> dict:

@@ -122,6 +122,7 @@ class Importer:
                 prompt_hash=None,
                 origin=origin,
                 original_caption=entry.get("original_caption"),
+                mode="text" if subset == "text" else "vflan" if source == "vflan" else "caption-qa",
             )
         except ValueError as error:
             self._skip("malformed", f"{where}: {error}")

@@ -3,6 +3,16 @@ re-push that changed nothing apart from a new commit. Used for models (hub/push_
 
 from pathlib import Path
 
+from allava_cli import check_repo_id
+
+
+def require_token() -> None:
+    """Stop before any work or request when no token is configured (callers check early, before long builds)."""
+    from huggingface_hub import get_token
+
+    if get_token() is None:
+        raise SystemExit("No Hugging Face token found: set HF_TOKEN or run `hf auth login` (never pass it as a flag).")
+
 
 def upload_folder(
     folder: Path,
@@ -20,10 +30,10 @@ def upload_folder(
     skipped by huggingface_hub, so pushing the same folder twice makes no commit. Remote files matching
     `delete_patterns` that the folder no longer has are deleted in the same commit.
     """
-    from huggingface_hub import HfApi, get_token
+    from huggingface_hub import HfApi
 
-    if get_token() is None:
-        raise SystemExit("No Hugging Face token found: set HF_TOKEN or run `hf auth login` (never pass it as a flag).")
+    check_repo_id(repo_id, "repo id")
+    require_token()
     api = HfApi()
     api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
     if revision:
