@@ -18,6 +18,7 @@ CLIS = [
     (["recipes/merge_lora.py"], "Merge a LoRA adapter", "python recipes/merge_lora.py "),
     (["recipes/loss_curve.py"], "Plot the training-loss curves", "python recipes/loss_curve.py "),
     (["dataset_scripts/build_dataset.py"], "Merge synthesis output", "python dataset_scripts/build_dataset.py"),
+    (["dataset_scripts/import_allava4v.py"], "Import the ALLaVA-4V release", "python dataset_scripts/import_allava4v"),
     (["-m", "dataset_scripts.offline_teacher"], "Serve the offline", "python -m dataset_scripts.offline_teacher "),
 ]
 # A mistyped local folder for each tool that reads one: one line, exit 2, no traceback.
