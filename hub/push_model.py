@@ -196,6 +196,9 @@ def _main(argv: list[str] | None) -> None:
     args = parser.parse_args(argv)
     existing_folder(args.checkpoint, "checkpoint")
     check_repo_id(args.repo_id, "--repo-id")
+    for flag, values in (("--base-model", args.base_models), ("--dataset", args.datasets)):
+        for value in values or []:
+            check_repo_id(value, flag)
     read_allava_config(args.checkpoint)  # before the model libraries are imported
     if not args.dry_run:
         require_token()

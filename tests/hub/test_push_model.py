@@ -213,6 +213,8 @@ def test_lora_adapter_folders_point_to_merge_lora(tmp_path, capsys):
 def test_repo_ids_are_validated_before_anything_is_built(tmp_path, capsys):
     assert main([str(tmp_path), "--repo-id", "not a repo id", "--dry-run", "--upload-dir", str(tmp_path / "up")]) == 2
     assert capsys.readouterr().err.startswith("error: --repo-id: 'not a repo id' is not a Hub repo id")
+    assert main([str(tmp_path), "--repo-id", REPO_ID, "--dataset", "./data/mine", "--dry-run"]) == 2
+    assert capsys.readouterr().err.startswith("error: --dataset: './data/mine' is not a Hub repo id")
     assert not (tmp_path / "up").exists()
     with pytest.raises(ValueError, match="repo id: 'a/b/c' is not a Hub repo id"):
         upload_folder(tmp_path, "a/b/c", commit_message="x")
