@@ -71,11 +71,14 @@ def looks_like_path(value: str) -> bool:
 
 def folder_or_repo_id(value: str, what: str) -> str:
     """A local folder that exists, or a Hub repo id; a mistyped local path is named at once instead of failing later
-    as an unreachable or unknown Hub repo."""
-    if Path(value).expanduser().is_dir():
+    as an unreachable or unknown Hub repo. `runs/stage1` is read as a local path when `runs/` exists here."""
+    path = Path(value).expanduser()
+    if path.is_dir():
         return value
-    if Path(value).expanduser().exists() or looks_like_path(value):
+    if path.exists() or looks_like_path(value):
         existing_folder(value, what)
+    if path.parent != Path(".") and path.parent.is_dir():
+        raise UsageError(f"{what}: {value}: no such folder (read as a local path because {path.parent}/ exists here)")
     return check_repo_id(value, what, hint=" and no such local folder")
 
 

@@ -84,6 +84,8 @@ def test_folders_and_repo_ids(tmp_path, monkeypatch):
     for typo in ("./runs/stage2", "runs/stage1/checkpoint-5", "/data/models/phi-2", "~/phi-2"):
         with pytest.raises(UsageError, match=f"--base_model: {typo}: no such folder"):
             folder_or_repo_id(typo, "--base_model")
+    with pytest.raises(UsageError, match=r"runs/stage2: no such folder \(read as a local path because runs/ exists"):
+        folder_or_repo_id("runs/stage2", "--base_model")  # shaped like a repo id, but `runs/` is local
     with pytest.raises(UsageError, match="--base_model: 'phi 2' is not a Hub repo id and no such local folder"):
         folder_or_repo_id("phi 2", "--base_model")
     assert check_repo_id("my-org/allava.tiny_2", "--repo-id") == "my-org/allava.tiny_2"
