@@ -14,6 +14,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 
@@ -101,6 +102,15 @@ class Builder:
         self.cost = 0.0
         self.facets: dict[str, set] = {name: set() for name in (*_FACETS, "sampling")}
 
+    def has_records(self) -> bool:
+        """Whether any shard holds a record (every record gives at least one row)."""
+        for folder in self.inputs:
+            for path in _shard_files(folder, "records"):
+                with closing(iter_jsonl(path)) as records:
+                    if next(records, None) is not None:
+                        return True
+        return False
+
     def rows(self) -> Iterator[tuple[str, dict]]:
         for folder in self.inputs:
             for path in _shard_files(folder, "records"):
@@ -166,15 +176,15 @@ def build(
 ) -> dict:
     """Write the dataset folder; returns its stats (also in stats.json and the card)."""
     builder = Builder(inputs)
-    out = prepare_output(out, overwrite)
-    subsets = write_subsets(builder.rows(), out, rows_per_file)
-    rejected, skipped, prompts = builder.left_out()
-    if not subsets:
-        out.rmdir()  # prepared empty above; nothing was written
+    if not builder.has_records():  # checked before the output folder (maybe an earlier build) is replaced
+        rejected, skipped, _ = builder.left_out()
         raise BuildError(
             f"no records in {', '.join(map(str, inputs))}: nothing to build (every input was rejected or skipped; "
             f"rejected by reason: {rejected or 'none'}; skipped by reason: {skipped or 'none'})"
         )
+    out = prepare_output(out, overwrite)
+    subsets = write_subsets(builder.rows(), out, rows_per_file)
+    rejected, skipped, prompts = builder.left_out()
     stats = {
         "kind": "synthesized",
         "inputs": [str(path) for path in inputs],

@@ -132,6 +132,10 @@ def test_bad_repo_ids_and_empty_builds_are_one_line_errors(tmp_path, capsys):
     assert err.startswith(f"error: no records in {out}: nothing to build") and err.count("\n") == 1
     assert "{'refusal': 3}" in err and "{'unreadable': 1}" in err
     assert not (tmp_path / "ds").exists()  # no empty dataset with a card claiming subsets
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "stats.json").write_text("{}")
+    assert main([*args, "--overwrite"]) == 2
+    assert (tmp_path / "ds" / "stats.json").exists()  # an earlier build is not thrown away for nothing
 
 
 def test_vflan_rows_say_how_they_were_made():
