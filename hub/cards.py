@@ -215,8 +215,9 @@ def scored_benchmarks(results: Mapping[str, Any], source: str = "results.json") 
 
     Shape (what `recipes/evaluate.py` writes): `{"model": ..., "benchmarks": {"<name>": {"metric": "accuracy",
     "value": 0.5, "dataset_id": "...", "split": "..."}}}`; optional per benchmark: `dataset_config`,
-    `dataset_revision`, `num_samples`, `prompt_variant`, `judge` (`{"model": ...}` or null). A `value` of null
-    (nothing could be scored) leaves the benchmark out.
+    `dataset_revision`, `num_samples`, `prompt_variant`, `judge` (`{"model": ...}` or null), `limit`,
+    `dataset_source` (see `incomplete_benchmarks`). A `value` of null (nothing could be scored) leaves the benchmark
+    out.
     """
     benchmarks = results.get("benchmarks")
     if not isinstance(benchmarks, Mapping):
@@ -347,8 +348,8 @@ def _evaluation_section(benchmarks: Mapping[str, Mapping[str, Any]], partial: Ma
     if partial:
         reasons = "\n".join(f"- {name}: {reason}" for name, reason in partial.items())
         warning = (
-            "\n\n**Warning: partial results.** These scores do not cover the whole benchmark (or were not measured "
-            "on its Hub dataset), so they are not comparable to published numbers and are left out of the "
+            "\n\n**Warning: partial results.** These scores are not known to cover the whole benchmark on its Hub "
+            "dataset, so they are not comparable to published numbers and are left out of the "
             f"`model-index` metadata:\n\n{reasons}"
         )
     return (
