@@ -10,11 +10,11 @@ embedded as bytes, and the result opens with `load_dataset("my_dataset", "captio
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 
@@ -32,10 +32,12 @@ from dataset_scripts.dataset_writer import (  # noqa: E402
 from dataset_scripts.report import REPORT_NAME, write_report  # noqa: E402
 from dataset_scripts.schema import IMAGE_TOKEN, make_row, subset_name  # noqa: E402
 from dataset_scripts.shards import iter_jsonl  # noqa: E402
+from hub.cli import UsageError, check_repo_id, cli_parser, run  # noqa: E402
+from hub.upload import require_token  # noqa: E402
 
 
-class BuildError(RuntimeError):
-    """The synthesis outputs are incomplete or inconsistent."""
+class BuildError(UsageError):
+    """The synthesis outputs are incomplete, inconsistent or empty (exit code 2)."""
 
 
 def record_rows(record: dict, image_bytes: bytes | None) -> list[tuple[str, dict]]:
@@ -49,6 +51,7 @@ def record_rows(record: dict, image_bytes: bytes | None) -> list[tuple[str, dict
         "prompt_hash": record["prompt_hash"],
         "origin": record["origin"],
         "original_caption": record.get("original_caption"),
+        "mode": record["mode"],
     }
     if record["mode"] == "text":
         conversations = [{"from": "human", "value": record["question"]}, {"from": "gpt", "value": record["answer"]}]
@@ -99,6 +102,15 @@ class Builder:
         self.usage: Counter = Counter()
         self.cost = 0.0
         self.facets: dict[str, set] = {name: set() for name in (*_FACETS, "sampling")}
+
+    def has_records(self) -> bool:
+        """Whether any shard holds a record (every record gives at least one row)."""
+        for folder in self.inputs:
+            for path in _shard_files(folder, "records"):
+                with closing(iter_jsonl(path)) as records:
+                    if next(records, None) is not None:
+                        return True
+        return False
 
     def rows(self) -> Iterator[tuple[str, dict]]:
         for folder in self.inputs:
@@ -165,6 +177,12 @@ def build(
 ) -> dict:
     """Write the dataset folder; returns its stats (also in stats.json and the card)."""
     builder = Builder(inputs)
+    if not builder.has_records():  # checked before the output folder (maybe an earlier build) is replaced
+        rejected, skipped, _ = builder.left_out()
+        raise BuildError(
+            f"no records in {', '.join(map(str, inputs))}: nothing to build (every input was rejected or skipped; "
+            f"rejected by reason: {rejected or 'none'}; skipped by reason: {skipped or 'none'})"
+        )
     out = prepare_output(out, overwrite)
     subsets = write_subsets(builder.rows(), out, rows_per_file)
     rejected, skipped, prompts = builder.left_out()
@@ -189,7 +207,15 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Merge synthesis shards into an ALLaVA-format dataset folder.")
+    """The command line; expected errors print one line and return exit code 2."""
+    return run(_main, argv, expected=(UsageError, DatasetFolderError, ValueError, OSError))
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = cli_parser(
+        "Merge synthesis output folders into an ALLaVA-format dataset folder (parquet subsets + card).",
+        "python dataset_scripts/build_dataset.py --input out/ --output my_dataset/",
+    )
     parser.add_argument("--input", nargs="+", required=True, help="synthesize.py output folder(s)")
     parser.add_argument("--output", required=True, help="dataset folder to write (parquet + README.md + stats.json)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
@@ -199,22 +225,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--push-to-hub", metavar="ORG/NAME", help="also upload the folder as a Hub dataset")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
     args = parser.parse_args(argv)
-    try:
-        stats = build(
-            [Path(p) for p in args.input],
-            Path(args.output),
-            overwrite=args.overwrite,
-            rows_per_file=args.rows_per_file,
-            pretty_name=args.pretty_name,
-            license=args.license,
-            repo_id=args.push_to_hub,
-        )
-    except (BuildError, DatasetFolderError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if args.push_to_hub:  # before the build, which can take a while
+        check_repo_id(args.push_to_hub, "--push-to-hub")
+        require_token()
+    stats = build(
+        [Path(p) for p in args.input],
+        Path(args.output),
+        overwrite=args.overwrite,
+        rows_per_file=args.rows_per_file,
+        pretty_name=args.pretty_name,
+        license=args.license,
+        repo_id=args.push_to_hub,
+    )
     print(json.dumps({"subsets": stats["subsets"], "rejected": stats["rejected"], "skipped": stats["skipped"]}))
     if args.push_to_hub:
-        print(f"pushed: {push_to_hub(Path(args.output), args.push_to_hub, args.private)}")
+        print(push_to_hub(Path(args.output), args.push_to_hub, args.private))
     return 0
 
 

@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataset_scripts.schema import SPLIT
-from modeling_allava.safety import describe_error
 
 
 ROW_GROUP = 100  # rows per parquet row group: small, since image rows are large
@@ -103,19 +102,18 @@ def finish(out: Path, stats: dict, pretty_name: str | None, license: str, repo_i
 
 
 def push_to_hub(out: Path, repo_id: str, private: bool) -> str:
-    """Upload the folder as is (parquet + card); the token comes from HF_TOKEN or `hf auth login`, never printed."""
-    from huggingface_hub import HfApi, get_token
+    """Upload the folder as is (parquet + card) through hub/upload.py, like model pushes: token check, repo creation,
+    and a re-push of an unchanged folder makes no commit. Returns the line saying what happened."""
+    from hub.upload import upload_folder
 
-    api = HfApi()
-    try:
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        commit = api.upload_folder(
-            repo_id=repo_id, repo_type="dataset", folder_path=str(out), commit_message="Upload ALLaVA-style dataset"
-        )
-    except Exception as error:  # noqa: BLE001 (any Hub failure ends the push with one scrubbed line, no traceback)
-        detail = describe_error(error, (get_token(),))
-        raise SystemExit(f"error: pushing to dataset {repo_id} failed: {detail}") from None
-    return getattr(commit, "commit_url", str(commit))
+    return upload_folder(
+        out,
+        repo_id,
+        repo_type="dataset",
+        private=private,
+        commit_message="Upload ALLaVA-style dataset",
+        delete_patterns=["*.parquet"],  # parquet files an earlier, larger build left would be loaded as rows
+    )
 
 
 def merge_counts(*counters: dict) -> dict:

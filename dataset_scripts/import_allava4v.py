@@ -31,6 +31,8 @@ from dataset_scripts.dataset_writer import (  # noqa: E402
     write_subsets,
 )
 from dataset_scripts.schema import KNOWN_SUBSETS, make_row  # noqa: E402
+from hub.cli import UsageError, check_repo_id, cli_parser, run  # noqa: E402
+from hub.upload import require_token  # noqa: E402
 from modeling_allava.processing_allava import ImageTooLargeError, open_image  # noqa: E402
 
 
@@ -143,6 +145,7 @@ class Importer:
                 prompt_hash=None,
                 origin=origin,
                 original_caption=entry.get("original_caption"),
+                mode="text" if subset == "text" else "vflan" if source == "vflan" else "caption-qa",
             )
         except ValueError as error:
             self._skip("malformed", f"{where}: {error}")
@@ -157,7 +160,15 @@ def _parse_file(text: str) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Import the ALLaVA-4V release into this repo's dataset format.")
+    """The command line; expected errors print one line and return exit code 2."""
+    return run(_main, argv, expected=(UsageError, ReleaseError, DatasetFolderError))
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = cli_parser(
+        "Import the ALLaVA-4V release (JSON files + image folders) into this repo's dataset format.",
+        "python dataset_scripts/import_allava4v.py --root ALLaVA-4V/ --output allava4v/",
+    )
     parser.add_argument("--root", required=True, help="release folder (JSON files; image paths are relative to it)")
     parser.add_argument("--output", required=True, help="dataset folder to write")
     parser.add_argument("--file", type=_parse_file, action="append", default=[], help="SUBSET=PATH (repeatable)")
@@ -168,21 +179,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--push-to-hub", metavar="ORG/NAME")
     parser.add_argument("--private", action="store_true")
     args = parser.parse_args(argv)
+    if args.push_to_hub:  # before the import, which can take a while
+        check_repo_id(args.push_to_hub, "--push-to-hub")
+        require_token()
     root = Path(args.root)
     files: dict[str, list[Path]] = {}
     for subset, path in args.file:
         files.setdefault(subset, []).append(Path(path) if Path(path).is_absolute() else root / path)
     files = files or discover(root)
     if not files:
-        print(f"error: no release JSON files found under {root} (or pass --file SUBSET=PATH)", file=sys.stderr)
-        return 2
+        raise UsageError(f"no release JSON files found under {root} (or pass --file SUBSET=PATH)")
     importer = Importer(root, files, args.limit)
-    try:
-        out = prepare_output(args.output, args.overwrite)
-        subsets = write_subsets(importer.rows(), out, args.rows_per_file)
-    except (ReleaseError, DatasetFolderError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    out = prepare_output(args.output, args.overwrite)
+    subsets = write_subsets(importer.rows(), out, args.rows_per_file)
     stats = {
         "kind": "allava-4v-import",
         "root": str(root),
@@ -197,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     finish(out, stats, None, args.license, args.push_to_hub)
     print(json.dumps({"subsets": subsets, "skipped": stats["skipped"]}))
     if args.push_to_hub:
-        print(f"pushed: {push_to_hub(out, args.push_to_hub, args.private)}")
+        print(push_to_hub(out, args.push_to_hub, args.private))
     return 0
 
 

@@ -21,6 +21,7 @@ import math
 import os
 import random
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -28,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from dataset_scripts import shapes_world as world
 from dataset_scripts.prompt_set import marker
+from hub.cli import UsageError, cli_parser, run
 
 
 MODEL_ID = "offline-shapes-teacher"
@@ -398,8 +400,16 @@ def _parse_fault(text: str) -> tuple[str, float]:
     return name, float(value)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Offline shapes-world teacher (OpenAI-compatible, for tests/demo).")
+def main(argv: list[str] | None = None) -> int:
+    """The command line; expected errors print one line and return exit code 2."""
+    return run(_main, argv)
+
+
+def _main(argv: list[str] | None) -> None:
+    parser = cli_parser(
+        "Serve the offline shapes-world teacher: an OpenAI-compatible stand-in for tests and the demo (not a model).",
+        "python -m dataset_scripts.offline_teacher --port 8011",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8011, help="0 picks a free port (printed on start)")
     parser.add_argument("--api-key-env", help="require 'Bearer <value of this env var>' (default: accept any key)")
@@ -411,18 +421,22 @@ def main(argv: list[str] | None = None) -> None:
     api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
     if args.api_key_env and not api_key:
         parser.error(f"environment variable {args.api_key_env} is empty")
-    teacher = OfflineTeacher(
-        args.host,
-        args.port,
-        api_key=api_key,
-        faults=dict(args.fault),
-        latency=args.latency,
-        seed=args.seed,
-        retry_after=args.retry_after,
-    )
+    try:
+        teacher = OfflineTeacher(
+            args.host,
+            args.port,
+            api_key=api_key,
+            faults=dict(args.fault),
+            latency=args.latency,
+            seed=args.seed,
+            retry_after=args.retry_after,
+        )
+    except OSError as error:
+        where = f"--host {args.host} --port {args.port}"
+        raise UsageError(f"{where}: cannot listen there ({error.strerror or error})") from None
     print(f"offline teacher (a test stand-in, not a model) listening on {teacher.base_url}", flush=True)
     teacher.serve_forever()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

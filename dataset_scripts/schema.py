@@ -10,6 +10,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from dataset_scripts.prompt_set import MODES
+
 
 if TYPE_CHECKING:
     from datasets import Features
@@ -29,7 +31,17 @@ KNOWN_SUBSETS = (
     "caption_shapes",
     "instruct_shapes",
 )
-PROVENANCE_COLUMNS = ("source", "teacher_model", "prompt_version", "prompt_hash", "origin", "original_caption")
+# `mode` says how a row was made (synthesize.py --mode, one of MODES): vflan rows share their `<kind>_<source>`
+# subsets with caption-qa ones when both runs use the same --source-name.
+PROVENANCE_COLUMNS = (
+    "source",
+    "mode",
+    "teacher_model",
+    "prompt_version",
+    "prompt_hash",
+    "origin",
+    "original_caption",
+)
 COLUMNS = ("id", "image", "conversations", "messages", "images", *PROVENANCE_COLUMNS)
 
 _ROLE_OF = {"human": "user", "gpt": "assistant"}
@@ -49,6 +61,7 @@ def _build_features() -> Features:
             ),
             "images": List(Image()),
             "source": Value("string"),
+            "mode": Value("string"),
             "teacher_model": Value("string"),
             "prompt_version": Value("string"),
             "prompt_hash": Value("string"),
@@ -174,6 +187,7 @@ def make_row(
     prompt_hash: str | None,
     origin: str | None,
     original_caption: str | None = None,
+    mode: str | None = None,
 ) -> dict:
     """One dataset row in the released ALLaVA schema plus the TRL-ready `messages`/`images` and provenance."""
     has_image = image_bytes is not None
@@ -185,6 +199,7 @@ def make_row(
         "messages": conversations_to_messages(conversations, has_image, row_id),
         "images": [image] if has_image else [],
         "source": source,
+        "mode": mode,
         "teacher_model": teacher_model,
         "prompt_version": prompt_version,
         "prompt_hash": prompt_hash,
@@ -214,6 +229,8 @@ def validate_row(row: Mapping[str, Any], where: str) -> None:
     for name in PROVENANCE_COLUMNS[1:]:
         if row[name] is not None and not isinstance(row[name], str):
             raise ValueError(f"{where} (id {row_id!r}): field {name!r} must be a string or None")
+    if row["mode"] is not None and row["mode"] not in MODES:
+        raise ValueError(f"{where} (id {row_id!r}): field 'mode' is {row['mode']!r}; expected one of {MODES}")
 
 
 def _normalise_messages(messages: Sequence[Mapping[str, Any]]) -> list:

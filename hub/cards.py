@@ -134,8 +134,9 @@ def build_dataset_card(
 
 ALLaVA-style vision-language data (arXiv 2402.11684): {total} rows in {len(subsets)} subsets.
 Each row has the released ALLaVA columns (`id`, `image`, `conversations` as `[{{from, value}}]`), the TRL-ready
-`messages` / `images` form, and provenance (`source`, `teacher_model`, `prompt_version`, `prompt_hash`, `origin`,
-`original_caption`). Images are embedded as bytes. Subsets hold {holds}.
+`messages` / `images` form, and provenance (`source`, `mode` — `caption-qa`, `vflan` or `text`, how the row was made —
+`teacher_model`, `prompt_version`, `prompt_hash`, `origin`, `original_caption`). Images are embedded as bytes.
+Subsets hold {holds}.
 
 ```python
 from datasets import load_dataset
@@ -214,8 +215,9 @@ def scored_benchmarks(results: Mapping[str, Any], source: str = "results.json") 
 
     Shape (what `recipes/evaluate.py` writes): `{"model": ..., "benchmarks": {"<name>": {"metric": "accuracy",
     "value": 0.5, "dataset_id": "...", "split": "..."}}}`; optional per benchmark: `dataset_config`,
-    `dataset_revision`, `num_samples`, `prompt_variant`, `judge` (`{"model": ...}` or null). A `value` of null
-    (nothing could be scored) leaves the benchmark out.
+    `dataset_revision`, `num_samples`, `prompt_variant`, `judge` (`{"model": ...}` or null), `limit`,
+    `dataset_source` (see `incomplete_benchmarks`). A `value` of null (nothing could be scored) leaves the benchmark
+    out.
     """
     benchmarks = results.get("benchmarks")
     if not isinstance(benchmarks, Mapping):
@@ -234,6 +236,31 @@ def scored_benchmarks(results: Mapping[str, Any], source: str = "results.json") 
             raise ValueError(f"{source}: benchmarks.{name}.value must be a number or null, got {value!r}.")
         scored[name] = score
     return scored
+
+
+def incomplete_benchmarks(benchmarks: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Why each score that is not a full-benchmark result on a Hub dataset falls short; only the others may go into
+    `model-index`, where the Hub shows them next to published numbers.
+
+    A full run records `"limit": null` (evaluate.py's `--limit N` records N); a score without the field cannot be
+    told apart from a smoke test, so it counts as partial too.
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    reasons = {}
+    for name, score in benchmarks.items():
+        if "limit" not in score:
+            reasons[name] = "results.json does not record `limit`, so a full run cannot be told from a --limit one"
+        elif score["limit"] is not None:
+            reasons[name] = f"scored on the first {score['limit']} questions only (--limit {score['limit']})"
+        elif score.get("dataset_source", "hub") != "hub":
+            reasons[name] = f"scored on a local copy ({score['dataset_id']}), not a Hub dataset"
+        else:
+            try:
+                validate_repo_id(score["dataset_id"])
+            except HFValidationError:
+                reasons[name] = f"dataset_id {score['dataset_id']!r} is not a Hub dataset id"
+    return reasons
 
 
 def eval_results_from(benchmarks: Mapping[str, Mapping[str, Any]]) -> list[EvalResult]:
@@ -301,13 +328,14 @@ def _training_section(training: Mapping[str, Any] | None, trainer_state: Mapping
     return "\n".join(lines).strip()
 
 
-def _evaluation_section(benchmarks: Mapping[str, Mapping[str, Any]]) -> str:
+def _evaluation_section(benchmarks: Mapping[str, Mapping[str, Any]], partial: Mapping[str, str]) -> str:
     if not benchmarks:
         return "No evaluation results were recorded for this checkpoint (no scored benchmark in results.json)."
     rows = {}
     for name, score in benchmarks.items():
         judge = score.get("judge")
         notes = [
+            "**partial**" if name in partial else None,
             f"{score['num_samples']} samples" if score.get("num_samples") else None,
             f"prompt variant `{score['prompt_variant']}`" if score.get("prompt_variant") else None,
             f"judge {judge.get('model') if isinstance(judge, Mapping) else judge}" if judge else "rule-scored",
@@ -316,10 +344,19 @@ def _evaluation_section(benchmarks: Mapping[str, Mapping[str, Any]]) -> str:
         rows[f"{name} (`{score['dataset_id']}`, {score['split']})"] = (
             f"{score['metric']} = {score['value']:.4g} ({notes})"
         )
+    warning = ""
+    if partial:
+        reasons = "\n".join(f"- {name}: {reason}" for name, reason in partial.items())
+        warning = (
+            "\n\n**Warning: partial results.** These scores are not known to cover the whole benchmark on its Hub "
+            "dataset, so they are not comparable to published numbers and are left out of the "
+            f"`model-index` metadata:\n\n{reasons}"
+        )
     return (
         "Scores from this repo's evaluation harness (`recipes/evaluate.py`, see results.json in this repo); they are "
         "only comparable to numbers produced with the same prompts, answer parsing and judge.\n\n"
         + _table(("benchmark", "score"), rows)
+        + warning
     )
 
 
@@ -337,14 +374,18 @@ def build_model_card(
 ) -> ModelCard:
     """A ModelCard for an ALLaVA checkpoint: Hub metadata (base models, datasets, pipeline, `model-index` from
     `benchmarks`, the output of `scored_benchmarks`), what the model is (read from `config`, its config.json), the
-    training recipe, a usage snippet that runs as written, evaluation scores and limitations."""
+    training recipe, a usage snippet that runs as written, evaluation scores and limitations. Partial scores (see
+    `incomplete_benchmarks`) appear in the body with a warning, never in `model-index`."""
     from huggingface_hub import ModelCard, ModelCardData
 
     name = repo_id.split("/")[-1]
+    benchmarks = benchmarks or {}
+    partial = incomplete_benchmarks(benchmarks)
+    complete = {key: score for key, score in benchmarks.items() if key not in partial}
     data = ModelCardData(
         base_model=base_models or None,
         datasets=datasets or None,
-        eval_results=eval_results_from(benchmarks) if benchmarks else None,
+        eval_results=eval_results_from(complete) if complete else None,
         language=["en"],
         library_name="transformers",
         license=license,
@@ -377,7 +418,7 @@ Base models: {_listing(base_models)}. Training data: {_listing(datasets)}.
 
 ## Evaluation
 
-{_evaluation_section(benchmarks or {})}
+{_evaluation_section(benchmarks, partial)}
 
 ## Limitations
 

@@ -10,7 +10,6 @@ our layout. Any source tensor left unused, any model tensor left without a sourc
 conversion with the full list: nothing is silently dropped or randomly initialised.
 """
 
-import argparse
 import copy
 import dataclasses
 import sys
@@ -26,6 +25,7 @@ from transformers import AutoConfig, GenerationConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+from hub.cli import UsageError, cli_parser, existing_folder, folder_or_repo_id, run
 from hub.push_model import read_json
 from modeling_allava import (
     AllavaConfig,
@@ -136,9 +136,11 @@ def text_config_from(original: dict, text_type: str, config_path: Path):
 
 def vision_config_from(original: dict, source: str | None, config_path: Path):
     """The CLIP vision config: the original stores only the tower's name (`mm_vision_tower`), not its config."""
+    given = source is not None
     source = source or original.get("mm_vision_tower")
     if not source:
         raise ValueError(f"{config_path}: no mm_vision_tower; pass --vision-config.")
+    folder_or_repo_id(source, "--vision-config" if given else f"{config_path}: mm_vision_tower")
     try:
         config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as error:
@@ -284,8 +286,16 @@ def convert(original_dir: Path, output_dir: Path, vision_config: str | None = No
     return model, processor
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    """The command line; expected errors print one line and return exit code 2."""
+    return run(_main, argv, expected=(UsageError, ValueError, OSError))
+
+
+def _main(argv: list[str] | None) -> None:
+    parser = cli_parser(
+        "Convert a released FreedomIntelligence ALLaVA checkpoint into one that loads with plain transformers.",
+        "python hub/convert_allava_checkpoint.py path/to/ALLaVA-Phi2-2_7B out/allava-phi2",
+    )
     parser.add_argument("original", type=Path, help="released checkpoint folder (config.json, weights, tokenizer)")
     parser.add_argument("output", type=Path, help="empty or new folder for the converted checkpoint")
     parser.add_argument(
@@ -295,8 +305,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--max-shard-size", default="5GB")
     args = parser.parse_args(argv)
+    existing_folder(args.original, "original")
+    if args.vision_config:  # checked again where it is read; here before the weights are
+        folder_or_repo_id(args.vision_config, "--vision-config")
     convert(args.original, args.output, vision_config=args.vision_config, max_shard_size=args.max_shard_size)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,7 +11,6 @@ source model on a probe input. What native Llava cannot express is refused: the 
 LM-head bias unless `--drop-lm-head-bias` (the measured logit change is then reported).
 """
 
-import argparse
 import copy
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ from PIL import Image
 from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+from hub.cli import UsageError, cli_parser, existing_folder, run
 from hub.push_model import read_allava_config
 from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor
 
@@ -160,8 +160,16 @@ def export(checkpoint: Path, output_dir: Path, drop_lm_head_bias: bool = False, 
     return change
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    """The command line; expected errors print one line and return exit code 2."""
+    return run(_main, argv, expected=(UsageError, ValueError, OSError))
+
+
+def _main(argv: list[str] | None) -> None:
+    parser = cli_parser(
+        "Export an ALLaVA checkpoint to transformers' native Llava format (no remote code; vLLM, SGLang, lmms-eval).",
+        "python hub/export_llava_hf.py runs/allava-phi2/finetune out/allava-phi2-llava-hf",
+    )
     parser.add_argument("checkpoint", type=Path, help="ALLaVA checkpoint folder (model_type 'allava')")
     parser.add_argument("output", type=Path, help="empty or new folder for the native Llava export")
     parser.add_argument(
@@ -169,10 +177,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--max-shard-size", default="5GB")
     args = parser.parse_args(argv)
+    existing_folder(args.checkpoint, "checkpoint")
     change = export(args.checkpoint, args.output, args.drop_lm_head_bias, args.max_shard_size)
     print(f"Exported {args.checkpoint} -> {args.output} (LlavaForConditionalGeneration, no remote code).")
     print(f"Max |logit change| vs the source model on a probe input: {change:.3g}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

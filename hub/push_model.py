@@ -9,7 +9,6 @@ the training run happened to write. `--dry-run` writes exactly the folder that w
 The token comes from `HF_TOKEN` or `hf auth login`; it is never a flag and never printed.
 """
 
-import argparse
 import json
 import re
 import shutil
@@ -22,8 +21,9 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python hub/push_model.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hub.cards import build_model_card, scored_benchmarks
-from hub.upload import upload_folder
+from hub.cards import build_model_card, incomplete_benchmarks, scored_benchmarks
+from hub.cli import UsageError, check_repo_id, cli_parser, existing_folder, run
+from hub.upload import require_token, upload_folder
 
 
 # Copied next to the weights when present: they document where the card's numbers come from.
@@ -55,8 +55,19 @@ def read_json(path: Path, required: bool = False) -> dict[str, Any] | None:
     return value
 
 
+def check_not_adapter(checkpoint: Path) -> None:
+    """A LoRA run's folder holds an adapter, not a model: name the merge step instead of failing on missing weights."""
+    has_weights = any((checkpoint / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
+    if (checkpoint / "adapter_config.json").is_file() and not has_weights:
+        raise UsageError(
+            f"{checkpoint} holds a LoRA adapter (adapter_config.json), not full weights: merge it first with "
+            f"python recipes/merge_lora.py {checkpoint} <output_dir>"
+        )
+
+
 def read_allava_config(checkpoint: Path) -> dict[str, Any]:
     """The checkpoint's config.json, refused with a pointer to the converter unless it is an ALLaVA (ours) one."""
+    check_not_adapter(checkpoint)
     config = read_json(checkpoint / "config.json", required=True)
     if config.get("model_type") != "allava":
         raise ValueError(
@@ -112,6 +123,8 @@ def build_upload_folder(
     training = read_json(checkpoint / "training_summary.json")
     results = read_json(checkpoint / "results.json")
     benchmarks = scored_benchmarks(results, str(checkpoint / "results.json")) if results else {}
+    for name, reason in incomplete_benchmarks(benchmarks).items():
+        print(f"warning: results.json: {name} is listed as partial, not in model-index: {reason}", file=sys.stderr)
 
     model = AllavaForConditionalGeneration.from_pretrained(checkpoint, dtype="auto")
     processor = AllavaProcessor.from_pretrained(checkpoint)
@@ -143,8 +156,16 @@ def build_upload_folder(
     return upload_dir
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    """The command line; expected errors print one line and return exit code 2."""
+    return run(_main, argv, expected=(UsageError, ValueError, OSError))
+
+
+def _main(argv: list[str] | None) -> None:
+    parser = cli_parser(
+        "Publish an ALLaVA checkpoint to the Hub with its remote code, processor and model card.",
+        "python hub/push_model.py runs/allava-phi2/finetune --repo-id my-org/allava-phi2 --dry-run",
+    )
     parser.add_argument("checkpoint", type=Path, help="folder written by recipes/sft.py or the converter")
     parser.add_argument("--repo-id", required=True, help="org/name on the Hub")
     parser.add_argument(
@@ -173,6 +194,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-shard-size", default="5GB")
     parser.add_argument("--commit-message", default="Upload ALLaVA model")
     args = parser.parse_args(argv)
+    existing_folder(args.checkpoint, "checkpoint")
+    check_repo_id(args.repo_id, "--repo-id")
+    for flag, values in (("--base-model", args.base_models), ("--dataset", args.datasets)):
+        for value in values or []:
+            check_repo_id(value, flag)
+    read_allava_config(args.checkpoint)  # before the model libraries are imported
+    if not args.dry_run:
+        require_token()
 
     options = dict(
         repo_id=args.repo_id,
@@ -202,4 +231,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

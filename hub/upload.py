@@ -3,7 +3,18 @@ re-push that changed nothing apart from a new commit. Used for models (hub/push_
 
 from pathlib import Path
 
+from hub.cli import check_repo_id
 from modeling_allava.safety import describe_error
+
+
+def require_token() -> str:
+    """Stop before any work or request when no token is configured (callers check early, before long builds)."""
+    from huggingface_hub import get_token
+
+    token = get_token()
+    if token is None:
+        raise SystemExit("No Hugging Face token found: set HF_TOKEN or run `hf auth login` (never pass it as a flag).")
+    return token
 
 
 def upload_folder(
@@ -23,11 +34,10 @@ def upload_folder(
     skipped by huggingface_hub, so pushing the same folder twice makes no commit. Remote files matching
     `delete_patterns` that the folder no longer has are deleted in the same commit.
     """
-    from huggingface_hub import HfApi, get_token
+    from huggingface_hub import HfApi
 
-    token = get_token()
-    if token is None:
-        raise SystemExit("No Hugging Face token found: set HF_TOKEN or run `hf auth login` (never pass it as a flag).")
+    check_repo_id(repo_id, "repo id")
+    token = require_token()
     where = f"{repo_type} {repo_id}@{revision or 'main'}"
     api = HfApi()
     try:

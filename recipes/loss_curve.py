@@ -3,11 +3,17 @@
 python recipes/loss_curve.py outputs/tiny/stage1 outputs/tiny/stage2 --output loss_curve.png
 """
 
-import argparse
 import json
+import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+
+if not __package__:  # run as a script: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hub.cli import UsageError, cli_parser, existing_folder, run  # noqa: E402
 
 
 COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)]
@@ -64,20 +70,33 @@ def plot_loss_curves(runs: dict[str, str | Path], output: str | Path, size: tupl
     for index, (label, points) in enumerate(series.items()):
         colour = COLOURS[index % len(COLOURS)]
         draw.line([xy(step, loss) for step, loss in points], fill=colour, width=2)
-        draw.text((width - right - 110, top + 16 * index), f"— {label}", fill=colour)
+        # The swatch is drawn, not typed: Pillow's default font has no dash glyphs beyond ASCII '-'.
+        x, y = width - right - 110, top + 16 * index
+        draw.line([(x, y + 6), (x + 14, y + 6)], fill=colour, width=2)
+        draw.text((x + 18, y), label, fill=colour)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     image.save(output)
     return output
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Plot training-loss curves of one or more Trainer output folders.")
+def main(argv: list[str] | None = None) -> int:
+    """The command line; expected errors print one line and return exit code 2."""
+    return run(_main, argv, expected=(UsageError, ValueError, OSError))
+
+
+def _main(argv: list[str] | None) -> None:
+    parser = cli_parser(
+        "Plot the training-loss curves of one or more Trainer output folders into a PNG.",
+        "python recipes/loss_curve.py outputs/tiny/stage1 outputs/tiny/stage2 --output loss_curve.png",
+    )
     parser.add_argument("runs", nargs="+", help="Trainer output folders, in training order")
     parser.add_argument("--output", required=True, help="PNG file to write")
-    args = parser.parse_args()
-    print(plot_loss_curves({Path(run).name: run for run in args.runs}, args.output))
+    args = parser.parse_args(argv)
+    for folder in args.runs:
+        existing_folder(folder, "runs")
+    print(plot_loss_curves({Path(folder).name: folder for folder in args.runs}, args.output))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

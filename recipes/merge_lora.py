@@ -3,28 +3,37 @@
     python recipes/merge_lora.py outputs/phi2-lora outputs/phi2-lora-merged [--base_model PATH_OR_ID]
 
 The base model defaults to the adapter's `base_model_name_or_path` (recipes/sft.py records the stage-1 checkpoint
-there, or the `base_model/` folder it saves when LoRA starts from freshly composed backbones). An ALLaVA base loads
-with the installed classes; any other base that ships its own code needs `--trust-remote-code`. The result loads
-with `AutoModelForImageTextToText.from_pretrained(output_dir, trust_remote_code=True)` and needs no peft.
+there, or the `base_model/` folder it saves when LoRA starts from freshly composed backbones); a relative path there
+is tried from the working directory, then from the adapter folder. An ALLaVA base loads with the installed classes;
+any other base that ships its own code needs `--trust-remote-code`. The result loads with
+`AutoModelForImageTextToText.from_pretrained(output_dir, trust_remote_code=True)` and needs no peft.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
-
-from peft import PeftModel
-from transformers import AutoModelForImageTextToText, AutoProcessor
 
 
 REPO = Path(__file__).resolve().parents[1]
 if not __package__:  # run as a script (python recipes/x.py, accelerate launch): make the repo importable
     sys.path.insert(0, str(REPO))
 
-import modeling_allava  # noqa: E402, F401  (registers the ALLaVA classes, so the merged model saves its remote code)
+from hub.cli import UsageError, cli_parser, existing_folder, folder_or_repo_id, run  # noqa: E402
 from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument, load_pretrained  # noqa: E402
+
+
+def resolve_base_model(adapter_dir: Path, recorded: str, what: str) -> str:
+    """The base model an adapter names: a folder as given (absolute, or relative to the working directory), else
+    the same relative path taken from the adapter folder, else a Hub id; a local path found in neither place is an
+    error naming the field, not a failed Hub download."""
+    if Path(recorded).expanduser().is_dir():
+        return recorded
+    beside = adapter_dir / recorded
+    if not Path(recorded).is_absolute() and beside.is_dir():
+        return str(beside)
+    return folder_or_repo_id(recorded, what)
 
 
 def merge(
@@ -32,12 +41,26 @@ def merge(
 ) -> Path:
     """Load base + adapter, fold the LoRA deltas into the weights and save model and processor to `output_dir`."""
     adapter_dir, output_dir = Path(adapter_dir), Path(output_dir)
+    existing_folder(adapter_dir, "adapter_dir")
     config_file = adapter_dir / "adapter_config.json"
     if not config_file.is_file():
-        raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json (is this a LoRA run's output folder?)")
-    base_model = base_model or json.loads(config_file.read_text()).get("base_model_name_or_path")
-    if not base_model:
-        raise ValueError(f"{config_file}: no base_model_name_or_path; pass --base_model")
+        raise UsageError(f"{adapter_dir}: no adapter_config.json (is this a LoRA run's output folder?)")
+    if base_model:
+        base_model = folder_or_repo_id(base_model, "--base_model")
+    else:
+        try:
+            recorded = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+        except (json.JSONDecodeError, AttributeError) as error:
+            raise UsageError(f"{config_file}: not a JSON object ({error})") from None
+        if not recorded:
+            raise UsageError(f"{config_file}: no base_model_name_or_path; pass --base_model")
+        base_model = resolve_base_model(adapter_dir, recorded, f"{config_file}: base_model_name_or_path")
+
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import modeling_allava  # noqa: F401  (registers the ALLaVA classes, so the merged model saves its remote code)
+
     model = load_pretrained(AutoModelForImageTextToText, base_model, trust_remote_code)
     merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     # The processor the run trained with (saved next to the adapter), else the base model's.
@@ -49,20 +72,24 @@ def merge(
     return output_dir
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Merge a LoRA adapter into a standalone ALLaVA checkpoint.")
+def main(argv: list[str] | None = None) -> int:
+    """The command line; expected errors print one line and return exit code 2."""
+    return run(_main, argv, expected=(UsageError, OSError, RemoteCodeRefusedError))
+
+
+def _main(argv: list[str] | None) -> None:
+    parser = cli_parser(
+        "Merge a LoRA adapter into a standalone ALLaVA checkpoint (no peft needed to load it).",
+        "python recipes/merge_lora.py outputs/phi2-lora outputs/phi2-lora-merged",
+    )
     parser.add_argument("adapter_dir", help="a LoRA run's output_dir or checkpoint-N folder")
     parser.add_argument("output_dir", help="where to write the merged checkpoint")
     parser.add_argument("--base_model", default=None, help="override the adapter's base_model_name_or_path")
     add_trust_remote_code_argument(parser)
     args = parser.parse_args(argv)
-    try:
-        output = merge(args.adapter_dir, args.output_dir, args.base_model, args.trust_remote_code)
-    except RemoteCodeRefusedError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    output = merge(args.adapter_dir, args.output_dir, args.base_model, args.trust_remote_code)
     print(f"merged checkpoint written to {output}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from transformers import PretrainedConfig
-
-import modeling_allava  # noqa: F401  (registers the ALLaVA classes with the Auto classes)
-
 
 class RemoteCodeRefusedError(ValueError):
     """The checkpoint needs its own code to load and --trust-remote-code was not given."""
@@ -28,6 +24,8 @@ def add_trust_remote_code_argument(parser: argparse.ArgumentParser) -> None:
 
 def _model_type(name_or_path: str) -> str | None:
     """The checkpoint's `model_type`, read from its config.json without importing anything it names."""
+    from transformers import PretrainedConfig
+
     try:
         config, _ = PretrainedConfig.get_config_dict(name_or_path)
     except OSError:
@@ -42,6 +40,8 @@ def load_pretrained(
 
     `checkpoint` is the folder whose config.json says what the model is, when `name_or_path` has none (a processor
     saved next to a LoRA adapter)."""
+    import modeling_allava  # noqa: F401  (registers the ALLaVA classes with the Auto classes)
+
     model_type = _model_type(checkpoint or name_or_path)
     trusted = trust_remote_code and model_type != "allava"
     try:

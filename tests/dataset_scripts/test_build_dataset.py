@@ -1,4 +1,5 @@
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -8,10 +9,15 @@ import datasets
 import pytest
 
 from dataset_scripts import shapes_world as world
-from dataset_scripts.build_dataset import BuildError, build, main
+from dataset_scripts.build_dataset import BuildError, build, main, record_rows
 from dataset_scripts.dataset_writer import DatasetFolderError
 from dataset_scripts.schema import FEATURES, validate_row
 from tests.dataset_scripts.helpers_synthesis import API_KEY, REPO, records
+from tests.hub.fake_hub import FakeHub
+from tests.hub.processes import run_python
+
+
+HUB_TOKEN = "hf_BuildDatasetPushToken0123456789"
 
 
 @pytest.fixture
@@ -49,6 +55,7 @@ def test_build_writes_a_loadable_documented_dataset(synthesis_out, tmp_path):
         raw = ds.cast_column("image", datasets.Image(decode=False))
         for index, row in enumerate(raw):
             validate_row(row, f"{subset}#{index}")
+            assert row["mode"] == ("text" if subset == "text" else "caption-qa")
             if subset == "text":
                 assert row["image"] is None and row["images"] == [] and row["source"] == "evol"
             else:
@@ -86,19 +93,60 @@ def test_errors_are_clear(synthesis_out, tmp_path, capsys):
     assert "copy the images/ folder" in capsys.readouterr().err
 
 
-def test_push_to_hub_uploads_the_folder(synthesis_out, tmp_path, monkeypatch):
-    import huggingface_hub
-
-    calls = []
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, *a, **k: calls.append(("create", a, k)))
-    monkeypatch.setattr(
-        huggingface_hub.HfApi, "upload_folder", lambda self, **k: calls.append(("upload", k)) or "https://hub/commit"
-    )
+def test_push_to_hub_goes_through_the_shared_upload(synthesis_out, tmp_path):
     out = tmp_path / "ds"
-    assert main(["--input", str(synthesis_out), "--output", str(out), "--push-to-hub", "org/name", "--private"]) == 0
-    assert calls[0] == ("create", ("org/name",), {"repo_type": "dataset", "private": True, "exist_ok": True})
-    assert calls[1][1]["folder_path"] == str(out) and calls[1][1]["repo_type"] == "dataset"
-    assert 'load_dataset("org/name"' in (out / "README.md").read_text()
+    build = ["dataset_scripts/build_dataset.py", "--input", str(synthesis_out), "--output", str(out)]
+    with FakeHub(HUB_TOKEN) as hub:
+        env = hub.client_env(tmp_path / "hf_home")
+        first = run_python([*build, "--push-to-hub", "tester/shapes", "--private"], env=env)
+        again = run_python([*build, "--overwrite", "--push-to-hub", "tester/shapes"], env=env)
+        commits = hub.commits("tester/shapes", "dataset")
+        private = hub.repo("tester/shapes", "dataset").private
+        without_token = subprocess.run(
+            [sys.executable, *build[:1], "--input", str(synthesis_out), "--output", str(tmp_path / "ds2"),
+             "--push-to-hub", "tester/shapes"],
+            cwd=REPO, env={**os.environ, **env, "HF_TOKEN": ""}, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert private and len(commits) == 2  # repo creation + one upload; the identical rebuild made no commit
+    assert "Pushed dataset tester/shapes@main" in first.stdout and "No changes" in again.stdout
+    assert {"README.md", "stats.json", "caption_shapes/train-00000-of-00001.parquet"} <= set(commits[-1].files)
+    assert 'load_dataset("tester/shapes"' in commits[-1].files["README.md"].decode()
+    assert HUB_TOKEN not in first.stdout + first.stderr + again.stdout + again.stderr
+    # No token: refused before anything is built.
+    assert without_token.returncode != 0 and "HF_TOKEN" in without_token.stderr
+    assert not (tmp_path / "ds2").exists()
+
+
+def test_bad_repo_ids_and_empty_builds_are_one_line_errors(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "records-00000-of-00001.jsonl").write_text("")
+    rejects = [{"item_id": f"img{i}", "reason": "refusal"} for i in range(3)]
+    (out / "rejects-00000-of-00001.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rejects))
+    (out / "skipped-00000-of-00001.jsonl").write_text(json.dumps({"item_id": "x", "reason": "unreadable"}) + "\n")
+    args = ["--input", str(out), "--output", str(tmp_path / "ds")]
+    assert main([*args, "--push-to-hub", "not a repo id"]) == 2
+    assert "--push-to-hub: 'not a repo id' is not a Hub repo id" in capsys.readouterr().err
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: no records in {out}: nothing to build") and err.count("\n") == 1
+    assert "{'refusal': 3}" in err and "{'unreadable': 1}" in err
+    assert not (tmp_path / "ds").exists()  # no empty dataset with a card claiming subsets
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "stats.json").write_text("{}")
+    assert main([*args, "--overwrite"]) == 2
+    assert (tmp_path / "ds" / "stats.json").exists()  # an earlier build is not thrown away for nothing
+
+
+def test_vflan_rows_say_how_they_were_made():
+    record = {
+        "key": "k" * 32, "source": "laion", "mode": "vflan", "teacher_model": "t", "prompt_version": "v1",
+        "prompt_hash": "h", "origin": "o", "caption_request": "Describe.", "description": "A cat.",
+        "question": "What animal?", "answer": "A cat.",
+    }  # fmt: skip
+    rows = record_rows(record, b"img")
+    assert [subset for subset, _ in rows] == ["caption_laion", "instruct_laion"]
+    assert {row["mode"] for _, row in rows} == {"vflan"}
 
 
 @pytest.mark.parametrize("script", ["build_dataset", "import_allava4v"])

@@ -150,4 +150,4 @@ def test_a_failed_dataset_push_hides_the_token(tmp_path, monkeypatch):
     monkeypatch.setattr(HfApi, "create_repo", echoing_failure)
     with pytest.raises(SystemExit) as exit_info:
         push_to_hub(tmp_path, "tester/data", private=False)
-    assert str(exit_info.value.code) == "error: pushing to dataset tester/data failed: OSError: 401 for token ***"
+    assert str(exit_info.value.code) == "error: pushing to dataset tester/data@main failed: OSError: 401 for token ***"

@@ -128,7 +128,7 @@ def test_bad_configs_are_refused_with_the_field_named(tmp_path):
         ("mm_use_im_start_end", True, "mm_use_im_start_end=true is not supported"),
         ("mm_projector_type", "mlp3x_gelu", "mm_projector_type 'mlp3x_gelu'"),
         ("mm_hidden_size", 1024, "mm_hidden_size is 1024 but the vision tower"),
-        ("mm_vision_tower", str(tmp_path / "nowhere"), "Cannot read the vision tower config.*--vision-config"),
+        ("mm_vision_tower", str(tmp_path / "nowhere"), r"config.json: mm_vision_tower: .*nowhere: no such folder"),
     ]:
         (folder / "config.json").write_text(json.dumps({**config, field: value}))
         with pytest.raises(ValueError, match=message):

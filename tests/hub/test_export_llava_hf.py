@@ -120,3 +120,14 @@ def test_lm_head_bias_needs_consent_and_the_change_is_measured(tmp_path, capsys)
     # Dropping a bias shifts every logit by exactly that bias: the largest change is max |bias| = 0.5.
     assert "Max |logit change| vs the source model on a probe input: 0.5" in capsys.readouterr().out
     assert not _saved_keys(tmp_path / "llava")["language_model.lm_head.bias"].any()
+
+
+def test_a_lora_adapter_folder_is_refused_with_the_merge_command(tmp_path, capsys):
+    adapter = tmp_path / "lora"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    assert main([str(adapter), str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {adapter} holds a LoRA adapter (adapter_config.json), not full weights: merge it first with "
+        f"python recipes/merge_lora.py {adapter} <output_dir>"
+    )

@@ -25,10 +25,13 @@ RESULTS = {
     "benchmarks": {
         "gqa": {"metric": "accuracy", "value": 48.8, "dataset_id": "lmms-lab/GQA", "split": "testdev_balanced",
                 "dataset_config": "testdev_balanced_instructions", "num_samples": 12578, "prompt_variant": "short",
-                "judge": None},
+                "judge": None, "limit": None, "dataset_source": "hub"},
         "mmvet": {"metric": "gpt_score", "value": 32.2, "dataset_id": "lmms-lab/MMVet", "split": "test",
-                  "judge": {"model": "gpt-4-0613"}},
+                  "judge": {"model": "gpt-4-0613"}, "limit": None},
         "mmmu_val": {"metric": "accuracy", "value": None, "dataset_id": "lmms-lab/MMMU", "split": "validation"},
+        # A smoke test: MME-P summed over the 1 of 10 subtasks its first 6 questions cover, from a local copy.
+        "mme_perception": {"metric": "mme_score", "value": 116.7, "dataset_id": "/data/mme", "split": "test",
+                           "limit": 6, "dataset_source": "local", "num_samples": 6},
     },
 }  # fmt: skip
 TRAINING = {
@@ -144,9 +147,14 @@ def test_card_yaml_validates_and_model_index_round_trips(pushed, tmp_path):
     assert loaded == {
         ("gqa", "lmms-lab/GQA", "testdev_balanced", "accuracy", 48.8),
         ("mmvet", "lmms-lab/MMVet", "test", "gpt_score", 32.2),
-    }  # mmmu_val has no score and is left out
+    }  # mmmu_val has no score and is left out; the --limit 6 smoke test is not a benchmark result
     for expected in ("| pretrain | 1 | 2e-05 | 256 |", "judge gpt-4-0613", "loss 1.2500", "[INST] <image>"):
         assert expected in readme, expected
+    assert "mme_score = 116.7 (**partial**; 6 samples; rule-scored)" in readme
+    assert "**Warning: partial results.**" in readme
+    assert "- mme_perception: scored on the first 6 questions only (--limit 6)" in readme
+    warning = "warning: results.json: mme_perception is listed as partial, not in model-index: scored on the first 6"
+    assert warning in pushed["runs"][0].stderr
 
 
 def test_token_is_used_but_never_written_or_printed(pushed):
@@ -186,3 +194,27 @@ def test_bad_checkpoints_are_refused_with_the_file_named(tmp_path):
     (original / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"original/config.json: invalid JSON"):
         build_upload_folder(original, tmp_path / "up", repo_id=REPO_ID, license="mit")
+
+
+def test_lora_adapter_folders_point_to_merge_lora(tmp_path, capsys):
+    adapter = tmp_path / "phi2-lora"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/runs/stage1"}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    assert main([str(adapter), "--repo-id", REPO_ID, "--dry-run", "--upload-dir", str(tmp_path / "up")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: {adapter} holds a LoRA adapter (adapter_config.json), not full weights: merge it first with "
+        f"python recipes/merge_lora.py {adapter} <output_dir>\n"
+    )
+    assert not (tmp_path / "up").exists()
+
+
+def test_repo_ids_are_validated_before_anything_is_built(tmp_path, capsys):
+    assert main([str(tmp_path), "--repo-id", "not a repo id", "--dry-run", "--upload-dir", str(tmp_path / "up")]) == 2
+    assert capsys.readouterr().err.startswith("error: --repo-id: 'not a repo id' is not a Hub repo id")
+    assert main([str(tmp_path), "--repo-id", REPO_ID, "--dataset", "./data/mine", "--dry-run"]) == 2
+    assert capsys.readouterr().err.startswith("error: --dataset: './data/mine' is not a Hub repo id")
+    assert not (tmp_path / "up").exists()
+    with pytest.raises(ValueError, match="repo id: 'a/b/c' is not a Hub repo id"):
+        upload_folder(tmp_path, "a/b/c", commit_message="x")

@@ -38,3 +38,22 @@ def test_lora_train_merge_reload_matches_the_peft_model(stage1, shapes_dataset, 
     assert adapted and all(".language_model." in name for name in adapted)  # never the vision tower
     assert not torch.allclose(base_logits, peft_logits, atol=1e-3)  # the adapter and projector did train
     torch.testing.assert_close(fresh["logits"], peft_logits, atol=1e-5, rtol=1e-5)
+
+
+def test_a_relative_base_path_is_found_from_the_cwd_or_the_adapter_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "lora"
+    (run / "base_model").mkdir(parents=True)
+    where = "adapter_config.json: base_model_name_or_path"
+    assert merge_lora.resolve_base_model(run, "base_model", where) == str(run / "base_model")  # beside the adapter
+    (tmp_path / "base_model").mkdir()
+    assert merge_lora.resolve_base_model(run, "base_model", where) == "base_model"  # the cwd wins when it has it
+    assert merge_lora.resolve_base_model(run, "microsoft/phi-2", where) == "microsoft/phi-2"  # a Hub id
+    # A relative path found in neither place: one line naming the file and field, not a Hub download error.
+    (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "../stage1/checkpoint-9"}))
+    assert merge_lora.main([str(run), str(tmp_path / "merged")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {run / 'adapter_config.json'}: base_model_name_or_path: ../stage1/checkpoint-9: no such folder\n"
+    )
+    assert merge_lora.main([str(tmp_path / "runs" / "lora-typo"), str(tmp_path / "merged")]) == 2
+    assert "adapter_dir: " in capsys.readouterr().err and not (tmp_path / "merged").exists()
