@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # run as `python hub/push_model.py`
 
 from hub.cards import build_model_card, scored_benchmarks
 from hub.upload import upload_folder
+from modeling_allava.modeling_allava import AUTO_MODEL_CLASSES
 
 
 # Copied next to the weights when present: they document where the card's numbers come from.
@@ -36,7 +37,7 @@ STALE_WEIGHT_PATTERNS = [
     "pytorch_model.bin.index.json",
 ]
 REMOTE_CODE_FILES = ("configuration_allava.py", "modeling_allava.py", "processing_allava.py")
-AUTO_MODEL_KEYS = ("AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForImageTextToText")
+AUTO_MODEL_KEYS = ("AutoConfig", *AUTO_MODEL_CLASSES)
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 

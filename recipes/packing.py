@@ -30,13 +30,14 @@ from transformers import AttentionInterface, PretrainedConfig
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from modeling_allava import TEXT_BACKBONES
 from recipes.collator import IGNORE_INDEX, AllavaCollator, EncodedRow
 
 
 # sdpa run on each packed sample alone (see `sdpa_per_sample`); plain sdpa for everything else.
 SDPA_PER_SAMPLE = "sdpa_per_sample"
 # Text backbones whose packed forward the tests compare with padded forwards (tests/recipes/test_packing_model.py).
-PACKABLE_TEXT_MODELS = ("phi", "phi3", "stablelm", "llama", "qwen2")
+PACKABLE_TEXT_MODELS = tuple(name for name, backbone in TEXT_BACKBONES.items() if backbone.packable)
 # Attention implementations that honour restarting position_ids (flash-attention: in a single row only).
 PACKABLE_ATTENTION = ("sdpa", SDPA_PER_SAMPLE, "eager", "flex_attention", "flash_attention_2", "flash_attention_3")
 
