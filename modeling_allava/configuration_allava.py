@@ -16,7 +16,7 @@ class TextBackbone(NamedTuple):
     """What the repo knows about one text backbone (a transformers `model_type`)."""
 
     chat_template: str  # the template's name: modeling_allava/<name>.jinja, a key of processing_allava.CHAT_TEMPLATES
-    packable: bool  # packed (padding-free) rows give the padded batch's losses (recipes/packing.py)
+    packable: bool  # packed (padding-free) rows give the padded losses (tests/recipes/test_packing_model.py)
     decoder_layer: str  # the transformer block class: the unit FSDP wraps
 
 
