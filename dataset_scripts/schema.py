@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dataset_scripts.prompt_set import MODES
+from modeling_allava.processing_allava import IMAGE_TOKEN
 
 
 if TYPE_CHECKING:
     from datasets import Features
 
-IMAGE_TOKEN = "<image>"
 SPLIT = "train"
 SUBSET_KINDS = ("caption", "instruct", "text")
 # Source names become part of subset names and row ids, so keep them to lowercase letters and digits.

@@ -28,20 +28,20 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 from hub.cli import UsageError, cli_parser, existing_folder, folder_or_repo_id, run
 from hub.push_model import read_json
 from modeling_allava import (
+    IMAGE_TOKEN,
+    TEXT_BACKBONES,
     AllavaConfig,
     AllavaForConditionalGeneration,
     AllavaProcessor,
-    build_image_processor,
     load_tokenizer_with_image_token,
 )
-from modeling_allava.processing_allava import CHAT_TEMPLATES
 
 
-# Original architecture -> (text backbone model_type, chat template).
+# Original architecture -> text backbone model_type (its chat template comes from TEXT_BACKBONES).
 ARCHITECTURES = {
-    "LlavaPhiForCausalLM": ("phi", "allava"),
-    "LlavaStableLM_1_6bForCausalLM": ("stablelm", "allava"),
-    "LlavaPhi3ForCausalLM": ("phi3", "phi3"),
+    "LlavaPhiForCausalLM": "phi",
+    "LlavaStableLM_1_6bForCausalLM": "stablelm",
+    "LlavaPhi3ForCausalLM": "phi3",
 }
 # StableLM-2 was first released with its own remote code (`stablelm_epoch`) and these field names.
 TEXT_FIELD_RENAMES = {"rope_pct": "partial_rotary_factor", "norm_eps": "layer_norm_eps"}
@@ -239,12 +239,13 @@ def convert(original_dir: Path, output_dir: Path, vision_config: str | None = No
         )
     if output_dir.exists() and any(output_dir.iterdir()):
         raise FileExistsError(f"{output_dir} is not empty.")
-    text_type, template = ARCHITECTURES[architecture]
+    text_type = ARCHITECTURES[architecture]
+    template = TEXT_BACKBONES[text_type].chat_template
     source = read_state_dict(original_dir)
 
     tokenizer = load_tokenizer_with_image_token(str(original_dir))
     tokenizer.model_max_length = original.get("tokenizer_model_max_length", tokenizer.model_max_length)
-    image_token_index = tokenizer.convert_tokens_to_ids("<image>")
+    image_token_index = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     text_config = text_config_from(original, text_type, config_path)
     config = AllavaConfig(
         vision_config=vision_config_from(original, vision_config, config_path),
@@ -268,15 +269,7 @@ def convert(original_dir: Path, output_dir: Path, vision_config: str | None = No
         eos_token_id=[tokenizer.convert_tokens_to_ids(t) for t in end_tokens if t in tokenizer.get_vocab()],
         pad_token_id=tokenizer.pad_token_id,
     )
-    image_processor = build_image_processor(config.vision_config.image_size)
-    image_processor.do_pad = config.image_aspect_ratio == "pad"
-    processor = AllavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=config.vision_config.patch_size,
-        vision_feature_select_strategy=config.vision_feature_select_strategy,
-        chat_template=CHAT_TEMPLATES[template],
-    )
+    processor = AllavaProcessor.from_config(config, tokenizer)
     model.save_pretrained(output_dir, max_shard_size=max_shard_size)
     processor.save_pretrained(output_dir)
     print(

@@ -36,7 +36,6 @@ STALE_WEIGHT_PATTERNS = [
     "pytorch_model.bin.index.json",
 ]
 REMOTE_CODE_FILES = ("configuration_allava.py", "modeling_allava.py", "processing_allava.py")
-AUTO_MODEL_KEYS = ("AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForImageTextToText")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -91,8 +90,10 @@ def default_base_models(config: dict[str, Any], training: dict[str, Any] | None)
 
 def check_upload_folder(folder: Path) -> None:
     """Fail before uploading if the folder lacks anything a fresh `from_pretrained(trust_remote_code=True)` needs."""
+    from modeling_allava.modeling_allava import AUTO_MODEL_CLASSES  # here: the CLI checks its arguments before torch
+
     config = read_json(folder / "config.json", required=True)
-    missing = [key for key in AUTO_MODEL_KEYS if key not in (config.get("auto_map") or {})]
+    missing = [key for key in ("AutoConfig", *AUTO_MODEL_CLASSES) if key not in (config.get("auto_map") or {})]
     processor = read_json(folder / "processor_config.json") or {}
     if "AutoProcessor" not in (processor.get("auto_map") or {}):
         missing.append("processor_config.json auto_map.AutoProcessor")

@@ -1,6 +1,10 @@
-"""ALLaVA configuration: transformers' LlavaConfig plus the few knobs ALLaVA checkpoints need."""
+"""ALLaVA configuration: transformers' LlavaConfig plus the few knobs ALLaVA checkpoints need.
 
-from typing import Literal
+Also the one table of supported backbones and the one rule for how many tokens an image becomes: this file ships
+inside every checkpoint, so the processor and the model can read both there too.
+"""
+
+from typing import Literal, NamedTuple
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, LlavaConfig
@@ -8,11 +12,57 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 
-# Backbones exercised by this repo's tests; any other registered type is accepted but untested.
-TESTED_VISION_TYPES = ("clip_vision_model", "siglip_vision_model")
-TESTED_TEXT_TYPES = ("phi", "phi3", "stablelm", "llama", "qwen2")
-# Vision towers that prepend a CLS token (the "default" feature strategy drops it).
-_VISION_TYPES_WITH_CLS = ("clip_vision_model",)
+class TextBackbone(NamedTuple):
+    """What the repo knows about one text backbone (a transformers `model_type`)."""
+
+    chat_template: str  # the template's name: modeling_allava/<name>.jinja, a key of processing_allava.CHAT_TEMPLATES
+    packable: bool  # packed (padding-free) rows give the padded losses (tests/recipes/test_packing_model.py)
+    decoder_layer: str  # the transformer block class: the unit FSDP wraps
+
+
+class VisionBackbone(NamedTuple):
+    """What the repo knows about one vision tower (a transformers `model_type`)."""
+
+    has_cls: bool  # prepends a CLS token (the "default" feature strategy drops it)
+    encoder_layer: str  # the transformer block class: the unit FSDP wraps
+
+
+# The backbones this repo tests. Any other type registered with AutoConfig also loads, untested, with the `allava`
+# template, no packing and no CLS token.
+TEXT_BACKBONES: dict[str, TextBackbone] = {
+    "phi": TextBackbone("allava", packable=True, decoder_layer="PhiDecoderLayer"),  # ALLaVA-Phi2
+    "phi3": TextBackbone("phi3", packable=True, decoder_layer="Phi3DecoderLayer"),  # ALLaVA-Phi3-mini
+    "stablelm": TextBackbone("allava", packable=True, decoder_layer="StableLmDecoderLayer"),  # ALLaVA-StableLM2
+    "llama": TextBackbone("allava", packable=True, decoder_layer="LlamaDecoderLayer"),
+    "qwen2": TextBackbone("allava", packable=True, decoder_layer="Qwen2DecoderLayer"),
+}
+VISION_BACKBONES: dict[str, VisionBackbone] = {
+    "clip_vision_model": VisionBackbone(has_cls=True, encoder_layer="CLIPEncoderLayer"),
+    "siglip_vision_model": VisionBackbone(has_cls=False, encoder_layer="SiglipEncoderLayer"),
+}
+DEFAULT_CHAT_TEMPLATE = "allava"
+
+
+def chat_template_name(text_model_type: str) -> str:
+    """The chat template a text backbone uses (ALLaVA's own `[INST]` format for untested types)."""
+    backbone = TEXT_BACKBONES.get(text_model_type)
+    return backbone.chat_template if backbone else DEFAULT_CHAT_TEMPLATE
+
+
+def has_cls_token(vision_model_type: str) -> bool:
+    """Whether the vision tower prepends a CLS token to its patch features."""
+    backbone = VISION_BACKBONES.get(vision_model_type)
+    return backbone is not None and backbone.has_cls
+
+
+def image_seq_length(
+    height: int, width: int, patch_size: int, num_additional_image_tokens: int, vision_feature_select_strategy: str
+) -> int:
+    """How many tokens one image becomes: one per patch plus the tower's extra tokens (its CLS), minus the first
+    token, which Llava's "default" feature strategy drops. The config, the processor's placeholder expansion and the
+    collator all count with this."""
+    patches = (height // patch_size) * (width // patch_size)
+    return patches + num_additional_image_tokens - int(vision_feature_select_strategy == "default")
 
 
 def _check_sub_config(field: str, value) -> None:
@@ -20,7 +70,7 @@ def _check_sub_config(field: str, value) -> None:
     if isinstance(value, dict):
         model_type = value.get("model_type")
         if model_type is not None and model_type not in CONFIG_MAPPING:
-            tested = TESTED_VISION_TYPES if field == "vision_config" else TESTED_TEXT_TYPES
+            tested = VISION_BACKBONES if field == "vision_config" else TEXT_BACKBONES
             raise ValueError(
                 f"AllavaConfig.{field}: unknown backbone model_type {model_type!r}. "
                 f"Tested types: {', '.join(tested)} (any type registered with transformers' AutoConfig also loads)."
@@ -37,7 +87,8 @@ class AllavaConfig(LlavaConfig):
     Extra fields over `LlavaConfig`:
         projector_type: `"mlp2x_gelu"` (Linear, GELU, Linear) or `"linear"` (one Linear).
         lm_head_bias: build the LM head with a bias (Phi-2's own head has one; Llava's never does).
-        image_aspect_ratio: `"pad"` pads images to a square with the CLIP mean colour before resizing.
+        image_aspect_ratio: `"pad"` pads images to a square with the CLIP mean colour before resizing (LLaVA-1.5);
+            `"resize"` resizes and centre-crops them as CLIP does. `AllavaProcessor.from_config` follows it.
     """
 
     model_type = "allava"
@@ -66,13 +117,23 @@ class AllavaConfig(LlavaConfig):
         _check_sub_config("vision_config", self.vision_config)
         _check_sub_config("text_config", self.text_config)
         super().__post_init__(**kwargs)
-        has_cls = self.vision_config.model_type in _VISION_TYPES_WITH_CLS
+        has_cls = has_cls_token(self.vision_config.model_type)
         if self.vision_feature_select_strategy == "default" and not has_cls:
             # SigLIP has no CLS token: dropping the first token would silently lose a patch.
             self.vision_feature_select_strategy = "full"
-        patches = (self.vision_config.image_size // self.vision_config.patch_size) ** 2
-        keeps_cls = has_cls and self.vision_feature_select_strategy == "full"
-        self.image_seq_length = patches + int(keeps_cls)
+        size = self.vision_config.image_size
+        self.image_seq_length = image_seq_length(
+            size, size, self.vision_config.patch_size, int(has_cls), self.vision_feature_select_strategy
+        )
 
 
-__all__ = ["AllavaConfig"]
+__all__ = [
+    "AllavaConfig",
+    "TEXT_BACKBONES",
+    "VISION_BACKBONES",
+    "TextBackbone",
+    "VisionBackbone",
+    "chat_template_name",
+    "has_cls_token",
+    "image_seq_length",
+]

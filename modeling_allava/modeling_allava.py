@@ -4,7 +4,7 @@ Everything else (vision feature selection, image-token scattering, generation, c
 inherited from `LlavaModel` / `LlavaForConditionalGeneration` unchanged.
 """
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -19,7 +19,9 @@ from transformers.models.llava.modeling_llava import (
 from .configuration_allava import AllavaConfig
 
 
+# What `set_trainable_modules` trains: see its docstring.
 TrainableStage = Literal["allava", "projector_only", "full"]
+TRAINABLE_STAGES: tuple[str, ...] = get_args(TrainableStage)
 # Every Auto class a saved checkpoint answers to; users load with AutoModel and expect generate().
 AUTO_MODEL_CLASSES = ("AutoModel", "AutoModelForCausalLM", "AutoModelForImageTextToText")
 
@@ -90,9 +92,9 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
         causal_lm = AutoModelForCausalLM.from_pretrained(text, **loading)
         implementation = causal_lm.config._attn_implementation  # AllavaConfig below resets the sub-config's
         if image_token_index is None:
-            from .processing_allava import load_tokenizer_with_image_token
+            from .processing_allava import IMAGE_TOKEN, load_tokenizer_with_image_token
 
-            image_token_index = load_tokenizer_with_image_token(text).convert_tokens_to_ids("<image>")
+            image_token_index = load_tokenizer_with_image_token(text).convert_tokens_to_ids(IMAGE_TOKEN)
 
         config = AllavaConfig(
             vision_config=vision_tower.config,
@@ -162,8 +164,8 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
         `allava`: vision tower frozen, projector and language model trained (both ALLaVA stages).
         `projector_only`: LLaVA-1.5's pretraining stage. `full`: everything (tiny random models only).
         """
-        if stage not in ("allava", "projector_only", "full"):
-            raise ValueError(f"stage must be 'allava', 'projector_only' or 'full', got {stage!r}")
+        if stage not in TRAINABLE_STAGES:
+            raise ValueError(f"stage must be one of {', '.join(TRAINABLE_STAGES)}; got {stage!r}")
         parts = {
             "vision_tower": (self.model.vision_tower, stage == "full"),
             "multi_modal_projector": (self.model.multi_modal_projector, True),
@@ -177,4 +179,10 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
         return counts
 
 
-__all__ = ["AllavaForConditionalGeneration", "AllavaModel", "AllavaPreTrainedModel"]
+__all__ = [
+    "AUTO_MODEL_CLASSES",
+    "TRAINABLE_STAGES",
+    "AllavaForConditionalGeneration",
+    "AllavaModel",
+    "AllavaPreTrainedModel",
+]

@@ -3,68 +3,22 @@
 import io
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from transformers import AutoConfig, AutoTokenizer, BatchFeature, LlavaProcessor
-from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, get_image_size, to_numpy_array
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+from transformers.processing_utils import MultiModalData
 from transformers.utils.chat_template_utils import render_jinja_template
 
+from .configuration_allava import AllavaConfig, chat_template_name, has_cls_token, image_seq_length
 
-# Jinja fragments shared by the templates. `_TEXT` sets `text`, a message's text as the model sees it, the way ALLaVA's
-# own inference code cleans a turn: user and system text lose `<s>` and `</s>` and surrounding whitespace; assistant
-# text is kept verbatim. Content given as a list of parts (the transformers convention) gets one `<image>\n` per image
-# part, and `<image>` typed in its text parts is removed, so text can never add image slots (the last `replace` catches
-# a tag rebuilt by a removal, e.g. `<ima<s>ge>`). Plain-string content is the llava-hf convention: its `<image>` is the
-# placeholder and is kept.
-_TEXT = (
-    "{%- if message['content'] is string -%}"
-    "{%- set parts = [{'type': 'text', 'text': message['content']}] -%}{%- set typed_placeholders = true -%}"
-    "{%- else -%}{%- set parts = message['content'] -%}{%- set typed_placeholders = false -%}{%- endif -%}"
-    "{%- set joined = namespace(text='') -%}"
-    "{%- for part in parts if part['type'] == 'text' -%}{%- set joined.text = joined.text + part['text'] -%}"
-    "{%- endfor -%}"
-    "{%- set text = joined.text -%}"
-    "{%- if message['role'] != 'assistant' -%}{%- set text = text | replace('<s>', '') | replace('</s>', '') -%}"
-    "{%- endif -%}"
-    "{%- if not typed_placeholders -%}"
-    "{%- set text = text | replace('<image>', '') | replace('<image>', '< image>') -%}{%- endif -%}"
-    "{%- if message['role'] != 'assistant' -%}{%- set text = text | trim -%}{%- endif -%}"
-)
-_IMAGE_PARTS = "{%- for part in parts if part['type'] == 'image' -%}{{- '<image>\n' -}}{%- endfor -%}"
 
-# ALLaVA-Phi2 / ALLaVA-StableLM2: no system prompt, no BOS; `[INST] <image>\n{user} [/INST] {assistant}<eos>`.
-# A system message, if given, starts the first user turn. Generation markers make TRL's `assistant_only_loss`
-# (and our collator) train on the assistant text and its end-of-turn token only.
-ALLAVA_CHAT_TEMPLATE = (
-    "{%- set ns = namespace(system='') -%}"
-    "{%- for message in messages -%}" + _TEXT + "{%- if message['role'] == 'system' -%}"
-    "{%- set ns.system = ns.system + text + '\n\n' -%}"
-    "{%- elif message['role'] == 'user' -%}"
-    "{{- '[INST] ' + ns.system -}}{%- set ns.system = '' -%}" + _IMAGE_PARTS + "{{- text + ' [/INST] ' -}}"
-    "{%- elif message['role'] == 'assistant' -%}"
-    "{%- generation -%}{{- text + eos_token -}}{%- endgeneration -%}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-)
-
-# ALLaVA-Phi3-mini: the backbone's own format, `<|user|>\n<image>\n{user}<|end|>\n<|assistant|>\n{assistant}<|end|>\n`.
-PHI3_CHAT_TEMPLATE = (
-    "{%- for message in messages -%}" + _TEXT + "{%- if message['role'] == 'assistant' -%}"
-    "{{- '<|assistant|>\n' -}}"
-    "{%- generation -%}{{- text + '<|end|>' -}}{%- endgeneration -%}"
-    "{{- '\n' -}}"
-    "{%- else -%}"
-    "{{- '<|' + message['role'] + '|>\n' -}}" + _IMAGE_PARTS + "{{- text + '<|end|>\n' -}}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '<|assistant|>\n' -}}{%- endif -%}"
-)
-
-CHAT_TEMPLATES = {"allava": ALLAVA_CHAT_TEMPLATE, "phi3": PHI3_CHAT_TEMPLATE}
-# Which template each text backbone uses (ALLaVA's own choice for phi / stablelm / phi3; [INST] for the others).
-TEMPLATE_FOR_TEXT_TYPE = {"phi": "allava", "stablelm": "allava", "phi3": "phi3", "llama": "allava", "qwen2": "allava"}
+# The chat templates, by name: the `.jinja` files next to this module (see TEXT_BACKBONES for which backbone uses
+# which). Inside a checkpoint (remote code) there are none and none are needed: a saved processor carries its template.
+CHAT_TEMPLATES = {path.stem: path.read_text(encoding="utf-8") for path in Path(__file__).parent.glob("*.jinja")}
 
 IMAGE_TOKEN = "<image>"
 # The pixel budget of every image this repo reads (processor, synthesis, importer, benchmarks), checked from the
@@ -203,20 +157,62 @@ class AllavaProcessor(LlavaProcessor):
         )
 
     @classmethod
-    def from_backbones(cls, vision: str, text: str, chat_template: str | None = None, **tokenizer_kwargs):
-        """Build the processor for a model composed with `AllavaForConditionalGeneration.from_backbones`."""
+    def from_config(cls, config: AllavaConfig, tokenizer, chat_template: str | None = None) -> "AllavaProcessor":
+        """The processor that feeds a model with this config: its image size, patch grid, CLS handling and
+        `image_aspect_ratio` (pad to square or not); the chat template defaults to the text backbone's."""
+        vision = config.vision_config
+        return cls(
+            image_processor=build_image_processor(vision.image_size, config.image_aspect_ratio),
+            tokenizer=tokenizer,
+            patch_size=vision.patch_size,
+            vision_feature_select_strategy=config.vision_feature_select_strategy,
+            num_additional_image_tokens=int(has_cls_token(vision.model_type)),
+            chat_template=chat_template or CHAT_TEMPLATES[chat_template_name(config.text_config.model_type)],
+        )
+
+    @classmethod
+    def from_backbones(
+        cls,
+        vision: str,
+        text: str,
+        chat_template: str | None = None,
+        image_aspect_ratio: str = "pad",
+        **tokenizer_kwargs,
+    ) -> "AllavaProcessor":
+        """Build the processor for a model composed with `AllavaForConditionalGeneration.from_backbones` (pass the
+        same `image_aspect_ratio` to both)."""
         vision_config = AutoConfig.from_pretrained(vision)
         vision_config = getattr(vision_config, "vision_config", vision_config)
-        text_type = AutoConfig.from_pretrained(text).model_type
-        has_cls = vision_config.model_type == "clip_vision_model"
-        return cls(
-            image_processor=build_image_processor(vision_config.image_size),
-            tokenizer=load_tokenizer_with_image_token(text, **tokenizer_kwargs),
-            patch_size=vision_config.patch_size,
-            vision_feature_select_strategy="default" if has_cls else "full",
-            num_additional_image_tokens=int(has_cls),
-            chat_template=chat_template or CHAT_TEMPLATES[TEMPLATE_FOR_TEXT_TYPE.get(text_type, "allava")],
+        config = AllavaConfig(
+            vision_config=vision_config,
+            text_config=AutoConfig.from_pretrained(text),
+            image_aspect_ratio=image_aspect_ratio,
         )
+        return cls.from_config(config, load_tokenizer_with_image_token(text, **tokenizer_kwargs), chat_template)
+
+    @property
+    def image_seq_length(self) -> int:
+        """How many image tokens one image becomes (pad-to-square and centre crop make it the same for every image)."""
+        crop = self.image_processor.crop_size
+        return self._image_tokens(crop["height"], crop["width"])
+
+    def _image_tokens(self, height: int, width: int) -> int:
+        return image_seq_length(
+            height, width, self.patch_size, self.num_additional_image_tokens, self.vision_feature_select_strategy
+        )
+
+    def replace_image_token(self, image_inputs: dict, image_idx: int, **kwargs) -> str:
+        """The placeholders of one preprocessed image, counted by the same rule as the config's."""
+        height, width = get_image_size(to_numpy_array(image_inputs["pixel_values"][image_idx]))
+        return self.image_token * self._image_tokens(height, width)
+
+    def _get_num_multimodal_tokens(self, image_sizes=None, **kwargs) -> MultiModalData:
+        """Image tokens per image for serving engines: every image is cropped to the same size."""
+        if image_sizes is None:
+            return MultiModalData()
+        crop = self._merge_kwargs(**kwargs)["images_kwargs"].get("crop_size") or self.image_processor.crop_size
+        tokens = self._image_tokens(crop["height"], crop["width"])
+        return MultiModalData(num_image_tokens=[tokens] * len(image_sizes), num_image_patches=[1] * len(image_sizes))
 
     def __call__(self, images=None, text=None, videos=None, audio=None, **kwargs):
         if images is not None:
@@ -259,7 +255,7 @@ class AllavaProcessor(LlavaProcessor):
             images = [_image_parts(messages) for messages in conversations]
         elif not batched:
             images = [images]
-        per_image = self._get_num_multimodal_tokens(image_sizes=[(1, 1)]).num_image_tokens[0]
+        per_image = self.image_seq_length
         template = self._resolve_chat_template(chat_template)
         rows = encode_chats(self.tokenizer, template, conversations, self.image_token_id, per_image, **template_kwargs)
         for index, ((ids, _), given) in enumerate(zip(rows, images)):
@@ -286,10 +282,11 @@ class AllavaProcessor(LlavaProcessor):
         return out if return_dict else out["input_ids"]
 
 
-def build_image_processor(image_size: int = 336) -> LlavaImageProcessorPil:
-    """LLaVA-1.5 preprocessing: pad to square (CLIP mean colour), resize shortest edge, centre crop, CLIP normalise."""
+def build_image_processor(image_size: int = 336, image_aspect_ratio: str = "pad") -> LlavaImageProcessorPil:
+    """LLaVA-1.5 preprocessing: `"pad"` pads to a square with the CLIP mean colour first; then (any other value: only)
+    resize the shortest edge, centre crop and CLIP-normalise."""
     return LlavaImageProcessorPil(
-        do_pad=True,
+        do_pad=image_aspect_ratio == "pad",
         size={"shortest_edge": image_size},
         crop_size={"height": image_size, "width": image_size},
         image_mean=OPENAI_CLIP_MEAN,

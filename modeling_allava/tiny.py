@@ -17,13 +17,12 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from .configuration_allava import AllavaConfig
+from .configuration_allava import TEXT_BACKBONES, AllavaConfig
 from .modeling_allava import AllavaForConditionalGeneration
-from .processing_allava import CHAT_TEMPLATES, TEMPLATE_FOR_TEXT_TYPE, AllavaProcessor, build_image_processor
+from .processing_allava import IMAGE_TOKEN, AllavaProcessor
 
 
-TEXT_BACKBONES = ("phi", "phi3", "stablelm", "llama", "qwen2")
-SPECIAL_TOKENS = ["<|endoftext|>", "<pad>", "<image>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+SPECIAL_TOKENS = ["<|endoftext|>", "<pad>", IMAGE_TOKEN, "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 
 # The tokenizer learns its merges from this vocabulary: chat markup, shapes-world words and everyday English.
 _WORDS = """
@@ -86,7 +85,7 @@ def build_tiny_tokenizer(vocab_size: int = 1536) -> PreTrainedTokenizerFast:
 
 def _tiny_text_config(text_backbone: str, tokenizer, hidden_size: int, num_layers: int) -> dict:
     if text_backbone not in TEXT_BACKBONES:
-        raise ValueError(f"text_backbone must be one of {TEXT_BACKBONES}, got {text_backbone!r}")
+        raise ValueError(f"text_backbone must be one of {', '.join(TEXT_BACKBONES)}; got {text_backbone!r}")
     vocab_size = (len(tokenizer) + 63) // 64 * 64
     config = {
         "model_type": text_backbone,
@@ -135,7 +134,7 @@ def tiny_config(
     return AllavaConfig(
         vision_config=tiny_vision_config(image_size, patch_size),
         text_config=_tiny_text_config(text_backbone, tokenizer, hidden_size, num_layers),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
         **overrides,
     )
 
@@ -143,25 +142,22 @@ def tiny_config(
 def build_tiny_processor(
     text_backbone: str = "phi", image_size: int = 56, patch_size: int = 14, tokenizer=None
 ) -> AllavaProcessor:
-    return AllavaProcessor(
-        image_processor=build_image_processor(image_size),
-        tokenizer=tokenizer or build_tiny_tokenizer(),
-        patch_size=patch_size,
-        chat_template=CHAT_TEMPLATES[TEMPLATE_FOR_TEXT_TYPE[text_backbone]],
-    )
+    tokenizer = tokenizer or build_tiny_tokenizer()
+    return AllavaProcessor.from_config(tiny_config(text_backbone, tokenizer, image_size, patch_size), tokenizer)
 
 
 def build_tiny_model_and_processor(
     text_backbone: str = "phi", seed: int = 0, image_size: int = 56, **config_overrides
 ) -> tuple[AllavaForConditionalGeneration, AllavaProcessor]:
-    """A random tiny model and its matching processor; same seed, same weights."""
-    processor = build_tiny_processor(text_backbone, image_size=image_size)
-    config = tiny_config(text_backbone, processor.tokenizer, image_size=image_size, **config_overrides)
+    """A random tiny model and its matching processor (built from the model's config); same seed, same weights."""
+    tokenizer = build_tiny_tokenizer()
+    config = tiny_config(text_backbone, tokenizer, image_size=image_size, **config_overrides)
+    processor = AllavaProcessor.from_config(config, tokenizer)
     torch.manual_seed(seed)
     model = AllavaForConditionalGeneration(config)
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
     end_ids = [processor.tokenizer.eos_token_id]
-    if TEMPLATE_FOR_TEXT_TYPE[text_backbone] == "phi3":
+    if TEXT_BACKBONES[text_backbone].chat_template == "phi3":
         end_ids.append(processor.tokenizer.convert_tokens_to_ids("<|end|>"))
     model.generation_config.eos_token_id = end_ids
     return model.eval(), processor

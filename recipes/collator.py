@@ -63,11 +63,7 @@ class AllavaCollator:
             raise ValueError("The tokenizer has no pad token; load it with load_tokenizer_with_image_token().")
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.processor.image_token)
         self.pad_token_id = tokenizer.pad_token_id
-        # Ask the processor itself how many placeholders one image becomes (pad-to-square makes it a constant).
-        crop = self.processor.image_processor.crop_size
-        probe = Image.new("RGB", (crop["width"], crop["height"]))
-        ids = self.processor(text=self.processor.image_token, images=[probe])["input_ids"][0]
-        self.image_tokens_per_image = sum(token == self.image_token_id for token in ids)
+        self.image_tokens_per_image = self.processor.image_seq_length
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         return self.pad(self.encode(rows))

@@ -30,13 +30,12 @@ from transformers import AttentionInterface, PretrainedConfig
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from modeling_allava import TEXT_BACKBONES
 from recipes.collator import IGNORE_INDEX, AllavaCollator, EncodedRow
 
 
 # sdpa run on each packed sample alone (see `sdpa_per_sample`); plain sdpa for everything else.
 SDPA_PER_SAMPLE = "sdpa_per_sample"
-# Text backbones whose packed forward the tests compare with padded forwards (tests/recipes/test_packing_model.py).
-PACKABLE_TEXT_MODELS = ("phi", "phi3", "stablelm", "llama", "qwen2")
 # Attention implementations that honour restarting position_ids (flash-attention: in a single row only).
 PACKABLE_ATTENTION = ("sdpa", SDPA_PER_SAMPLE, "eager", "flex_attention", "flash_attention_2", "flash_attention_3")
 
@@ -89,8 +88,10 @@ def packing_unsupported_reason(config: PretrainedConfig, max_length: int | None)
     text_config = config.get_text_config()
     if max_length is None:
         return "packing needs max_length (the longest row) to be set"
-    if text_config.model_type not in PACKABLE_TEXT_MODELS:
-        return f"text model type {text_config.model_type!r} is not among the tested ones {PACKABLE_TEXT_MODELS}"
+    backbone = TEXT_BACKBONES.get(text_config.model_type)
+    if backbone is None or not backbone.packable:
+        packable = tuple(name for name, backbone in TEXT_BACKBONES.items() if backbone.packable)
+        return f"text model type {text_config.model_type!r} is not among the tested ones {packable}"
     attention = text_config._attn_implementation or "sdpa"
     if attention not in PACKABLE_ATTENTION:
         return f"attention implementation {attention!r} is not among {PACKABLE_ATTENTION}"

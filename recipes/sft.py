@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 if not __package__:  # run as a script (python recipes/x.py, accelerate launch): make the repo importable
     sys.path.insert(0, str(REPO))
 
-from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor  # noqa: E402
+from modeling_allava import TRAINABLE_STAGES, AllavaForConditionalGeneration, AllavaProcessor  # noqa: E402
 from modeling_allava.processing_allava import CHAT_TEMPLATES  # noqa: E402
 from recipes.collator import AllavaCollator  # noqa: E402
 from recipes.data import load_mixture  # noqa: E402
@@ -44,7 +44,7 @@ from recipes.packing import PackedAllavaCollator, packing_unsupported_reason, us
 
 logger = logging.getLogger("allava.sft")
 
-TRAINABLE_CHOICES = ("allava", "projector_only", "full")
+TRAINABLE_CHOICES = TRAINABLE_STAGES
 # LoRA goes on the language model's linear layers only (a bare "q_proj" would also match CLIP's attention).
 LM_LINEAR_NAMES = (
     "q_proj", "k_proj", "v_proj", "o_proj", "dense", "qkv_proj", "fc1", "fc2", "gate_proj", "up_proj", "down_proj",
