@@ -76,7 +76,7 @@ def test_frozen_parts_stay_unchanged_with_activation_checkpointing(
 
 
 def parse(args: list[str]):
-    return TrlParser((sft.AllavaScriptArguments, SFTConfig, ModelConfig)).parse_args_and_config(args)
+    return sft.parse_arguments(args)
 
 
 def test_config_errors_name_the_key(tmp_path, shapes_dataset):
