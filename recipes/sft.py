@@ -360,7 +360,7 @@ def main(
             if kept
             else "no checkpoint was saved yet; rerun the same command to start again"
         )
-        raise Interrupted(f"interrupted at step {trainer.state.global_step}: {hint}") from None
+        raise Interrupted(f"stopped at step {trainer.state.global_step}; {hint}") from None
     trainer.save_model(output_dir)
     trainer.save_state()  # trainer_state.json (loss history) beside the model: the loss curve and card read it
     if main_process:
