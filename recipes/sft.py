@@ -12,6 +12,11 @@ setting `vision_model_name_or_path` + `text_model_name_or_path`; stage 2 by `mod
 Loss counts assistant tokens only (see recipes/collator.py). Every checkpoint holds weights, processor and remote code,
 and loads with `AutoModelForImageTextToText.from_pretrained(dir, trust_remote_code=True)`; LoRA runs save adapters,
 which `recipes/merge_lora.py` turns into such a checkpoint.
+
+Rerunning the same command continues: an output folder with complete checkpoints resumes from the newest
+(recipes/checkpoints.py). Every row is checked before the first step (recipes/row_checks.py). The finished folder
+holds training_summary.json and our model card as README.md (recipes/training_summary.py). Bad input is one line
+and exit 2, Ctrl-C one line and exit 3 (recipes/errors.py, docs/failure-behaviour.md).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ if not __package__:  # run as a script (python recipes/x.py, accelerate launch):
     sys.path.insert(0, str(REPO))
 
 from recipes.errors import InputError, Interrupted, run_cli  # noqa: E402
-from recipes.sft_args import check_settings, field_types, mixture_not_a_list, precheck, split_arguments  # noqa: E402
+from recipes.sft_args import mixture_not_a_list, parse_checked, precheck  # noqa: E402
 
 
 if __name__ == "__main__":  # a missing file or path fails here, before seconds of torch / transformers imports
@@ -42,7 +47,7 @@ import torch  # noqa: E402
 from accelerate import PartialState  # noqa: E402
 from peft import LoraConfig  # noqa: E402
 from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer, set_seed  # noqa: E402
-from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_quantization_config  # noqa: E402
+from trl import ModelConfig, SFTConfig, SFTTrainer, get_quantization_config  # noqa: E402
 
 from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor  # noqa: E402
 from modeling_allava.processing_allava import CHAT_TEMPLATES  # noqa: E402
@@ -52,7 +57,7 @@ from recipes.data import load_mixture  # noqa: E402
 from recipes.lengths import add_length_column  # noqa: E402
 from recipes.packing import PackedAllavaCollator, packing_unsupported_reason, use_per_sample_attention  # noqa: E402
 from recipes.row_checks import check_rows, drop_or_refuse  # noqa: E402
-from recipes.training_summary import build_summary, command_line_overrides, write_summary_and_card  # noqa: E402
+from recipes.training_summary import summary_of_run, write_summary_and_card  # noqa: E402
 
 
 logger = logging.getLogger("allava.sft")
@@ -364,7 +369,7 @@ def main(
     trainer.save_model(output_dir)
     trainer.save_state()  # trainer_state.json (loss history) beside the model: the loss curve and card read it
     if main_process:
-        summary = run_summary(script_args, training_args, model_args, trainer, sources, dropped, argv)
+        summary = summary_of_run(script_args, training_args, model_args, trainer.state, sources, dropped, argv)
         write_summary_and_card(output_dir, summary, model.config.to_dict(), processor)
         if peft_config is not None:
             logger.info(
@@ -377,83 +382,10 @@ def main(
             logger.info("saved %s (load with AutoModelForImageTextToText, trust_remote_code=True)", output_dir)
 
 
-def run_summary(script_args, training_args, model_args, trainer, sources, dropped, argv) -> dict:
-    """training_summary.json for this run (format: recipes/training_summary.py)."""
-    state = trainer.state
-    losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
-    final_loss = round(losses[-1], 4) if losses else None
-    vision, text = script_args.vision_model_name_or_path, script_args.text_model_name_or_path
-    composing = bool(vision)
-    config, options = split_arguments(argv or [])
-    trainable = f"LoRA r={model_args.lora_r} + projector" if model_args.use_peft else script_args.trainable
-    stage = {
-        "name": "pretrain" if composing else "finetune",
-        "recipe": config or "",
-        "trainable": trainable,
-        "steps": state.global_step,
-        "epochs": round(state.epoch or 0.0, 3),
-        "learning_rate": training_args.learning_rate,
-        "global_batch_size": training_args.per_device_train_batch_size
-        * training_args.gradient_accumulation_steps
-        * training_args.world_size,
-        "max_length": training_args.max_length,
-        "tokens_seen": state.num_input_tokens_seen,
-        "final_loss": final_loss,
-    }
-    return build_summary(
-        stage=stage,
-        base_models={"vision": vision, "text": text} if composing else {},
-        base_model_folder=None if composing else model_args.model_name_or_path,
-        sources=sources,
-        recipe=config,
-        overrides=command_line_overrides(options),
-        world_size=training_args.world_size,
-        extra={
-            "stage": f"1 (pretrain), composed from {vision} + {text}"
-            if composing
-            else f"2 (finetune), from {model_args.model_name_or_path}",
-            "steps": state.global_step,
-            "tokens_seen": state.num_input_tokens_seen,
-            "final_loss": final_loss,
-            "bad_rows_dropped": dropped,
-        },
-    )
-
-
 ARGUMENT_CLASSES = (AllavaScriptArguments, SFTConfig, ModelConfig)
-RESUME_HELP = (
-    "Continue from a checkpoint: a checkpoint-N folder, or 'latest' (the newest complete checkpoint in output_dir). "
-    "Without it, an output_dir holding complete checkpoints resumes from the newest one anyway; "
-    "--overwrite_output_dir true starts over."
-)
-
-
-def argument_parser() -> TrlParser:
-    """TRL's parser for our three argument dataclasses, with `--config` and the resume rules in `--help`."""
-    parser = TrlParser(ARGUMENT_CLASSES)
-    parser.add_argument(
-        "--config",
-        metavar="RECIPE_YAML",
-        help="Recipe file (e.g. recipes/allava-phi2/pretrain.yaml) setting any option below; flags override it.",
-    )
-    for action in parser._actions:
-        if action.dest == "resume_from_checkpoint":
-            action.help = RESUME_HELP
-    return parser
-
-
 def parse_arguments(argv: list[str]) -> tuple[AllavaScriptArguments, SFTConfig, ModelConfig]:
     """Recipe + command line -> the three argument objects; unknown keys, bad types and ranges fail first."""
-    parser = argument_parser()
-    flags = {option[2:] for action in parser._actions for option in action.option_strings if option.startswith("--")}
-    check_settings(argv, field_types(ARGUMENT_CLASSES), flags)
-    try:
-        parsed = parser.parse_args_and_config(argv)
-    except InputError:
-        raise
-    except ValueError as error:  # the argument classes' own checks (TrainingArguments.__post_init__ and the like)
-        raise InputError(" ".join(str(error).split())) from error
-    return parsed[0], parsed[1], parsed[2]  # a fourth item is the namespace holding `--config`
+    return parse_checked(ARGUMENT_CLASSES, argv)
 
 
 def cli(argv: list[str]) -> None:

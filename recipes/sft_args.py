@@ -274,3 +274,35 @@ def field_types(dataclass_types: Iterable[type]) -> dict[str, Any]:
             if field.init:
                 known[field.name] = hints.get(field.name, Any)
     return known
+
+
+RESUME_HELP = (
+    "Continue from a checkpoint: a checkpoint-N folder, or 'latest' (the newest complete checkpoint in output_dir). "
+    "Without it, an output_dir holding complete checkpoints resumes from the newest one anyway; "
+    "--overwrite_output_dir true starts over."
+)
+
+
+def parse_checked(dataclass_types: tuple[type, ...], argv: list[str]) -> tuple:
+    """TRL's parser (recipe YAML via `--config`, flags override it) after `check_settings`; `--help` lists
+    `--config` and the resume rules. One instance per dataclass, in order."""
+    from trl import TrlParser
+
+    parser = TrlParser(dataclass_types)
+    parser.add_argument(
+        "--config",
+        metavar="RECIPE_YAML",
+        help="Recipe file (e.g. recipes/allava-phi2/pretrain.yaml) setting any option below; flags override it.",
+    )
+    for action in parser._actions:
+        if action.dest == "resume_from_checkpoint":
+            action.help = RESUME_HELP
+    flags = {option[2:] for action in parser._actions for option in action.option_strings if option.startswith("--")}
+    check_settings(argv, field_types(dataclass_types), flags)
+    try:
+        parsed = parser.parse_args_and_config(argv)
+    except InputError:
+        raise
+    except ValueError as error:  # the dataclasses' own checks (TrainingArguments.__post_init__ and the like)
+        raise InputError(" ".join(str(error).split())) from error
+    return tuple(parsed[: len(dataclass_types)])  # one more item is the namespace holding `--config`

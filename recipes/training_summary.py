@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.cards import build_model_card
-from recipes.sft_args import is_path_like
+from recipes.sft_args import is_path_like, split_arguments
 
 
 SUMMARY_FILE = "training_summary.json"
@@ -81,7 +81,7 @@ def build_summary(
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             continue
-    return {
+    summary = {
         "recipe": recipe,
         "overrides": overrides,
         "base_models": earlier.get("base_models") or base_models,
@@ -92,6 +92,58 @@ def build_summary(
         "versions": versions,
         "hardware": hardware(world_size),
     }
+    return {key: value for key, value in summary.items() if value is not None}
+
+
+def summary_of_run(
+    script_args: Any,
+    training_args: Any,
+    model_args: Any,
+    state: Any,
+    sources: list[dict[str, Any]],
+    dropped: int,
+    argv: list[str] | None,
+) -> dict[str, Any]:
+    """The summary of a finished `recipes/sft.py` run, from its arguments (the three dataclasses), the Trainer's
+    final state, the mixture's `sources` (see `recipes.data.load_mixture`), the bad rows dropped and its argv."""
+    losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+    final_loss = round(losses[-1], 4) if losses else None
+    vision, text = script_args.vision_model_name_or_path, script_args.text_model_name_or_path
+    composing = bool(vision)
+    config, options = split_arguments(argv or [])
+    trainable = f"LoRA r={model_args.lora_r} + projector" if model_args.use_peft else script_args.trainable
+    stage = {
+        "name": "pretrain" if composing else "finetune",
+        "recipe": config or "",
+        "trainable": trainable,
+        "steps": state.global_step,
+        "epochs": round(state.epoch or 0.0, 3),
+        "learning_rate": training_args.learning_rate,
+        "global_batch_size": training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
+        * training_args.world_size,
+        "max_length": training_args.max_length,
+        "tokens_seen": state.num_input_tokens_seen,
+        "final_loss": final_loss,
+    }
+    return build_summary(
+        stage=stage,
+        base_models={"vision": vision, "text": text} if composing else {},
+        base_model_folder=None if composing else model_args.model_name_or_path,
+        sources=sources,
+        recipe=config,
+        overrides=command_line_overrides(options),
+        world_size=training_args.world_size,
+        extra={
+            "stage": f"1 (pretrain), composed from {vision} + {text}"
+            if composing
+            else f"2 (finetune), from {model_args.model_name_or_path}",
+            "steps": state.global_step,
+            "tokens_seen": state.num_input_tokens_seen,
+            "final_loss": final_loss,
+            "bad_rows_dropped": dropped,
+        },
+    )
 
 
 def write_summary_and_card(output_dir: str, summary: dict[str, Any], config: dict[str, Any], processor) -> None:
