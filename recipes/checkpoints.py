@@ -2,8 +2,8 @@
 
 - `--resume_from_checkpoint <folder>`: that folder. `latest` (or `true`): the newest complete checkpoint.
 - Neither, and the output folder holds complete checkpoints: resume from the newest one (logged).
-- `--overwrite_output_dir true`: start from step 0; the folder's earlier checkpoints are deleted first so that they
-  never mix with the new run's.
+- `--overwrite_output_dir true`: start from step 0; the folder's earlier checkpoints are deleted just before the
+  first step (after every check passed), so that they never mix with the new run's.
 - An output folder holding a finished model but no checkpoint to resume from is refused, never silently replaced.
 
 A checkpoint is complete when its `trainer_state.json` parses: a run killed while saving leaves a folder without it,
@@ -53,9 +53,7 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
     return None
 
 
-def resume_point(
-    output_dir: str, resume_from_checkpoint: str | None, overwrite: bool, main_process: bool = True
-) -> str | None:
+def resume_point(output_dir: str, resume_from_checkpoint: str | None, overwrite: bool) -> str | None:
     """The checkpoint to resume from (None: start at step 0), by the rules of the module docstring."""
     if resume_from_checkpoint not in (None, *LATEST):
         folder = Path(resume_from_checkpoint)
@@ -63,6 +61,7 @@ def resume_point(
             raise InputError(
                 f"resume_from_checkpoint: {folder} is not a complete checkpoint (no readable trainer_state.json)"
             )
+        logger.info("resuming from %s", folder)
         return str(folder)
     latest = last_complete_checkpoint(output_dir)
     if resume_from_checkpoint in LATEST:
@@ -71,10 +70,6 @@ def resume_point(
         logger.info("resuming from %s", Path(latest).name)
         return latest
     if overwrite:
-        if main_process:
-            for folder in Path(output_dir).glob("checkpoint-*"):
-                logger.warning("--overwrite_output_dir: deleting %s of the earlier run", folder)
-                shutil.rmtree(folder)
         return None
     if latest is not None:
         logger.info("resuming from %s (%s holds an earlier run; --overwrite_output_dir true starts over)",
@@ -88,3 +83,10 @@ def resume_point(
             "from a checkpoint elsewhere, or pick another --output_dir"
         )
     return None
+
+
+def discard_checkpoints(output_dir: str) -> None:
+    """`--overwrite_output_dir`: delete the earlier run's checkpoints (called right before training starts)."""
+    for folder in Path(output_dir).glob("checkpoint-*"):
+        logger.warning("--overwrite_output_dir: deleting %s of the earlier run", folder)
+        shutil.rmtree(folder)

@@ -64,30 +64,35 @@ def _problem(collator: AllavaCollator, row: dict[str, Any]) -> str:
     return ""
 
 
-def drop_or_refuse(dataset: Dataset, problems: list[str], drop: bool, report_dir: str | Path) -> tuple[Dataset, int]:
+def drop_or_refuse(
+    dataset: Dataset, problems: list[str], drop: bool, report_dir: str | Path | None
+) -> tuple[Dataset, int]:
     """Refuse a dataset with bad rows (an error listing them) or, with `drop`, return it without them.
 
-    Returns the dataset and the number of rows dropped. The full list goes to `<report_dir>/bad_rows.jsonl`.
+    Returns the dataset and the number of rows dropped. The full list goes to `<report_dir>/bad_rows.jsonl` (not
+    written when `report_dir` is None: the other processes of a distributed run).
     """
     bad = [index for index, problem in enumerate(problems) if problem]
     if not bad:
         return dataset, 0
     unique = list(dict.fromkeys(problems[index] for index in bad))  # a row repeated by `epochs` is listed once
-    report = Path(report_dir) / REPORT_FILE
-    report.parent.mkdir(parents=True, exist_ok=True)
-    with report.open("w", encoding="utf-8") as handle:
-        for problem in unique:
-            handle.write(json.dumps({"problem": problem}) + "\n")
+    report = Path(report_dir) / REPORT_FILE if report_dir is not None else None
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        with report.open("w", encoding="utf-8") as handle:
+            for problem in unique:
+                handle.write(json.dumps({"problem": problem}) + "\n")
+    listed = f"listed in {report}" if report is not None else "listed by the main process"
     if drop:
         logger.warning(
-            "--drop_bad_rows: dropped %d of %d training rows (%d distinct, listed in %s); first: %s",
-            len(bad), len(dataset), len(unique), report, unique[0],
+            "--drop_bad_rows: dropped %d of %d training rows (%d distinct, %s); first: %s",
+            len(bad), len(dataset), len(unique), listed, unique[0],
         )  # fmt: skip
         keep = sorted(set(range(len(dataset))) - set(bad))
         return dataset.select(keep), len(bad)
     shown = "\n".join(f"  {problem}" for problem in unique[:SHOWN])
     more = f"\n  ... and {len(unique) - SHOWN} more" if len(unique) > SHOWN else ""
     raise InputError(
-        f"{len(unique)} training row(s) cannot be used (all listed in {report}); fix them, or pass --drop_bad_rows "
-        f"true to train without them:\n{shown}{more}"
+        f"{len(unique)} training row(s) cannot be used (all {listed}); fix them, or pass --drop_bad_rows true to "
+        f"train without them:\n{shown}{more}"
     )

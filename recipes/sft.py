@@ -51,7 +51,7 @@ from trl import ModelConfig, SFTConfig, SFTTrainer, get_quantization_config  # n
 
 from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor  # noqa: E402
 from modeling_allava.processing_allava import CHAT_TEMPLATES  # noqa: E402
-from recipes.checkpoints import last_complete_checkpoint, resume_point  # noqa: E402
+from recipes.checkpoints import discard_checkpoints, last_complete_checkpoint, resume_point  # noqa: E402
 from recipes.collator import AllavaCollator  # noqa: E402
 from recipes.data import load_mixture  # noqa: E402
 from recipes.lengths import add_length_column  # noqa: E402
@@ -300,8 +300,7 @@ def main(
     composing = training_stage(script_args, model_args)
     main_process = training_args.process_index == 0
     output_dir = training_args.output_dir
-    resume = resume_point(output_dir, training_args.resume_from_checkpoint, script_args.overwrite_output_dir,
-                          main_process)  # fmt: skip
+    resume = resume_point(output_dir, training_args.resume_from_checkpoint, script_args.overwrite_output_dir)
     set_seed(training_args.seed)  # the new projector's initialisation is part of the run
 
     # Data and every row's check first: a broken mixture fails before minutes of model loading.
@@ -356,6 +355,8 @@ def main(
         fused_lm_head_loss=script_args.fused_lm_head_loss,
     )
     logger.info("%s (%s)", trainable_report(trainer.model), "LoRA" if peft_config else script_args.trainable)
+    if script_args.overwrite_output_dir and resume is None and main_process:
+        discard_checkpoints(output_dir)
     try:
         trainer.train(resume_from_checkpoint=resume)
     except KeyboardInterrupt:

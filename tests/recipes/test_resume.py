@@ -9,7 +9,7 @@ import time
 import pytest
 
 from recipes import sft
-from recipes.checkpoints import resume_point
+from recipes.checkpoints import discard_checkpoints, resume_point
 from recipes.errors import EXIT_INCOMPLETE, InputError, run_cli
 from tests.recipes.conftest import REPO, log_history, mixture_args, quick_args, run_sft
 
@@ -124,6 +124,8 @@ def test_resume_point_rules(tmp_path, caplog):
     with pytest.raises(InputError, match="checkpoint-4 is not a complete checkpoint"):
         resume_point(str(run), str(run / "checkpoint-4"), overwrite=False)
     assert resume_point(str(run), None, overwrite=True) is None
+    assert len(list(run.glob("checkpoint-*"))) == 3  # kept until every check has passed and training starts
+    discard_checkpoints(str(run))
     assert not list(run.glob("checkpoint-*"))  # an explicit start-over leaves nothing to mix with
 
     finished = tmp_path / "finished"  # a run saved without checkpoints (save_strategy: no)
