@@ -12,7 +12,7 @@ import yaml
 from modeling_allava import AllavaForConditionalGeneration
 from recipes import sft
 from recipes.data import parse_mixture
-from recipes.errors import EXIT_USAGE, InputError
+from recipes.errors import EXIT_USAGE, InputError, run_cli
 from recipes.sft_args import is_path_like
 from tests.recipes.conftest import (
     REPO,
@@ -171,11 +171,23 @@ def test_a_missing_local_path_is_named_at_once(path, tiny_backbones, tmp_path):
         sft.precheck([*argv, "--text_model_name_or_path", path])
 
 
+# Runs recipes/sft.py as `python recipes/sft.py` would, then reports whether torch had been imported by the end.
+AS_SCRIPT = """
+import runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    print("torch imported:", "torch" in sys.modules)
+"""
+
+
 def test_the_script_reports_bad_input_in_one_line_with_exit_2(tmp_path):
-    """As a user runs it: no hub connection attempt, no traceback, one line naming the field."""
+    """As a user runs it: no hub connection attempt, no traceback, one line naming the field, before heavy imports."""
     result = subprocess.run(
-        [sys.executable, str(REPO / "recipes/sft.py"), "--config", str(REPO / "recipes/tiny/pretrain.yaml"),
-         "--vision_model_name_or_path", "./no-such-clip", "--output_dir", str(tmp_path / "out")],
+        [sys.executable, "-c", AS_SCRIPT, str(REPO / "recipes/sft.py"), "--config",
+         str(REPO / "recipes/tiny/pretrain.yaml"), "--vision_model_name_or_path", "./no-such-clip", "--output_dir",
+         str(tmp_path / "out")],
         cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == EXIT_USAGE
@@ -183,7 +195,20 @@ def test_the_script_reports_bad_input_in_one_line_with_exit_2(tmp_path):
         "error: vision_model_name_or_path (command line): './no-such-clip' does not exist (a local path; hub ids "
         "look like org/name)"
     ]
+    assert result.stdout.strip() == "torch imported: False"
     assert not (tmp_path / "out").exists()
+
+
+def test_tracebacks_only_with_loglevel_debug(monkeypatch, capsys, caplog):
+    def bad_input():
+        raise InputError("max_length (recipe.yaml): must be a whole number >= 1, got -5")
+
+    assert run_cli(bad_input) == EXIT_USAGE
+    assert capsys.readouterr().err == "error: max_length (recipe.yaml): must be a whole number >= 1, got -5\n"
+    assert not caplog.records
+    monkeypatch.setenv("LOGLEVEL", "DEBUG")
+    assert run_cli(bad_input) == EXIT_USAGE
+    assert caplog.records[-1].exc_info is not None  # the traceback, for whoever asked for it
 
 
 def test_hub_ids_and_paths_are_told_apart():
