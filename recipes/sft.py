@@ -155,7 +155,10 @@ def _json_entry(entry, index: int):
     try:
         return json.loads(entry)
     except json.JSONDecodeError as error:
-        raise InputError(f"dataset_mixture[{index}]: not a JSON object: {entry!r} ({error})") from error
+        raise InputError(
+            f"dataset_mixture[{index}]: not a JSON object: {entry!r} ({error}); on the command line give one JSON "
+            'object per entry, e.g. \'{"path": "data/allava4v", "name": "text"}\''
+        ) from error
 
 
 class AllavaSFTTrainer(SFTTrainer):
