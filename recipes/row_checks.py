@@ -75,13 +75,16 @@ def drop_or_refuse(
     bad = [index for index, problem in enumerate(problems) if problem]
     if not bad:
         return dataset, 0
-    unique = list(dict.fromkeys(problems[index] for index in bad))  # a row repeated by `epochs` is listed once
+    by_id: dict[str, str] = {}  # a row repeated by `epochs` is listed once (the mixture's rows all have an `id`)
+    for row_id, index in zip(dataset.select_columns(["id"])[bad]["id"], bad):
+        by_id.setdefault(row_id, problems[index])
+    unique = list(by_id.values())
     report = Path(report_dir) / REPORT_FILE if report_dir is not None else None
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
         with report.open("w", encoding="utf-8") as handle:
-            for problem in unique:
-                handle.write(json.dumps({"problem": problem}) + "\n")
+            for row_id, problem in by_id.items():
+                handle.write(json.dumps({"id": row_id, "problem": problem}) + "\n")
     listed = f"listed in {report}" if report is not None else "listed by the main process"
     if drop:
         logger.warning(
