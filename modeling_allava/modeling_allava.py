@@ -9,6 +9,7 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.models.llava.modeling_llava import (
     LlavaForConditionalGeneration,
     LlavaModel,
@@ -24,6 +25,21 @@ TrainableStage = Literal["allava", "projector_only", "full"]
 TRAINABLE_STAGES: tuple[str, ...] = get_args(TrainableStage)
 # Every Auto class a saved checkpoint answers to; users load with AutoModel and expect generate().
 AUTO_MODEL_CLASSES = ("AutoModel", "AutoModelForCausalLM", "AutoModelForImageTextToText")
+# Weights of a full dual-encoder checkpoint (CLIP, SigLIP) that its vision half never uses.
+OTHER_HALF_KEYS = r"^(text_model\.|text_projection\.|visual_projection\.|logit_scale$|logit_bias$)"
+
+
+def load_vision_half(source: str, vision_config, **loading) -> nn.Module:
+    """The vision tower of a vision-only or a full dual-encoder checkpoint. A full one's text tower is skipped
+    quietly: leaving it out is the point, so transformers' load report would only list expected noise."""
+    model_class = MODEL_MAPPING[type(vision_config)]
+    own = model_class._keys_to_ignore_on_load_unexpected
+    # On the class itself for this one load: transformers maps checkpoint keys by the class it loads.
+    model_class._keys_to_ignore_on_load_unexpected = [*(own or []), OTHER_HALF_KEYS]
+    try:
+        return model_class.from_pretrained(source, config=vision_config, **loading)
+    finally:
+        model_class._keys_to_ignore_on_load_unexpected = own
 
 
 class AllavaMultiModalProjector(LlavaMultiModalProjector):
@@ -88,7 +104,7 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
         vision_config = getattr(vision_config, "vision_config", vision_config)  # full CLIP/SigLIP -> vision half
         loading = {"dtype": dtype, "attn_implementation": attn_implementation}
         loading = {k: v for k, v in loading.items() if v is not None}
-        vision_tower = AutoModel.from_pretrained(vision, config=vision_config, **loading)
+        vision_tower = load_vision_half(vision, vision_config, **loading)
         causal_lm = AutoModelForCausalLM.from_pretrained(text, **loading)
         implementation = causal_lm.config._attn_implementation  # AllavaConfig below resets the sub-config's
         if image_token_index is None:

@@ -26,6 +26,8 @@ import datasets
 from datasets import Dataset, Features, Image, List, Value, concatenate_datasets
 
 from dataset_scripts.schema import FEATURES, conversations_to_messages
+from recipes.errors import InputError
+from recipes.sft_args import is_path_like
 
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class MixtureEntry:
     path: str
     name: str | None = None
     split: str = "train"
+    revision: str | None = None  # a hub dataset's branch, tag or commit
     fraction: float = 1.0
     epochs: int = 1
     where: str = "dataset_mixture"
@@ -55,30 +58,41 @@ class MixtureEntry:
 def parse_mixture(mixture: Sequence[Mapping[str, Any]] | None) -> list[MixtureEntry]:
     """Validate the YAML list; every error names the entry and the key at fault."""
     if not mixture or isinstance(mixture, (str, Mapping)):
-        raise ValueError("dataset_mixture must be a non-empty list of {path, name, split, fraction, epochs} entries")
+        raise InputError(
+            "dataset_mixture must be a non-empty list of {path, name, split, revision, fraction, epochs} entries"
+        )
     allowed = {f.name for f in fields(MixtureEntry)} - {"where"}
     entries = []
     for index, raw in enumerate(mixture):
         where = f"dataset_mixture[{index}]"
         if not isinstance(raw, Mapping):
-            raise ValueError(f"{where}: expected a mapping with keys {sorted(allowed)}, got {raw!r}")
+            raise InputError(f"{where}: expected a mapping with keys {sorted(allowed)}, got {raw!r}")
         unknown = sorted(set(raw) - allowed)
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(allowed)}")
+            raise InputError(f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(allowed)}")
         if not isinstance(raw.get("path"), str) or not raw["path"]:
-            raise ValueError(f"{where}: 'path' (a hub dataset id or a local folder) is required")
+            raise InputError(f"{where}: 'path' (a hub dataset id or a local folder) is required")
+        for key in ("name", "split", "revision"):
+            if raw.get(key) is not None and not isinstance(raw[key], str):
+                raise InputError(f"{where}: '{key}' must be a string, got {raw[key]!r}")
         fraction = raw.get("fraction", 1.0)
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-            raise ValueError(f"{where}: 'fraction' must be a number in (0, 1], got {fraction!r}")
+            raise InputError(f"{where}: 'fraction' must be a number in (0, 1], got {fraction!r}")
         epochs = raw.get("epochs", 1)
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"{where}: 'epochs' must be a whole number >= 1, got {epochs!r}")
+            raise InputError(f"{where}: 'epochs' must be a whole number >= 1, got {epochs!r}")
         entries.append(MixtureEntry(**{**raw, "fraction": float(fraction), "where": where}))
     return entries
 
 
-def load_mixture(mixture: Sequence[Mapping[str, Any]], seed: int = 0) -> Dataset:
-    """Load, subsample, repeat and concatenate the mixture (the Trainer's sampler shuffles it)."""
+def load_mixture(
+    mixture: Sequence[Mapping[str, Any]], seed: int = 0, sources: list[dict[str, Any]] | None = None
+) -> Dataset:
+    """Load, subsample, repeat and concatenate the mixture (the Trainer's sampler shuffles it).
+
+    `sources`, when given, receives one record per entry for the training summary: path, name, split, revision
+    (a local folder's is its content key, see `local_cache_dir`), fraction, epochs and rows used.
+    """
     parts = []
     cache_dirs: dict[str, str] = {}  # one walk per local folder, however many subsets of it the mixture reads
     for entry in parse_mixture(mixture):
@@ -89,6 +103,11 @@ def load_mixture(mixture: Sequence[Mapping[str, Any]], seed: int = 0) -> Dataset
             keep = max(1, round(len(dataset) * entry.fraction))
             dataset = dataset.shuffle(seed=seed).select(range(keep)).flatten_indices()
         logger.info("%s: %d rows x %d epoch(s)", entry.describe(), len(dataset), entry.epochs)
+        if sources is not None:
+            local = cache_dirs.get(entry.path)
+            revision = f"local:{Path(local).name}" if local else entry.revision
+            record = {"path": entry.path, "name": entry.name, "split": entry.split, "revision": revision}
+            sources.append({**record, "fraction": entry.fraction, "epochs": entry.epochs, "rows": len(dataset)})
         parts.extend([dataset] * entry.epochs)
     return concatenate_datasets(parts)
 
@@ -110,28 +129,32 @@ def local_cache_dir(folder: Path) -> str:
 def load_entry(entry: MixtureEntry, cache_dir: str | None) -> Dataset:
     """One entry as a Dataset with exactly the columns `id`, `messages`, `images`; a local folder is read through
     its `local_cache_dir` (None for a hub id)."""
+    if is_path_like(entry.path) and not Path(entry.path).expanduser().exists():
+        raise InputError(f"{entry.describe()}: no such folder (a local path; hub ids look like org/name)")
     try:
-        dataset = datasets.load_dataset(entry.path, entry.name, split=entry.split, cache_dir=cache_dir)
+        dataset = datasets.load_dataset(
+            entry.path, entry.name, split=entry.split, revision=entry.revision, cache_dir=cache_dir
+        )
     except Exception as error:  # datasets raises many types (FileNotFoundError, DatasetNotFoundError, ValueError...)
-        raise ValueError(f"{entry.describe()}: cannot load the dataset: {error}") from error
+        raise InputError(f"{entry.describe()}: cannot load the dataset: {error}") from error
     if not isinstance(dataset, Dataset):
-        raise ValueError(f"{entry.describe()}: expected a map-style Dataset, got {type(dataset).__name__}")
+        raise InputError(f"{entry.describe()}: expected a map-style Dataset, got {type(dataset).__name__}")
     if len(dataset) == 0:
-        raise ValueError(f"{entry.describe()}: the dataset is empty")
+        raise InputError(f"{entry.describe()}: the dataset is empty")
     columns = set(dataset.column_names)
     if "messages" in columns and ("images" in columns or "image" not in columns):
         dataset = _from_messages(dataset, entry)
     elif "conversations" in columns:
         dataset = _from_conversations(dataset, entry)
     else:
-        raise ValueError(
+        raise InputError(
             f"{entry.describe()}: needs a 'messages' (with 'images') or a 'conversations' (with 'image') column; "
             f"found columns {sorted(columns)}"
         )
     try:
         return dataset.cast(TRAINING_FEATURES) if dataset.features != TRAINING_FEATURES else dataset
     except (ValueError, TypeError) as error:
-        raise ValueError(
+        raise InputError(
             f"{entry.describe()}: columns do not match the ALLaVA schema ({error}); 'messages' must hold "
             "{role, content: [{type, text}]} and 'images' a list of images"
         ) from error

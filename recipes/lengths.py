@@ -41,17 +41,7 @@ def add_length_column(
         ]
         return {column: [len(row) for row in collator.encode(rows)]}
 
-    tokenizer = collator.processor.tokenizer
-    fingerprint = Hasher.hash(
-        [
-            dataset._fingerprint,
-            column,
-            collator.processor.chat_template,
-            collator.image_tokens_per_image,
-            collator.max_length,
-            tokenizer.backend_tokenizer.to_str() if hasattr(tokenizer, "backend_tokenizer") else repr(tokenizer),
-        ]
-    )
+    fingerprint = Hasher.hash([dataset._fingerprint, column, *collator_fingerprint(collator)])
     counted = dataset.with_format("arrow").map(
         count,
         batched=True,
@@ -62,3 +52,14 @@ def add_length_column(
         desc=f"token counts ({column!r} column)",
     )
     return dataset.add_column(column, counted.data.column(column).to_pylist())
+
+
+def collator_fingerprint(collator: AllavaCollator) -> list:
+    """What the collator's encoding depends on, for cache keys of dataset maps that call it."""
+    tokenizer = collator.processor.tokenizer
+    return [
+        collator.processor.chat_template,
+        collator.image_tokens_per_image,
+        collator.max_length,
+        tokenizer.backend_tokenizer.to_str() if hasattr(tokenizer, "backend_tokenizer") else repr(tokenizer),
+    ]

@@ -12,34 +12,53 @@ setting `vision_model_name_or_path` + `text_model_name_or_path`; stage 2 by `mod
 Loss counts assistant tokens only (see recipes/collator.py). Every checkpoint holds weights, processor and remote code,
 and loads with `AutoModelForImageTextToText.from_pretrained(dir, trust_remote_code=True)`; LoRA runs save adapters,
 which `recipes/merge_lora.py` turns into such a checkpoint.
+
+Rerunning the same command continues: an output folder with complete checkpoints resumes from the newest
+(recipes/checkpoints.py). Every row is checked before the first step (recipes/row_checks.py). The finished folder
+holds training_summary.json and our model card as README.md (recipes/training_summary.py). Bad input is one line
+and exit 2, Ctrl-C one line and exit 3 (recipes/errors.py, docs/failure-behaviour.md).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
-from accelerate import PartialState
-from peft import LoraConfig
-from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer, set_seed
-from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_quantization_config
 
 
 REPO = Path(__file__).resolve().parents[1]
 if not __package__:  # run as a script (python recipes/x.py, accelerate launch): make the repo importable
     sys.path.insert(0, str(REPO))
 
+from recipes.errors import InputError, Interrupted, run_cli  # noqa: E402
+from recipes.sft_args import mixture_not_a_list, parse_checked, precheck  # noqa: E402
+
+
+if __name__ == "__main__":  # a missing file or path fails here, before seconds of torch / transformers imports
+    if code := run_cli(lambda: precheck(sys.argv[1:])):
+        sys.exit(code)
+
+import json  # noqa: E402
+
+import torch  # noqa: E402
+from accelerate import PartialState  # noqa: E402
+from peft import LoraConfig  # noqa: E402
+from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer, set_seed  # noqa: E402
+from trl import ModelConfig, SFTConfig, SFTTrainer, get_quantization_config  # noqa: E402
+
 from modeling_allava import TRAINABLE_STAGES, AllavaForConditionalGeneration, AllavaProcessor  # noqa: E402
 from modeling_allava.processing_allava import CHAT_TEMPLATES  # noqa: E402
+from recipes.checkpoints import discard_checkpoints, last_complete_checkpoint, resume_point  # noqa: E402
 from recipes.collator import AllavaCollator  # noqa: E402
 from recipes.data import load_mixture  # noqa: E402
 from recipes.lengths import add_length_column  # noqa: E402
 from recipes.packing import PackedAllavaCollator, packing_unsupported_reason, use_per_sample_attention  # noqa: E402
+from recipes.remote_code import RemoteCodeRefusedError, load_pretrained  # noqa: E402
+from recipes.row_checks import check_rows, drop_or_refuse  # noqa: E402
+from recipes.training_summary import summary_of_run, write_summary_and_card  # noqa: E402
 
 
 logger = logging.getLogger("allava.sft")
@@ -52,6 +71,8 @@ LM_LINEAR_NAMES = (
 )  # fmt: skip
 # With 4/8-bit loading only the language model is quantised.
 KEEP_FULL_PRECISION = ["vision_tower", "multi_modal_projector", "lm_head"]
+# How the trainable-parameter log line groups parameters (the first name part found in a parameter's name).
+TRAINABLE_PARTS = ("lora_", "multi_modal_projector", "vision_tower", "language_model", "lm_head")
 
 
 @dataclass
@@ -96,6 +117,20 @@ class AllavaScriptArguments:
         },
     )
 
+    drop_bad_rows: bool = field(
+        default=False,
+        metadata={
+            "help": "Every row is checked before the first step; by default any bad row stops the run with all of "
+            "them listed. true: train without them (counted in the log and listed in <output_dir>/bad_rows.jsonl)."
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start from step 0 even if output_dir holds checkpoints of an earlier run (they are deleted). "
+            "By default a rerun resumes from the newest complete checkpoint."
+        },
+    )
     fused_lm_head_loss: bool = field(
         default=True,
         metadata={
@@ -108,7 +143,9 @@ class AllavaScriptArguments:
     def __post_init__(self) -> None:
         # YAML values bypass argparse's `choices`, so check here.
         if self.trainable not in TRAINABLE_CHOICES:
-            raise ValueError(f"trainable must be one of {TRAINABLE_CHOICES}, got {self.trainable!r}")
+            raise InputError(f"trainable must be one of {TRAINABLE_CHOICES}, got {self.trainable!r}")
+        if isinstance(self.dataset_mixture, (str, dict)):
+            raise InputError(mixture_not_a_list(self.dataset_mixture, "recipe"))
         if self.dataset_mixture is not None:
             self.dataset_mixture = [_json_entry(entry, index) for index, entry in enumerate(self.dataset_mixture)]
 
@@ -119,7 +156,10 @@ def _json_entry(entry, index: int):
     try:
         return json.loads(entry)
     except json.JSONDecodeError as error:
-        raise ValueError(f"dataset_mixture[{index}]: not a JSON object: {entry!r} ({error})") from error
+        raise InputError(
+            f"dataset_mixture[{index}]: not a JSON object: {entry!r} ({error}); on the command line give one JSON "
+            'object per entry, e.g. \'{"path": "data/allava4v", "name": "text"}\''
+        ) from error
 
 
 class AllavaSFTTrainer(SFTTrainer):
@@ -129,6 +169,9 @@ class AllavaSFTTrainer(SFTTrainer):
         super().__init__(*args, **kwargs)
         self.fused_lm_head_loss = fused_lm_head_loss
 
+    def create_model_card(self, *args, **kwargs) -> None:
+        """TRL's generic card is not written: the run ends by writing ours (recipes/training_summary.py)."""
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.fused_lm_head_loss:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -136,50 +179,83 @@ class AllavaSFTTrainer(SFTTrainer):
         return Trainer.compute_loss(self, model, {**inputs, "use_cache": False}, return_outputs, num_items_in_batch)
 
 
-def load_model_and_processor(script_args: AllavaScriptArguments, model_args: ModelConfig):
-    """Stage 1 composes from backbones; stage 2 loads a checkpoint (folder or hub id) through remote code."""
+def training_stage(script_args: AllavaScriptArguments, model_args: ModelConfig) -> bool:
+    """True for stage 1 (compose from backbones), False for stage 2 (a checkpoint); a mix of both is an error."""
     composing = bool(script_args.vision_model_name_or_path or script_args.text_model_name_or_path)
     if composing == bool(model_args.model_name_or_path):
-        raise ValueError(
+        raise InputError(
             "Set either model_name_or_path (stage 2: a stage-1 checkpoint) or both vision_model_name_or_path and "
             "text_model_name_or_path (stage 1: compose from backbones)."
         )
+    if composing and not (script_args.vision_model_name_or_path and script_args.text_model_name_or_path):
+        raise InputError("Stage 1 needs both vision_model_name_or_path and text_model_name_or_path.")
+    if composing and (model_args.load_in_4bit or model_args.load_in_8bit):
+        raise InputError("4/8-bit loading needs a stage-1 checkpoint in model_name_or_path, not backbones.")
+    return composing
+
+
+@contextmanager
+def loading(field_name: str, name: str):
+    """A model or processor that cannot be loaded (no such hub repo, offline, no config) is named in one line."""
+    try:
+        yield
+    except RemoteCodeRefusedError as error:
+        raise InputError(f"{field_name}: {error}") from None
+    except OSError as error:
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise InputError(f"{field_name} {name!r}: cannot load it ({first})") from error
+
+
+def load_processor(script_args: AllavaScriptArguments, model_args: ModelConfig, composing: bool):
+    """The processor alone (seconds): the collator needs it to check every row before the model loads."""
+    if composing:
+        vision, text = script_args.vision_model_name_or_path, script_args.text_model_name_or_path
+        with loading("vision_model_name_or_path / text_model_name_or_path", f"{vision} + {text}"):
+            processor = AllavaProcessor.from_backbones(vision, text)
+    else:
+        with loading("model_name_or_path", model_args.model_name_or_path):
+            processor = load_pretrained(
+                AutoProcessor,
+                model_args.model_name_or_path,
+                model_args.trust_remote_code,
+                revision=model_args.model_revision,
+            )
+    name = script_args.chat_template
+    if name:
+        if name not in CHAT_TEMPLATES and not Path(name).is_file():
+            raise InputError(f"chat_template: {name!r} is neither one of {sorted(CHAT_TEMPLATES)} nor a file")
+        processor.chat_template = CHAT_TEMPLATES[name] if name in CHAT_TEMPLATES else Path(name).read_text()
+    return processor
+
+
+def load_model(script_args: AllavaScriptArguments, model_args: ModelConfig, composing: bool):
+    """Stage 1 composes from backbones; stage 2 loads a checkpoint (folder or hub id): an ALLaVA one with the installed
+    classes, any other only with --trust_remote_code."""
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
     if composing:
-        if not (script_args.vision_model_name_or_path and script_args.text_model_name_or_path):
-            raise ValueError("Stage 1 needs both vision_model_name_or_path and text_model_name_or_path.")
-        if model_args.load_in_4bit or model_args.load_in_8bit:
-            raise ValueError("4/8-bit loading needs a stage-1 checkpoint in model_name_or_path, not backbones.")
-        model = AllavaForConditionalGeneration.from_backbones(
-            script_args.vision_model_name_or_path,
-            script_args.text_model_name_or_path,
-            projector_type=script_args.projector_type,
-            dtype=None if dtype == "auto" else dtype,
-            attn_implementation=model_args.attn_implementation,
-        )
-        processor = AllavaProcessor.from_backbones(
-            script_args.vision_model_name_or_path, script_args.text_model_name_or_path
-        )
-    else:
-        quantization_config = get_quantization_config(model_args)
-        if quantization_config is not None:
-            quantization_config.llm_int8_skip_modules = KEEP_FULL_PRECISION
-        model = AutoModelForImageTextToText.from_pretrained(
+        vision, text = script_args.vision_model_name_or_path, script_args.text_model_name_or_path
+        with loading("vision_model_name_or_path / text_model_name_or_path", f"{vision} + {text}"):
+            return AllavaForConditionalGeneration.from_backbones(
+                vision,
+                text,
+                projector_type=script_args.projector_type,
+                dtype=None if dtype == "auto" else dtype,
+                attn_implementation=model_args.attn_implementation,
+            )
+    quantization_config = get_quantization_config(model_args)
+    if quantization_config is not None:
+        quantization_config.llm_int8_skip_modules = KEEP_FULL_PRECISION
+    with loading("model_name_or_path", model_args.model_name_or_path):
+        return load_pretrained(
+            AutoModelForImageTextToText,
             model_args.model_name_or_path,
+            model_args.trust_remote_code,
             revision=model_args.model_revision,
-            trust_remote_code=True,
             dtype=dtype,
             attn_implementation=model_args.attn_implementation,
             quantization_config=quantization_config,
             device_map={"": PartialState().local_process_index} if quantization_config is not None else None,
         )
-        processor = AutoProcessor.from_pretrained(
-            model_args.model_name_or_path, revision=model_args.model_revision, trust_remote_code=True
-        )
-    if script_args.chat_template:
-        name = script_args.chat_template
-        processor.chat_template = CHAT_TEMPLATES[name] if name in CHAT_TEMPLATES else Path(name).read_text()
-    return model, processor, composing
 
 
 def lora_config(model_args: ModelConfig) -> LoraConfig:
@@ -198,36 +274,73 @@ def lora_config(model_args: ModelConfig) -> LoraConfig:
     )
 
 
-def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest `checkpoint-N` whose trainer state was written (a run killed mid-save leaves a partial one)."""
-    folders = [p for p in Path(output_dir).glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    folders = [p for p in folders if p.name.split("-")[-1].isdigit()]
-    return str(max(folders, key=lambda p: int(p.name.split("-")[-1]))) if folders else None
+def base_model_reference(name_or_path: str) -> str:
+    """What a LoRA adapter records as its base: a local folder's absolute path (so merging works from any folder),
+    else the hub id as given."""
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if path.is_dir() else name_or_path
 
 
-def main(script_args: AllavaScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> None:
+def trainable_report(model: torch.nn.Module) -> str:
+    """Trainable parameters of the model as it trains (after peft has wrapped it), per part."""
+    parts: dict[str, int] = {}
+    total = trainable = 0
+    for name, parameter in model.named_parameters():
+        total += parameter.numel()
+        if parameter.requires_grad:
+            trainable += parameter.numel()
+            part = next((p for p in TRAINABLE_PARTS if p in name), "other")
+            part = "LoRA adapters" if part == "lora_" else part
+            parts[part] = parts.get(part, 0) + parameter.numel()
+    detail = ", ".join(f"{part} {count:,}" for part, count in parts.items())
+    return f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / max(total, 1):.2f}%): {detail}"
+
+
+def main(
+    script_args: AllavaScriptArguments,
+    training_args: SFTConfig,
+    model_args: ModelConfig,
+    argv: list[str] | None = None,
+) -> None:
+    """Train one stage. `argv` (the command line, when run as a script) is recorded in training_summary.json."""
     # Our collator reads the raw `messages` / `images` columns: SFTTrainer must neither drop nor re-tokenise them.
     training_args.remove_unused_columns = False
     training_args.dataset_kwargs = {**(training_args.dataset_kwargs or {}), "skip_prepare_dataset": True}
+    if training_args.include_num_input_tokens_seen in ("no", False):
+        training_args.include_num_input_tokens_seen = "non_padding"  # tokens seen, for the training summary
+    composing = training_stage(script_args, model_args)
+    main_process = training_args.process_index == 0
+    output_dir = training_args.output_dir
+    resume = resume_point(output_dir, training_args.resume_from_checkpoint, script_args.overwrite_output_dir)
     set_seed(training_args.seed)  # the new projector's initialisation is part of the run
 
-    # Data first: a broken mixture fails before minutes of model loading.
-    train_dataset = load_mixture(script_args.dataset_mixture, seed=training_args.seed)
-    model, processor, composed = load_model_and_processor(script_args, model_args)
-    counts = model.set_trainable_modules(script_args.trainable)
-    logger.info("trainable parameters per part (%s): %s", script_args.trainable, counts)
+    # Data and every row's check first: a broken mixture fails before minutes of model loading.
+    sources: list[dict] = []
+    train_dataset = load_mixture(script_args.dataset_mixture, seed=training_args.seed, sources=sources)
+    processor = load_processor(script_args, model_args, composing)
+    checker = AllavaCollator(processor, training_args.max_length, training_args.pad_to_multiple_of)
+    with PartialState().main_process_first():
+        problems = check_rows(train_dataset, checker, num_proc=training_args.dataset_num_proc)
+    train_dataset, dropped = drop_or_refuse(
+        train_dataset, problems, script_args.drop_bad_rows, output_dir if main_process else None
+    )
+
+    model = load_model(script_args, model_args, composing)
+    model.set_trainable_modules(script_args.trainable)
     if script_args.trainable == "projector_only" or model_args.use_peft:
         # Frozen embeddings: make their output require grad so text-only batches and checkpointed layers backprop.
         model.enable_input_require_grads()
 
     peft_config = lora_config(model_args) if model_args.use_peft else None
-    if peft_config is not None and composed:
+    if peft_config is not None and composing:
         # The adapter records its base model's path: save the freshly composed model next to the run.
-        base_dir = (Path(training_args.output_dir) / "base_model").resolve()
-        if training_args.process_index == 0:
+        base_dir = (Path(output_dir) / "base_model").resolve()
+        if main_process:
             model.save_pretrained(base_dir)
             processor.save_pretrained(base_dir)
         model.name_or_path = model.config._name_or_path = str(base_dir)
+    elif peft_config is not None:
+        model.name_or_path = model.config._name_or_path = base_model_reference(model_args.model_name_or_path)
 
     collator = AllavaCollator(processor, training_args.max_length, training_args.pad_to_multiple_of)
     not_packable = packing_unsupported_reason(model.config, training_args.max_length)
@@ -252,23 +365,47 @@ def main(script_args: AllavaScriptArguments, training_args: SFTConfig, model_arg
         peft_config=peft_config,
         fused_lm_head_loss=script_args.fused_lm_head_loss,
     )
-    resume = training_args.resume_from_checkpoint
-    if resume in ("true", "True", "latest"):
-        resume = last_complete_checkpoint(training_args.output_dir)
-        if resume is None:
-            raise ValueError(
-                f"resume_from_checkpoint=latest but {training_args.output_dir} has no complete checkpoint"
-            )
-    trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(training_args.output_dir)
-    trainer.save_state()  # trainer_state.json (loss history) beside the model: the loss curve and card read it
-    if training_args.process_index == 0:
-        logger.info(
-            "saved %s (load with AutoModelForImageTextToText, trust_remote_code=True)", training_args.output_dir
+    logger.info("%s (%s)", trainable_report(trainer.model), "LoRA" if peft_config else script_args.trainable)
+    if script_args.overwrite_output_dir and resume is None and main_process:
+        discard_checkpoints(output_dir)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    except KeyboardInterrupt:
+        kept = last_complete_checkpoint(output_dir)
+        hint = (
+            f"{Path(kept).name} in {output_dir} is kept; rerun the same command to resume from it"
+            if kept
+            else "no checkpoint was saved yet; rerun the same command to start again"
         )
+        raise Interrupted(f"stopped at step {trainer.state.global_step}; {hint}") from None
+    trainer.save_model(output_dir)
+    trainer.save_state()  # trainer_state.json (loss history) beside the model: the loss curve and card read it
+    if main_process:
+        summary = summary_of_run(script_args, training_args, model_args, trainer.state, sources, dropped, argv)
+        write_summary_and_card(output_dir, summary, model.config.to_dict(), processor)
+        if peft_config is not None:
+            logger.info(
+                "saved a LoRA adapter (+ projector) on %s to %s: merge it into a full checkpoint with "
+                "`python recipes/merge_lora.py %s <merged_dir>`, or load it with peft's "
+                "AutoPeftModel.from_pretrained(%r, trust_remote_code=True)",
+                model.name_or_path, output_dir, output_dir, output_dir,
+            )  # fmt: skip
+        else:
+            logger.info("saved %s (load with AutoModelForImageTextToText, trust_remote_code=True)", output_dir)
+
+
+ARGUMENT_CLASSES = (AllavaScriptArguments, SFTConfig, ModelConfig)
+def parse_arguments(argv: list[str]) -> tuple[AllavaScriptArguments, SFTConfig, ModelConfig]:
+    """Recipe + command line -> the three argument objects; unknown keys, bad types and ranges fail first."""
+    return parse_checked(ARGUMENT_CLASSES, argv)
+
+
+def cli(argv: list[str]) -> None:
+    """The command: check, parse and train (`python recipes/sft.py --config ... [--key value ...]`)."""
+    precheck(argv)
+    main(*parse_arguments(argv), argv=argv)
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"), format="%(asctime)s %(name)s: %(message)s")
-    parser = TrlParser((AllavaScriptArguments, SFTConfig, ModelConfig))
-    main(*parser.parse_args_and_config())
+    sys.exit(run_cli(lambda: cli(sys.argv[1:])))

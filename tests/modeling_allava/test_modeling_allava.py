@@ -1,7 +1,9 @@
+import logging
+
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, CLIPVisionModel
 
 from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor
 from modeling_allava.tiny import TEXT_BACKBONES, build_tiny_model_and_processor, save_tiny_backbones
@@ -93,6 +95,27 @@ def test_from_backbones_initialises_the_projector_like_llava(tmp_path):
         assert layer.weight.abs().max() <= bound and layer.bias.abs().max() <= bound
         torch.testing.assert_close(layer.weight.std().item(), bound / 3**0.5, rtol=0.05, atol=0)
         assert layer.bias.abs().max() > 0.5 * bound
+
+
+def test_from_backbones_loads_the_vision_half_of_a_full_clip_quietly(tmp_path):
+    """The tiny CLIP is saved whole (text tower included, as openai/clip-* is): its unused half is no news."""
+    vision_dir, text_dir = save_tiny_backbones(tmp_path, "phi")
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    transformers_logger = logging.getLogger("transformers")
+    transformers_logger.addHandler(handler)
+    try:
+        model = AllavaForConditionalGeneration.from_backbones(str(vision_dir), str(text_dir))
+    finally:
+        transformers_logger.removeHandler(handler)
+    assert not [message for message in records if "UNEXPECTED" in message or "text_model" in message]
+    tower = model.model.vision_tower
+    assert type(tower) is CLIPVisionModel
+    source = CLIPVisionModel.from_pretrained(vision_dir).state_dict()  # the noisy, plain way
+    assert source.keys() == tower.state_dict().keys()
+    for name, tensor in tower.state_dict().items():
+        assert torch.equal(tensor, source[name]), name
 
 
 def test_phi_backbone_bias_is_kept_by_from_backbones(tmp_path):

@@ -1,12 +1,18 @@
 """Dataset mixtures: loading local folders, fraction / epochs, the release layout, and errors that name the culprit."""
 
+import re
+
 import pytest
 from datasets import Dataset, Features, Image, List, Value
 
-from dataset_scripts.schema import conversations_to_messages
-from recipes import data
+from dataset_scripts.schema import conversations_to_messages, make_row
+from modeling_allava.tiny import build_tiny_processor
+from recipes import data, sft
+from recipes.collator import AllavaCollator
 from recipes.data import TRAINING_FEATURES, load_mixture, local_cache_dir, parse_mixture
-from tests.recipes.conftest import shapes_rows, write_dataset_folder
+from recipes.errors import InputError
+from recipes.row_checks import check_rows, drop_or_refuse
+from tests.recipes.conftest import PROVENANCE, REPO, mixture_args, quick_args, shapes_rows, write_dataset_folder
 
 
 def test_mixture_applies_fraction_and_epochs(shapes_dataset):
@@ -88,7 +94,7 @@ def test_bad_mixture_entries_are_named(mixture, message):
 
 
 def test_missing_dataset_and_wrong_columns_are_named(tmp_path, shapes_dataset):
-    with pytest.raises(ValueError, match=r"dataset_mixture\[1\] \('.*no-such-dataset', name=None.*cannot load"):
+    with pytest.raises(ValueError, match=r"dataset_mixture\[1\] \('.*no-such-dataset', name=None.*no such folder"):
         load_mixture([{"path": str(shapes_dataset), "name": "text"}, {"path": str(tmp_path / "no-such-dataset")}])
     Dataset.from_dict({"question": ["q"], "answer": ["a"]}).to_parquet(tmp_path / "qa" / "train.parquet")
     with pytest.raises(
@@ -123,3 +129,52 @@ def test_broken_release_row_is_named(tmp_path):
     Dataset.from_dict(rows, features=features).to_parquet(tmp_path / "rel" / "train.parquet")
     with pytest.raises(ValueError, match=r"row 'broken_2'.*<image>"):
         load_mixture([{"path": str(tmp_path / "rel")}])
+
+
+def rows_with_three_bad_ones() -> list[dict]:
+    """Four good caption rows, one too long for max_length 256, one with an undecodable image, one whose image has
+    no place in its messages."""
+    png = shapes_rows("caption", 1, seed=9)[0]["image"]["bytes"]
+    rows = shapes_rows("caption", 4, seed=8)
+    ask = {"from": "human", "value": "<image>\nDescribe the image."}
+    rows.append(make_row("long_1", [ask, {"from": "gpt", "value": "red " * 300}], png, source="shapes", **PROVENANCE))
+    rows.append(make_row("broken_2", [ask, {"from": "gpt", "value": "A shape."}], b"not an image", source="shapes",
+                         **PROVENANCE))  # fmt: skip
+    unplaced = make_row("unplaced_3", [ask, {"from": "gpt", "value": "A shape."}], png, source="shapes", **PROVENANCE)
+    question = unplaced["messages"][0]
+    question["content"] = [part for part in question["content"] if part["type"] != "image"]
+    return [*rows, unplaced]
+
+
+def test_every_bad_row_is_reported_before_the_model_loads(tmp_path, tiny_backbones, monkeypatch):
+    folder = write_dataset_folder(tmp_path / "data", {"caption_shapes": rows_with_three_bad_ones()})
+    vision, text = tiny_backbones
+    argv = ["--config", str(REPO / "recipes/tiny/pretrain.yaml"), "--vision_model_name_or_path", str(vision)]
+    argv += ["--text_model_name_or_path", str(text), *mixture_args(folder, "caption_shapes")]
+    argv += quick_args(tmp_path / "out", 2)
+    monkeypatch.setattr(sft, "load_model", lambda *args: pytest.fail("the model loaded before the rows were checked"))
+    with pytest.raises(InputError) as error:
+        sft.cli(argv)
+    message = str(error.value)
+    assert message.startswith("3 training row(s) cannot be used")
+    assert re.search(r"row 'long_1': \d+ tokens .* exceed max_length=256", message)
+    assert re.search(r"row 'broken_2' images\[0\]: cannot read image", message)
+    assert "row 'unplaced_3'" in message
+    assert len((tmp_path / "out" / "bad_rows.jsonl").read_text().splitlines()) == 3
+
+
+def test_drop_bad_rows_drops_and_counts_them_and_checks_are_cached(tmp_path, caplog):
+    folder = write_dataset_folder(tmp_path / "data", {"caption_shapes": rows_with_three_bad_ones()})
+    dataset = load_mixture([{"path": str(folder), "name": "caption_shapes", "epochs": 2}])
+    collator = AllavaCollator(build_tiny_processor("phi"), max_length=256)
+    problems = check_rows(dataset, collator)
+    assert sum(bool(problem) for problem in problems) == 6  # 3 bad rows, each twice (epochs: 2)
+    kept, dropped = drop_or_refuse(dataset, problems, drop=True, report_dir=tmp_path / "out")
+    assert (len(kept), dropped) == (8, 6)
+    assert sorted(set(kept["id"])) == sorted(f"caption_shapes_8_{index}" for index in range(4))
+    assert "dropped 6 of 14 training rows (3 distinct" in caplog.text
+
+    calls = []
+    encode = collator.encode
+    collator.encode = lambda rows: calls.append(len(rows)) or encode(rows)
+    assert check_rows(dataset, collator) == problems and calls == []  # same data, same settings: from the cache

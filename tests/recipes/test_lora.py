@@ -1,6 +1,8 @@
 """LoRA on the language model only: train -> merge_lora.py -> reload in a fresh process -> the PEFT model's logits."""
 
 import json
+import logging
+import re
 
 import torch
 from peft import PeftModel
@@ -10,20 +12,29 @@ from recipes import merge_lora
 from tests.recipes.conftest import REPO, logits_in_fresh_process, mixture_args, quick_args, red_pixels, run_sft
 
 
-def test_lora_train_merge_reload_matches_the_peft_model(stage1, shapes_dataset, tmp_path):
+def test_lora_train_merge_reload_matches_the_peft_model(stage1, shapes_dataset, tmp_path, monkeypatch, caplog):
     adapter_dir, merged_dir = tmp_path / "lora", tmp_path / "merged"
+    caplog.set_level(logging.INFO, logger="allava.sft")
+    monkeypatch.chdir(stage1.parent)  # the base model typed as a relative path, as on a command line
     run_sft(
-        ["--config", str(REPO / "recipes/tiny/finetune.yaml"), "--model_name_or_path", str(stage1)]
+        ["--config", str(REPO / "recipes/tiny/finetune.yaml"), "--model_name_or_path", stage1.name]
         + ["--trainable", "allava", "--use_peft", "true", "--lora_r", "8", "--lora_alpha", "16", "--lora_dropout", "0"]
         + mixture_args(shapes_dataset, "instruct_shapes", "text")
         + quick_args(adapter_dir, 4, learning_rate=1e-2)
     )
     adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text())
     assert adapter_config["modules_to_save"] == ["multi_modal_projector"]
+    assert adapter_config["base_model_name_or_path"] == str(stage1.resolve())  # merges from any folder
+    logged = [record.getMessage() for record in caplog.records if record.name == "allava.sft"]
+    (trainable,) = [message for message in logged if message.startswith("trainable parameters")]
+    parts = re.findall(r"(LoRA adapters|multi_modal_projector|language_model|lm_head|vision_tower) \d", trainable)
+    assert set(parts) == {"LoRA adapters", "multi_modal_projector"}  # the base LM is frozen under peft
+    assert "recipes/merge_lora.py" in logged[-1] and "AutoModelForImageTextToText" not in logged[-1]
     assert {"processor_config.json", "chat_template.jinja"} <= {
         p.name for p in (adapter_dir / "checkpoint-4").iterdir()
     }
 
+    monkeypatch.chdir(tmp_path)
     merge_lora.main([str(adapter_dir), str(merged_dir)])
     (fresh,) = logits_in_fresh_process(tmp_path, merged_dir)
     assert "peft" not in (merged_dir / "config.json").read_text()

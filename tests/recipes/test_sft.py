@@ -1,15 +1,19 @@
 """recipes/sft.py end to end on tiny models: two stages, reloadable checkpoints, trainable parts, config errors."""
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from trl import ModelConfig, SFTConfig, TrlParser
 
 from modeling_allava import AllavaForConditionalGeneration
 from recipes import sft
 from recipes.data import parse_mixture
+from recipes.errors import EXIT_USAGE, InputError, run_cli
+from recipes.sft_args import is_path_like
 from tests.recipes.conftest import (
     REPO,
     log_history,
@@ -43,6 +47,7 @@ def test_two_stage_training_learns_and_saves_reloadable_checkpoints(stage1, shap
     assert stage2_losses[0] < stage1_losses[0] - 0.5  # stage 2 starts from the trained stage-1 weights
     for folder in (stage1, stage1 / "checkpoint-6", output_dir / "checkpoint-4", output_dir):
         assert REMOTE_CODE | PROCESSOR_FILES | {"model.safetensors", "config.json"} <= saved_files(folder), folder
+    check_summary_and_card(stage1, output_dir, stage2_losses[-1])
     for folder, fresh in zip(
         (output_dir, output_dir / "checkpoint-4"),
         logits_in_fresh_process(tmp_path, output_dir, output_dir / "checkpoint-4"),
@@ -51,6 +56,29 @@ def test_two_stage_training_learns_and_saves_reloadable_checkpoints(stage1, shap
         with torch.no_grad():
             logits = here(input_ids=fresh["input_ids"], pixel_values=red_pixels(folder)).logits
         torch.testing.assert_close(fresh["logits"], logits)
+
+
+def check_summary_and_card(stage1: Path, stage2: Path, final_loss: float) -> None:
+    """training_summary.json in the format hub/cards.py reads, and README.md rendered from it by hub.cards."""
+    summary = json.loads((stage2 / "training_summary.json").read_text())
+    first = json.loads((stage1 / "training_summary.json").read_text())
+    assert set(first["base_models"]) == {"vision", "text"} and summary["base_models"] == first["base_models"]
+    assert [stage["name"] for stage in summary["stages"]] == ["pretrain", "finetune"]  # stage 1's row carried over
+    assert summary["stages"][0] == first["stages"][0]
+    assert summary["steps"] == summary["stages"][1]["steps"] == 8
+    assert summary["final_loss"] == pytest.approx(final_loss, abs=1e-4)
+    assert summary["tokens_seen"] > 0 and summary["bad_rows_dropped"] == 0
+    assert [(s["name"], s["fraction"], s["epochs"]) for s in summary["dataset_mixture"]] == [
+        ("instruct_shapes", 1.0, 1), ("text", 1.0, 1)
+    ]  # fmt: skip
+    assert all(s["revision"].startswith("local:") for s in summary["dataset_mixture"])  # the folder's content key
+    assert summary["datasets"] == []  # hub ids only: these are local folders
+    assert {"torch", "transformers", "trl", "peft", "datasets"} <= set(summary["versions"])
+    assert "CPU" in summary["hardware"]
+    card = (stage2 / "README.md").read_text()
+    assert card.startswith("---") and "fine-tuned version of" not in card
+    assert "| name | recipe | trainable | steps |" in card and "| finetune |" in card and "| pretrain |" in card
+    assert f"final logged loss {final_loss:.4f}" in card
 
 
 @pytest.mark.parametrize("trainable", ["allava", "projector_only"])
@@ -76,13 +104,13 @@ def test_frozen_parts_stay_unchanged_with_activation_checkpointing(
 
 
 def parse(args: list[str]):
-    return TrlParser((sft.AllavaScriptArguments, SFTConfig, ModelConfig)).parse_args_and_config(args)
+    return sft.parse_arguments(args)
 
 
 def test_config_errors_name_the_key(tmp_path, shapes_dataset):
     config = yaml.safe_load((REPO / "recipes/tiny/pretrain.yaml").read_text())
     (tmp_path / "typo.yaml").write_text(yaml.safe_dump({**config, "learning_rat": 1e-3}))
-    with pytest.raises(ValueError, match="learning_rat"):
+    with pytest.raises(ValueError, match="unknown setting 'learning_rat'; did you mean 'learning_rate'"):
         parse(["--config", str(tmp_path / "typo.yaml")])
     (tmp_path / "stage.yaml").write_text(yaml.safe_dump({**config, "trainable": "everything"}))
     with pytest.raises(ValueError, match="trainable must be one of"):
@@ -97,6 +125,97 @@ def test_config_errors_name_the_key(tmp_path, shapes_dataset):
     both += ["--output_dir", str(tmp_path / "o")]
     with pytest.raises(ValueError, match="Set either model_name_or_path"):
         sft.main(*parse(both + ["--text_model_name_or_path", "y"]))
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("dataset_mixture", "/data/allava", r"dataset_mixture \(.*\): expected a list of .*got '/data/allava'"),
+        ("max_steps", [10], r"max_steps \(.*\): expected a whole number, got \[10\]"),
+        ("learning_rate", None, r"learning_rate \(.*\): expected a number, got null"),
+        ("max_length", -5, r"max_length \(.*\): must be a whole number >= 1 .*got -5"),
+        ("max_steps\r", 3, r"unknown setting 'max_steps\\r' \(it contains '\\r'\); did you mean 'max_steps'"),
+        ("lеarning_rate", 1e-3, r"unknown setting 'lеarning_rate' \(it contains 'е'\); did you mean 'learning_rate'"),
+    ],
+)
+def test_recipe_values_are_checked_and_named(tmp_path, setting, value, message):
+    config = yaml.safe_load((REPO / "recipes/tiny/pretrain.yaml").read_text())
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({**config, setting: value}, allow_unicode=True))
+    with pytest.raises(InputError, match=message):
+        parse(["--config", str(tmp_path / "recipe.yaml")])
+
+
+def test_command_line_values_are_checked(tmp_path):
+    recipe = ["--config", str(REPO / "recipes/tiny/pretrain.yaml")]
+    with pytest.raises(InputError, match=r"max_length \(command line\): must be a whole number >= 1"):
+        parse([*recipe, "--max_length", "-5"])
+    with pytest.raises(InputError, match=r"unknown setting 'lerning_rate'; did you mean 'learning_rate'"):
+        parse([*recipe, "--lerning_rate", "1e-3"])
+    with pytest.raises(InputError, match=r"text_model_name_or_path \(command line\): 'x/phi\\r' contains a control"):
+        sft.precheck([*recipe, "--text_model_name_or_path", "x/phi\r"])
+
+
+def test_help_lists_config_and_latest(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--config RECIPE_YAML" in text and "'latest'" in text and "--overwrite_output_dir" in text
+
+
+@pytest.mark.parametrize("path", ["./typo/backbones/text", "/nowhere/phi", "outputs/tiny/backbones/txt", "~/nope"])
+def test_a_missing_local_path_is_named_at_once(path, tiny_backbones, tmp_path):
+    vision, _ = tiny_backbones
+    argv = ["--config", str(REPO / "recipes/tiny/pretrain.yaml"), "--vision_model_name_or_path", str(vision)]
+    with pytest.raises(InputError, match=rf"text_model_name_or_path \(command line\): '{path}' does not exist"):
+        sft.precheck([*argv, "--text_model_name_or_path", path])
+
+
+# Runs recipes/sft.py as `python recipes/sft.py` would, then reports whether torch had been imported by the end.
+AS_SCRIPT = """
+import runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    print("torch imported:", "torch" in sys.modules)
+"""
+
+
+def test_the_script_reports_bad_input_in_one_line_with_exit_2(tmp_path):
+    """As a user runs it: no hub connection attempt, no traceback, one line naming the field, before heavy imports."""
+    result = subprocess.run(
+        [sys.executable, "-c", AS_SCRIPT, str(REPO / "recipes/sft.py"), "--config",
+         str(REPO / "recipes/tiny/pretrain.yaml"), "--vision_model_name_or_path", "./no-such-clip", "--output_dir",
+         str(tmp_path / "out")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == EXIT_USAGE
+    assert result.stderr.strip().splitlines() == [
+        "error: vision_model_name_or_path (command line): './no-such-clip' does not exist (a local path; hub ids "
+        "look like org/name)"
+    ]
+    assert result.stdout.strip() == "torch imported: False"
+    assert not (tmp_path / "out").exists()
+
+
+def test_tracebacks_only_with_loglevel_debug(monkeypatch, capsys, caplog):
+    def bad_input():
+        raise InputError("max_length (recipe.yaml): must be a whole number >= 1, got -5")
+
+    assert run_cli(bad_input) == EXIT_USAGE
+    assert capsys.readouterr().err == "error: max_length (recipe.yaml): must be a whole number >= 1, got -5\n"
+    assert not caplog.records
+    monkeypatch.setenv("LOGLEVEL", "DEBUG")
+    assert run_cli(bad_input) == EXIT_USAGE
+    assert caplog.records[-1].exc_info is not None  # the traceback, for whoever asked for it
+
+
+def test_hub_ids_and_paths_are_told_apart():
+    for hub_id in ("microsoft/phi-2", "openai/clip-vit-large-patch14-336", "Qwen/Qwen2.5-0.5B", "gpt2"):
+        assert not is_path_like(hub_id)
+    for path in ("/abs/model", "./model", "../model", "~/model", "outputs/tiny/stage1", "my.jinja", "t.yaml"):
+        assert is_path_like(path)
 
 
 @pytest.mark.parametrize(
