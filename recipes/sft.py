@@ -206,7 +206,9 @@ def loading(field_name: str, name: str):
         raise InputError(f"{field_name} {name!r}: cannot load it ({first})") from error
 
 
-def load_processor(script_args: AllavaScriptArguments, model_args: ModelConfig, composing: bool):
+def load_processor(
+    script_args: AllavaScriptArguments, model_args: ModelConfig, composing: bool, trust_remote_code: bool = False
+):
     """The processor alone (seconds): the collator needs it to check every row before the model loads."""
     if composing:
         vision, text = script_args.vision_model_name_or_path, script_args.text_model_name_or_path
@@ -217,7 +219,7 @@ def load_processor(script_args: AllavaScriptArguments, model_args: ModelConfig, 
             processor = load_pretrained(
                 AutoProcessor,
                 model_args.model_name_or_path,
-                model_args.trust_remote_code,
+                trust_remote_code,
                 revision=model_args.model_revision,
             )
     name = script_args.chat_template
@@ -228,9 +230,11 @@ def load_processor(script_args: AllavaScriptArguments, model_args: ModelConfig, 
     return processor
 
 
-def load_model(script_args: AllavaScriptArguments, model_args: ModelConfig, composing: bool):
+def load_model(
+    script_args: AllavaScriptArguments, model_args: ModelConfig, composing: bool, trust_remote_code: bool = False
+):
     """Stage 1 composes from backbones; stage 2 loads a checkpoint (folder or hub id): an ALLaVA one with the installed
-    classes, any other only with --trust_remote_code."""
+    classes, any other only with SFTConfig's --trust_remote_code."""
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
     if composing:
         vision, text = script_args.vision_model_name_or_path, script_args.text_model_name_or_path
@@ -249,7 +253,7 @@ def load_model(script_args: AllavaScriptArguments, model_args: ModelConfig, comp
         return load_pretrained(
             AutoModelForImageTextToText,
             model_args.model_name_or_path,
-            model_args.trust_remote_code,
+            trust_remote_code,
             revision=model_args.model_revision,
             dtype=dtype,
             attn_implementation=model_args.attn_implementation,
@@ -317,7 +321,7 @@ def main(
     # Data and every row's check first: a broken mixture fails before minutes of model loading.
     sources: list[dict] = []
     train_dataset = load_mixture(script_args.dataset_mixture, seed=training_args.seed, sources=sources)
-    processor = load_processor(script_args, model_args, composing)
+    processor = load_processor(script_args, model_args, composing, training_args.trust_remote_code)
     checker = AllavaCollator(processor, training_args.max_length, training_args.pad_to_multiple_of)
     with PartialState().main_process_first():
         problems = check_rows(train_dataset, checker, num_proc=training_args.dataset_num_proc)
@@ -325,7 +329,7 @@ def main(
         train_dataset, problems, script_args.drop_bad_rows, output_dir if main_process else None
     )
 
-    model = load_model(script_args, model_args, composing)
+    model = load_model(script_args, model_args, composing, training_args.trust_remote_code)
     model.set_trainable_modules(script_args.trainable)
     if script_args.trainable == "projector_only" or model_args.use_peft:
         # Frozen embeddings: make their output require grad so text-only batches and checkpointed layers backprop.
