@@ -313,6 +313,7 @@ def test_results_accumulate_across_runs_for_the_same_model_only(workspace, tmp_p
         (["--benchmarks", "mmvet"], "mmvet need a judge"),
         (["--benchmarks", "gqa", "--prompt-variant", "textvqa=loud"], "choose from"),
         (["--benchmarks", "gqa", "--dataset-path", "gqa"], "NAME=VALUE"),
+        (["--benchmarks", "gqa", "--judge-concurrency", "0"], "--judge-concurrency and --judge-timeout must be"),
     ],
 )
 def test_bad_arguments_are_refused(argv, message, capsys):

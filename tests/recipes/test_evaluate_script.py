@@ -138,6 +138,10 @@ def test_a_missing_dataset_folder_is_named_and_debug_adds_the_traceback(tmp_path
     debug = script(*argv, env={"LOGLEVEL": "DEBUG"})
     assert debug.returncode == 2 and "Traceback" in debug.stderr
     assert debug.stderr.splitlines()[-1] == "error: --dataset-path gqa=./nope: no such folder"
+    (tmp_path / "file").write_text("")
+    refused = script("--model", "org/name", "--benchmarks", "gqa", "--output", str(tmp_path / "file"))
+    assert refused.returncode == 2
+    assert refused.stderr == f"error: --output {tmp_path / 'file'}: is a file, not a folder\n"
 
 
 def test_path_and_usage_errors_come_before_the_heavy_imports():
