@@ -15,6 +15,7 @@ command after a crash and finished samples are not recomputed.
 import argparse
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 if __name__ == "__main__" and not __package__:
@@ -23,71 +24,43 @@ if __name__ == "__main__" and not __package__:
     sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _here]
     sys.path.insert(0, str(_here.parent))
 
-import json  # noqa: E402
-
-from tqdm.auto import tqdm  # noqa: E402
-
-from dataset_scripts.jsonl_store import atomic_write  # noqa: E402
-from recipes.benchmarks import (  # noqa: E402
-    gqa,
-    hallusionbench,
-    llava_w,
-    mathvista,
-    mllm_bench,
-    mmbench_cn,
-    mmbench_en,
-    mme_cognition,
-    mme_perception,
-    mmmu,
-    mmvet,
-    mmvp,
-    scienceqa_img,
-    seed_bench,
-    textvqa,
-    touchstone,
-    vicuna80,
-)
-from recipes.benchmarks.cache import CacheError, SampleCache, weights_fingerprint  # noqa: E402
-from recipes.benchmarks.data import load_rows  # noqa: E402
-from recipes.benchmarks.generation import GREEDY, fixed_batches, generate, load_model, render_prompt  # noqa: E402
-from recipes.benchmarks.judge import Judge, JudgeSettings, load_prompt  # noqa: E402
-from recipes.benchmarks.paper import paper_scores  # noqa: E402
-from recipes.benchmarks.report import package_versions, read_results, write_results  # noqa: E402
+from recipes.cli_errors import InputError, Parser, RunFailed, check_local_path, one_line, public_url, run_cli  # noqa: E402
 from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument  # noqa: E402
 
 
-# In the paper's column order.
-BENCHMARKS = {
-    "vicuna80": vicuna80,
-    "gqa": gqa,
-    "hallusionbench": hallusionbench,
-    "mme_perception": mme_perception,
-    "mmvp": mmvp,
-    "touchstone": touchstone,
-    "textvqa": textvqa,
-    "mme_cognition": mme_cognition,
-    "mathvista": mathvista,
-    "mmvet": mmvet,
-    "mmmu_val": mmmu,
-    "scienceqa_img": scienceqa_img,
-    "llava_w": llava_w,
-    "mllm_bench": mllm_bench,
-    "mmbench_en": mmbench_en,
-    "mmbench_cn": mmbench_cn,
-    "seed_bench": seed_bench,
+# Benchmark name -> its module in recipes/benchmarks/, in the paper's column order. Only names are needed to check
+# the arguments; the modules (and torch, transformers, datasets with them) are imported after that.
+BENCHMARK_MODULES = {
+    "vicuna80": "vicuna80",
+    "gqa": "gqa",
+    "hallusionbench": "hallusionbench",
+    "mme_perception": "mme_perception",
+    "mmvp": "mmvp",
+    "touchstone": "touchstone",
+    "textvqa": "textvqa",
+    "mme_cognition": "mme_cognition",
+    "mathvista": "mathvista",
+    "mmvet": "mmvet",
+    "mmmu_val": "mmmu",
+    "scienceqa_img": "scienceqa_img",
+    "llava_w": "llava_w",
+    "mllm_bench": "mllm_bench",
+    "mmbench_en": "mmbench_en",
+    "mmbench_cn": "mmbench_cn",
+    "seed_bench": "seed_bench",
 }
-
-
-def is_judged(module) -> bool:
-    return hasattr(module, "JUDGE_PROMPT")
+EXAMPLE = "python recipes/evaluate.py --model ./checkpoints/stage2 --benchmarks gqa,textvqa --output eval/stage2"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    """The command line, checked without heavy imports: flags, benchmark names, NAME=VALUE pairs, local paths."""
+    parser = Parser(__doc__.split("\n")[0], EXAMPLE)
     parser.add_argument("--model", help="Local folder or Hub id (AutoModelForImageTextToText + AutoProcessor).")
-    parser.add_argument("--benchmarks", help=f"Comma-separated, or 'all': {', '.join(BENCHMARKS)}.")
+    parser.add_argument("--benchmarks", help=f"Comma-separated, or 'all': {', '.join(BENCHMARK_MODULES)}.")
     parser.add_argument("--output", type=Path, help="Folder for results.json, results.md, samples/ and cache/.")
-    parser.add_argument("--list", action="store_true", help="List the benchmarks with their data and prompts.")
+    parser.add_argument(
+        "--list", "--list-benchmarks", action="store_true", help="List the benchmarks with their data and prompts."
+    )
     parser.add_argument(
         "--dataset-path",
         action="append",
@@ -131,29 +104,76 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, flag) is None:
             parser.error(f"--{flag.replace('_', '-')} is required")
     names = (
-        list(BENCHMARKS) if args.benchmarks == "all" else [n.strip() for n in args.benchmarks.split(",") if n.strip()]
+        list(BENCHMARK_MODULES)
+        if args.benchmarks == "all"
+        else [n.strip() for n in args.benchmarks.split(",") if n.strip()]
     )
-    unknown = [name for name in names if name not in BENCHMARKS]
+    unknown = [name for name in names if name not in BENCHMARK_MODULES]
     if unknown or not names:
-        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)} or 'all'")
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARK_MODULES)} or 'all'")
     args.names = names
     for flag in ("dataset_path", "dataset_revision", "prompt_variant"):
         pairs = {}
         for item in getattr(args, flag):
             name, sep, value = item.partition("=")
-            if not sep or name not in BENCHMARKS or not value:
+            if not sep or name not in BENCHMARK_MODULES or not value:
                 parser.error(f"--{flag.replace('_', '-')} {item!r}: expected NAME=VALUE with NAME a benchmark")
             pairs[name] = value
         setattr(args, flag, pairs)
-    for name, variant in args.prompt_variant.items():
-        if variant not in BENCHMARKS[name].PROMPT_VARIANTS:
-            parser.error(f"--prompt-variant {name}={variant}: choose from {list(BENCHMARKS[name].PROMPT_VARIANTS)}")
-    if any(is_judged(BENCHMARKS[name]) for name in names) and not args.judge_model:
-        judged = [name for name in names if is_judged(BENCHMARKS[name])]
-        parser.error(f"{', '.join(judged)} need a judge: pass --judge-model (and --judge-base-url for non-OpenAI)")
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         parser.error("--batch-size and --limit must be positive")
+    if args.judge_concurrency < 1 or args.judge_retries < 0 or args.judge_http_retries < 0 or args.judge_timeout <= 0:
+        parser.error("--judge-concurrency and --judge-timeout must be positive, the --judge-*retries not negative")
+    if args.judge_base_url:
+        url = urlsplit(args.judge_base_url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise InputError("--judge-base-url: expected http(s)://host[:port]/... (the value is not shown: keys)")
+    # A mistyped local path is named now, not after minutes of imports and Hub retries.
+    args.model = check_local_path(args.model, "--model")
+    for name, folder in args.dataset_path.items():
+        if not Path(folder).expanduser().is_dir():
+            problem = "is a file, not a folder" if Path(folder).expanduser().exists() else "no such folder"
+            raise InputError(f"--dataset-path {name}={folder}: {problem}")
+    if args.output.exists() and not args.output.is_dir():
+        raise InputError(f"--output {args.output}: is a file, not a folder")
     return args
+
+
+if __name__ == "__main__":
+    # Usage errors and mistyped paths end here, before the imports below (several seconds).
+    run_cli(lambda: parse_args(sys.argv[1:]))
+
+import importlib  # noqa: E402
+import json  # noqa: E402
+
+from tqdm.auto import tqdm  # noqa: E402
+
+from dataset_scripts.jsonl_store import atomic_write  # noqa: E402
+from recipes.benchmarks.cache import SampleCache, weights_fingerprint  # noqa: E402
+from recipes.benchmarks.data import load_rows  # noqa: E402
+from recipes.benchmarks.generation import GREEDY, fixed_batches, generate, load_model, render_prompt  # noqa: E402
+from recipes.benchmarks.judge import Judge, JudgeConfigError, JudgeSettings, load_prompt  # noqa: E402
+from recipes.benchmarks.paper import paper_scores  # noqa: E402
+from recipes.benchmarks.report import package_versions, read_results, write_results  # noqa: E402
+
+
+BENCHMARKS = {name: importlib.import_module(f"recipes.benchmarks.{file}") for name, file in BENCHMARK_MODULES.items()}
+
+
+def is_judged(module) -> bool:
+    return hasattr(module, "JUDGE_PROMPT")
+
+
+def check_benchmark_options(args: argparse.Namespace) -> None:
+    """The checks that need the benchmark modules: prompt variants exist, judged benchmarks have a judge."""
+    for name, variant in args.prompt_variant.items():
+        if variant not in BENCHMARKS[name].PROMPT_VARIANTS:
+            raise InputError(
+                f"--prompt-variant {name}={variant}: choose from {', '.join(BENCHMARKS[name].PROMPT_VARIANTS)}"
+            )
+    judged = [name for name in args.names if is_judged(BENCHMARKS[name])]
+    if judged and not args.judge_model:
+        raise InputError(f"{', '.join(judged)} need a judge: pass --judge-model (and --judge-base-url for non-OpenAI)")
 
 
 def list_benchmarks() -> str:
@@ -163,6 +183,8 @@ def list_benchmarks() -> str:
         config = f" [{module.DATASET_CONFIG}]" if module.DATASET_CONFIG else ""
         scorer = "judge" if is_judged(module) else "rule"
         lines.append(f"{name:15} {source}{config} split={module.SPLIT} metric={module.METRIC} ({scorer})")
+        if getattr(module, "UNCONFIRMED", None):
+            lines.append(f"{'':15}   unconfirmed: {module.UNCONFIRMED}")
         for variant, description in module.PROMPT_VARIANTS.items():
             default = " (default)" if variant == module.DEFAULT_VARIANT else ""
             lines.append(f"{'':15}   variant {variant}{default}: {description}")
@@ -240,6 +262,7 @@ def run_benchmark(
         "num_samples": len(samples),
         "max_new_tokens": max_new_tokens,
         "details": summary["details"],
+        "unconfirmed": getattr(module, "UNCONFIRMED", None),
         "paper_column": module.PAPER_COLUMN,
         "paper": paper_scores(module.PAPER_COLUMN),
     }
@@ -263,72 +286,109 @@ def answer_missing(
     kept as they are, and only new or changed ones are judged and appended.
     """
     done = sum(sample.id in cache.records for sample in samples)
-    progress = tqdm(total=len(samples), initial=done, desc=module.NAME, unit="sample")
-    for batch in fixed_batches(samples, batch_size):
-        missing = sum(sample.id not in cache.records for sample in batch)
-        if not missing:
-            continue
-        answers = generate(model, processor, batch, max_new_tokens)
-        fresh = [(s, a) for s, a in zip(batch, answers) if cache.records.get(s.id, {}).get("raw_answer") != a]
-        records = [
-            {
-                "id": sample.id,
-                "prompt": render_prompt(processor, sample),
-                "raw_answer": answer,
-                "parsed_answer": answer if is_judged(module) else module.parse_answer(sample.target, answer),
-                "score": None,
-                "target": sample.target,
-            }
-            for sample, answer in fresh
-        ]
-        if is_judged(module):
-            judge_records(judge, module, template, [sample for sample, _ in fresh], records)
-        for record in records:
-            cache.append(record)
-        progress.update(missing)
-    progress.close()
+    # Closed (with its newline) even when a batch fails, so an error message starts a line of its own.
+    with tqdm(total=len(samples), initial=done, desc=module.NAME, unit="sample") as progress:
+        for batch in fixed_batches(samples, batch_size):
+            missing = sum(sample.id not in cache.records for sample in batch)
+            if not missing:
+                continue
+            answers = generate(model, processor, batch, max_new_tokens)
+            fresh = [(s, a) for s, a in zip(batch, answers) if cache.records.get(s.id, {}).get("raw_answer") != a]
+            records = [
+                {
+                    "id": sample.id,
+                    "prompt": render_prompt(processor, sample),
+                    "raw_answer": answer,
+                    "parsed_answer": answer if is_judged(module) else module.parse_answer(sample.target, answer),
+                    "score": None,
+                    "target": sample.target,
+                }
+                for sample, answer in fresh
+            ]
+            if is_judged(module):
+                judge_records(judge, module, template, [sample for sample, _ in fresh], records)
+            for record in records:
+                cache.append(record)
+            progress.update(missing)
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    args = parse_args(argv)
+    """The command line (module docstring). What a user can fix ends in one line on stderr and SystemExit(2); a run
+    whose judge answered no call ends in SystemExit(1); both reasons also go into results.json as `stopped`."""
+    return run_cli(lambda: evaluate_all(parse_args(argv)))
+
+
+def evaluate_all(args: argparse.Namespace) -> dict | None:
     if args.list:
         print(list_benchmarks())
         return None
+    check_benchmark_options(args)
     judge = None
     if any(is_judged(BENCHMARKS[name]) for name in args.names):
-        judge = Judge(
-            JudgeSettings(
-                model=args.judge_model,
-                base_url=args.judge_base_url,
-                api_key_env=args.judge_api_key_env,
-                temperature=args.judge_temperature,
-                parse_retries=args.judge_retries,
-                http_retries=args.judge_http_retries,
-                timeout=args.judge_timeout,
-                concurrency=args.judge_concurrency,
+        try:
+            judge = Judge(
+                JudgeSettings(
+                    model=args.judge_model,
+                    base_url=args.judge_base_url,
+                    api_key_env=args.judge_api_key_env,
+                    temperature=args.judge_temperature,
+                    parse_retries=args.judge_retries,
+                    http_retries=args.judge_http_retries,
+                    timeout=args.judge_timeout,
+                    concurrency=args.judge_concurrency,
+                )
             )
-        )
-    args.output.mkdir(parents=True, exist_ok=True)
-    results = read_results(args.output, args.model)
+        except JudgeConfigError as error:  # no key in the environment
+            raise InputError(str(error)) from error
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+        results = read_results(args.output, args.model)
+    except json.JSONDecodeError as error:
+        raise InputError(f"{args.output / 'results.json'}: not valid JSON ({error}); move it away") from error
+    except (OSError, ValueError) as error:  # results of another model, or a folder we cannot write
+        raise InputError(f"--output {args.output}: {one_line(error)}") from error
     try:
         model, processor = load_model(args.model, args.dtype, args.device, args.trust_remote_code)
     except RemoteCodeRefusedError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        raise InputError(str(error)) from None
+    except (OSError, ValueError) as error:  # no such Hub repo or Hub unreachable, no config.json, no chat template
+        raise InputError(f"--model {args.model}: {one_line(error)}") from error
     results["generation"] = {**GREEDY, "batch_size": args.batch_size, "dtype": str(model.dtype)}
     results["versions"] = package_versions()
+    results["stopped"] = None
     run_key = {"model": args.model, "weights": weights_fingerprint(args.model), **results["generation"]}
     for name in args.names:
         try:
             results["benchmarks"][name] = run_benchmark(name, args, model, processor, judge, args.output, run_key)
-        except CacheError as error:
-            print(f"error: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
+        except (InputError, JudgeConfigError, ValueError, OSError) as error:
+            # CacheError, rows or images that do not fit the benchmark, unreadable data, a refused judge key
+            raise stop(results, args.output, name, InputError(one_line(error))) from error
         write_results(args.output, results)
-        entry = results["benchmarks"][name]
-        value = "n/a" if entry["value"] is None else f"{entry['value']:.2f}"
-        print(f"{name}: {entry['metric']} = {value} ({entry['num_samples']} samples)", flush=True)
+        print(summary_line(name, results["benchmarks"][name]), flush=True)
+        if judge is not None and judge.asked and judge.failed == judge.asked:
+            endpoint = public_url(args.judge_base_url or str(judge.client.base_url))
+            failure = RunFailed(
+                f"the judge at {endpoint} gave no verdict for any of the {judge.asked} samples asked (last error: "
+                f"{judge.last_error}); the answers are cached: rerun the same command once the judge "
+                "(--judge-base-url, --judge-model, the key) works to score them"
+            )
+            raise stop(results, args.output, name, failure)
     return results
+
+
+def stop(results: dict, output: Path, name: str, error: InputError | RunFailed) -> InputError | RunFailed:
+    """`error`, its message naming the benchmark, after recording it in results.json as why the run stopped."""
+    message = str(error) if name in str(error) else f"{name}: {error}"
+    results["stopped"] = message
+    write_results(output, results)
+    return type(error)(message)
+
+
+def summary_line(name: str, entry: dict) -> str:
+    """One console line per finished benchmark: score, sample count and, if any, samples the judge did not score."""
+    value = "n/a" if entry["value"] is None else f"{entry['value']:.2f}"
+    failed = f", {entry['judge_failures']} not scored: judge failed" if entry.get("judge_failures") else ""
+    return f"{name}: {entry['metric']} = {value} ({entry['num_samples']} samples{failed})"
 
 
 if __name__ == "__main__":

@@ -12,4 +12,5 @@ or
   JUDGE_PROMPT (file in prompts/), judge_messages(sample, answer, template), parse_judgement(reply, target)
 optionally
   load_rows(open_split, limit) -> rows                      when the rows need joining or filtering first
+  UNCONFIRMED = "what is not confirmed"                      shown by --list and stored in results.json
 """

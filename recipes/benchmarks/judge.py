@@ -68,6 +68,7 @@ class Judge:
         self.client = openai.OpenAI(
             base_url=settings.base_url, api_key=api_key, max_retries=settings.http_retries, timeout=settings.timeout
         )
+        self.asked, self.failed, self.last_error = 0, 0, None  # samples asked, left without a verdict, last reason
 
     def describe(self, prompt_hash: str) -> dict:
         """What results.json records about the judge (never the key or the endpoint's credentials)."""
@@ -103,7 +104,12 @@ class Judge:
     def ask_many(self, requests: list[tuple[list[dict], Callable[[str], tuple]]]) -> list[dict]:
         """`ask` for many samples at once, `concurrency` calls in flight, results in request order."""
         with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
-            return list(pool.map(lambda request: self.ask(*request), requests))
+            verdicts = list(pool.map(lambda request: self.ask(*request), requests))
+        errors = [verdict["error"] for verdict in verdicts if verdict.get("error")]
+        self.asked += len(verdicts)
+        self.failed += len(errors)
+        self.last_error = errors[-1] if errors else self.last_error
+        return verdicts
 
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")

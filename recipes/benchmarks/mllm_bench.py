@@ -21,6 +21,7 @@ DEFAULT_VARIANT = "plain"
 MAX_NEW_TOKENS = 1024
 METRIC = "win_rate"
 JUDGE_PROMPT = "mllm_bench.txt"
+UNCONFIRMED = "the row schema (question, image, reference) of the Hub copy"
 
 
 def make_samples(rows, variant: str) -> list[Sample]:

@@ -21,6 +21,7 @@ DEFAULT_VARIANT = "plain"
 MAX_NEW_TOKENS = 1024
 METRIC = "score"
 JUDGE_PROMPT = "touchstone.txt"
+UNCONFIRMED = "the Hub id (a guess; the release is a TSV): pass --dataset-path touchstone=FOLDER"
 
 
 def make_samples(rows, variant: str) -> list[Sample]:

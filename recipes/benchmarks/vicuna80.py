@@ -24,6 +24,7 @@ DEFAULT_VARIANT = "plain"
 MAX_NEW_TOKENS = 1024
 METRIC = "win_rate"
 JUDGE_PROMPT = "vicuna80.txt"
+UNCONFIRMED = "the reference answers and tie handling the paper used; no Hub copy with references"
 
 
 def make_samples(rows, variant: str) -> list[Sample]:

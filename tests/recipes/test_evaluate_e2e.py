@@ -6,13 +6,14 @@ judging, scoring, reporting), not accuracy; scoring itself is pinned by scripted
 
 import hashlib
 import json
+import socket
 from pathlib import Path
 
 import pytest
 
 from recipes import evaluate
 from recipes.benchmarks.common import PROMPTS_DIR
-from recipes.benchmarks.judge import JudgeConfigError, model_is_first
+from recipes.benchmarks.judge import model_is_first
 from recipes.benchmarks.paper import paper_scores
 from tests.recipes import benchmark_fixtures, benchmark_rows_choice
 from tests.recipes.fake_judge import FakeJudge, prompt_text
@@ -35,9 +36,11 @@ ENTRY_KEYS = {
     "num_samples",
     "max_new_tokens",
     "details",
+    "unconfirmed",
     "paper_column",
     "paper",
 }
+UNCONFIRMED = {"vicuna80", "touchstone", "mllm_bench"}
 EXPECTED_SAMPLES = {
     "vicuna80": 3,
     "gqa": 3,
@@ -92,6 +95,11 @@ def run(workspace, output: Path, names: list[str], *extra: str, judge: FakeJudge
     return evaluate.main(argv)
 
 
+def error_lines(capsys) -> list[str]:
+    """The `error:` lines on stderr (tqdm's progress bars share it)."""
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -100,7 +108,8 @@ def test_all_seventeen_benchmarks(workspace, tmp_path):
     with FakeJudge() as judge:
         results = run(workspace, tmp_path, list(evaluate.BENCHMARKS), "--batch-size", "3", judge=judge)
 
-    assert set(results) == {"model", "benchmarks", "versions", "generation"}
+    assert set(results) == {"model", "benchmarks", "versions", "generation", "stopped"}
+    assert results["stopped"] is None
     assert results["model"] == str(workspace["model"])
     assert list(results["benchmarks"]) == list(evaluate.BENCHMARKS)
     assert results["versions"]["transformers"] and results["versions"]["evaluate"]
@@ -111,6 +120,7 @@ def test_all_seventeen_benchmarks(workspace, tmp_path):
         assert set(entry) == ENTRY_KEYS, name
         assert entry["num_samples"] == EXPECTED_SAMPLES[name], name
         assert entry["paper"] == paper_scores(module.PAPER_COLUMN)
+        assert bool(entry["unconfirmed"]) == (name in UNCONFIRMED), name
         assert entry["prompt_variant"] == module.DEFAULT_VARIANT
         assert entry["dataset_id"] == str(workspace["data"][name].resolve())
         assert entry["dataset_source"] == "local" and entry["dataset_revision"] is None
@@ -252,30 +262,48 @@ def test_judge_errors_and_unparsable_replies_are_counted_then_rejudged_on_resume
     assert results["benchmarks"]["mmvet"]["value"] == pytest.approx(70.0)
 
 
-def test_persistent_http_errors_are_recorded_not_raised(workspace, tmp_path):
-    with FakeJudge(lambda request, n: (500, "boom")) as judge:
-        results = run(workspace, tmp_path, ["llava_w"], "--judge-http-retries", "1", judge=judge)
+def test_persistent_http_errors_are_recorded_then_the_run_fails_when_no_sample_was_judged(workspace, tmp_path, capsys):
+    with FakeJudge(lambda request, n: (500, "boom")) as judge, pytest.raises(SystemExit) as exit_info:
+        run(workspace, tmp_path, ["llava_w"], "--judge-http-retries", "1", judge=judge)
+    assert exit_info.value.code == 1
+    failed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 1 and f"the judge at {judge.url} gave no verdict for any of the 2 samples" in failed[0]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["stopped"] == failed[0].removeprefix("failed: ")
     entry = results["benchmarks"]["llava_w"]
     assert entry["judge_failures"] == 2 and entry["value"] is None
     assert len(judge.requests) == 4  # two samples, each tried twice
     assert "InternalServerError" in read_jsonl(tmp_path / "samples" / "llava_w.jsonl")[0]["judge"]["error"]
 
 
-def test_a_rejected_key_stops_the_run(workspace, tmp_path):
-    with FakeJudge(lambda request, n: (401, "invalid api key")) as judge, pytest.raises(JudgeConfigError) as error:
+def test_a_rejected_key_stops_the_run(workspace, tmp_path, capsys):
+    with FakeJudge(lambda request, n: (401, "invalid api key")) as judge, pytest.raises(SystemExit) as exit_info:
         run(workspace, tmp_path, ["mmvet"], judge=judge)
-    assert "AuthenticationError" in str(error.value) and SECRET not in str(error.value)
+    assert exit_info.value.code == 2
+    message = error_lines(capsys)
+    assert len(message) == 1 and "mmvet: The judge refused the request: AuthenticationError" in message[0]
+    assert SECRET not in message[0]
+    assert json.loads((tmp_path / "results.json").read_text())["stopped"] == message[0].removeprefix("error: ")
 
 
-def test_results_accumulate_across_runs_for_the_same_model_only(workspace, tmp_path):
+def test_results_accumulate_across_runs_for_the_same_model_only(workspace, tmp_path, capsys):
     run(workspace, tmp_path, ["gqa"], "--limit", "2")
     results = run(workspace, tmp_path, ["mmvp"])
     assert list(results["benchmarks"]) == ["gqa", "mmvp"]
     assert results["benchmarks"]["gqa"]["num_samples"] == 2
     results_file = tmp_path / "results.json"
     results_file.write_text(results_file.read_text().replace(str(workspace["model"]), "someone/else"))
-    with pytest.raises(ValueError, match="someone/else"):
+    with pytest.raises(SystemExit) as exit_info:
         run(workspace, tmp_path, ["gqa"])
+    assert exit_info.value.code == 2
+    assert error_lines(capsys) == [
+        f"error: --output {tmp_path}: {results_file} holds results for model 'someone/else', not "
+        f"{str(workspace['model'])!r}; use another --output."
+    ]
+    results_file.write_text("{")
+    with pytest.raises(SystemExit):
+        run(workspace, tmp_path, ["gqa"])
+    assert error_lines(capsys)[0].startswith(f"error: {results_file}: not valid JSON (")
 
 
 @pytest.mark.parametrize(
@@ -285,46 +313,74 @@ def test_results_accumulate_across_runs_for_the_same_model_only(workspace, tmp_p
         (["--benchmarks", "mmvet"], "mmvet need a judge"),
         (["--benchmarks", "gqa", "--prompt-variant", "textvqa=loud"], "choose from"),
         (["--benchmarks", "gqa", "--dataset-path", "gqa"], "NAME=VALUE"),
+        (["--benchmarks", "gqa", "--judge-concurrency", "0"], "--judge-concurrency and --judge-timeout must be"),
     ],
 )
 def test_bad_arguments_are_refused(argv, message, capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         evaluate.main(["--model", "m", "--output", "out", *argv])
-    assert message in capsys.readouterr().err
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
 
 
-def test_bad_data_gives_errors_naming_the_place(workspace, tmp_path, monkeypatch):
-    with pytest.raises(FileNotFoundError, match="gqa=/no/such/folder"):
-        evaluate.main(
-            [
-                "--model",
-                str(workspace["model"]),
-                "--benchmarks",
-                "gqa",
-                "--output",
-                str(tmp_path),
-                "--dataset-path",
-                "gqa=/no/such/folder",
-            ]
-        )
+def test_bad_data_gives_errors_naming_the_place(workspace, tmp_path, monkeypatch, capsys):
+    def refused(argv: list[str]) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate.main(argv)
+        assert exit_info.value.code == 2
+        message = error_lines(capsys)
+        assert len(message) == 1
+        return message[0]
+
+    base = ["--model", str(workspace["model"]), "--output", str(tmp_path / "o")]
+    missing = refused([*base, "--benchmarks", "gqa", "--dataset-path", "gqa=/no/such/folder"])
+    assert missing == "error: --dataset-path gqa=/no/such/folder: no such folder"
     broken = tmp_path / "broken"
     benchmark_rows_choice.mmvp(broken)
     from datasets import load_from_disk
 
     load_from_disk(str(broken))["train"].remove_columns("Correct Answer").save_to_disk(str(tmp_path / "mmvp2"))
-    with pytest.raises(ValueError, match=r"mmvp row 0: missing field\(s\) \['Correct Answer'\]"):
-        evaluate.main(
-            [
-                "--model",
-                str(workspace["model"]),
-                "--benchmarks",
-                "mmvp",
-                "--output",
-                str(tmp_path / "o"),
-                "--dataset-path",
-                f"mmvp={tmp_path / 'mmvp2'}",
-            ]
-        )
+    message = refused([*base, "--benchmarks", "mmvp", "--dataset-path", f"mmvp={tmp_path / 'mmvp2'}"])
+    assert message.startswith("error: mmvp row 0: missing field(s) ['Correct Answer']; the row has [")
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["stopped"] == message.removeprefix("error: ")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    message = refused(["--model", str(empty), "--output", str(tmp_path / "o2"), "--benchmarks", "gqa"])
+    assert message.startswith(f"error: --model {empty}: ") and "config.json" in message
     monkeypatch.delenv("OPENAI_API_KEY")
-    with pytest.raises(JudgeConfigError, match=r"\$OPENAI_API_KEY"):
-        run(workspace, tmp_path / "nokey", ["mmvet"], judge=FakeJudge())
+    message = refused([*base, "--benchmarks", "mmvet", "--judge-model", "fake-judge"])
+    assert "$OPENAI_API_KEY" in message
+
+
+def test_an_unreachable_judge_is_named_without_credentials_and_fails_the_run(workspace, tmp_path, capsys):
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://judge-user:judge-password@127.0.0.1:{port}/v1?api-key=query-secret#frag"
+    argv = ["--judge-model", "m", "--judge-base-url", url, "--judge-http-retries", "0", "--judge-timeout", "5"]
+    with pytest.raises(SystemExit) as exit_info:
+        run(workspace, tmp_path, ["mmvet"], *argv)
+    assert exit_info.value.code == 1
+    failed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 1, failed
+    assert f"mmvet: the judge at http://127.0.0.1:{port}/v1 gave no verdict for any of the 2 samples" in failed[0]
+    assert "APIConnectionError" in failed[0]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["stopped"] == failed[0].removeprefix("failed: ")
+    assert results["benchmarks"]["mmvet"]["judge_failures"] == 2
+    for path in [*tmp_path.rglob("*.json*"), *tmp_path.rglob("*.md")]:
+        text = path.read_text()
+        assert "judge-password" not in text and "query-secret" not in text and SECRET not in text, path
+
+
+def test_list_benchmarks_says_what_is_unconfirmed(capsys):
+    evaluate.main(["--list-benchmarks"])
+    listing = capsys.readouterr().out.splitlines()
+    starts = [index for index, line in enumerate(listing) if not line.startswith(" ")]
+    for index, start in enumerate(starts):
+        name = listing[start].split()[0]
+        block = listing[start : starts[index + 1] if index + 1 < len(starts) else None]
+        marked = [line for line in block if line.strip().startswith("unconfirmed: ")]
+        assert bool(marked) == (name in UNCONFIRMED), name
+    assert len(starts) == len(evaluate.BENCHMARKS)

@@ -100,3 +100,77 @@ def test_sigkill_mid_benchmark_then_resume(tmp_path, monkeypatch):
     assert "Traceback" not in refused.stderr
     assert f"error: {cache}: cached answers were made with other settings (dtype differ: " in refused.stderr
     assert cache.read_bytes() == before
+
+
+def script(*args: str, cwd=REPO, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "recipes", "evaluate.py"), *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": "", **(env or {})},
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("model", ["./no-such-checkpoint/stage2", "/no/such/checkpoint", "runs/no/stage2"])
+def test_a_mistyped_local_model_path_is_named_at_once(model, tmp_path):
+    refused = script("--model", model, "--benchmarks", "gqa", "--output", str(tmp_path / "out"))
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [refused.stderr.strip()]  # one line
+    assert refused.stderr.startswith(f"error: --model {model}: no such local path (")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_relative_path_under_an_existing_folder_is_a_path_not_a_hub_id(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    refused = script("--model", "checkpoints/stage2", "--benchmarks", "gqa", "--output", "out", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "error: --model checkpoints/stage2: no such local path (no such file or folder); "
+        "a Hub id looks like org/name\n"
+    )
+
+
+def test_a_missing_dataset_folder_is_named_and_debug_adds_the_traceback(tmp_path):
+    argv = ["--model", "org/name", "--benchmarks", "gqa", "--output", str(tmp_path), "--dataset-path", "gqa=./nope"]
+    refused = script(*argv)
+    assert refused.returncode == 2 and refused.stderr == "error: --dataset-path gqa=./nope: no such folder\n"
+    debug = script(*argv, env={"LOGLEVEL": "DEBUG"})
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+    assert debug.stderr.splitlines()[-1] == "error: --dataset-path gqa=./nope: no such folder"
+    (tmp_path / "file").write_text("")
+    refused = script("--model", "org/name", "--benchmarks", "gqa", "--output", str(tmp_path / "file"))
+    assert refused.returncode == 2
+    assert refused.stderr == f"error: --output {tmp_path / 'file'}: is a file, not a folder\n"
+
+
+def test_path_and_usage_errors_come_before_the_heavy_imports():
+    """The script stops before torch, transformers or datasets are imported (they take seconds)."""
+    probe = (
+        "import runpy, sys\n"
+        "try:\n"
+        "    runpy.run_path('recipes/evaluate.py', run_name='__main__')\n"
+        "except SystemExit as exit:\n"
+        "    heavy = sorted(name for name in ('torch', 'transformers', 'datasets') if name in sys.modules)\n"
+        "    print(exit.code, heavy)\n"
+    )
+    for argv in (["--model", "./typo", "--benchmarks", "gqa", "--output", "o"], ["--benchmarks", "nope"], ["--help"]):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *argv], cwd=REPO, capture_output=True, text=True, env=os.environ
+        )
+        assert done.stdout.splitlines()[-1] in ("2 []", "0 []"), (argv, done.stdout, done.stderr)
+
+
+def test_usage_errors_are_one_line_and_help_opens_with_a_summary_and_an_example():
+    refused = script("--model", "m", "--output", "o", "--benchmarks", "gqa,nope")
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [refused.stderr.strip()]
+    assert refused.stderr.startswith("error: unknown benchmark(s) ['nope']; choose from vicuna80, gqa,")
+    bad_url = script("--model", "m", "--output", "o", "--benchmarks", "gqa", "--judge-base-url", "u:p@host?key=k")
+    assert bad_url.returncode == 2 and bad_url.stderr.startswith("error: --judge-base-url: expected http(s)://")
+    assert "key=k" not in bad_url.stderr and "u:p" not in bad_url.stderr
+    helped = script("--help")
+    lines = helped.stdout.splitlines()
+    assert helped.returncode == 0
+    assert lines[0] == evaluate.__doc__.splitlines()[0]
+    assert lines[1].startswith("example: python recipes/evaluate.py --model ")
