@@ -94,3 +94,11 @@ def require(row: dict, fields: tuple[str, ...], where: str) -> None:
 
 def mean_percent(values: list[float]) -> float:
     return 100.0 * sum(values) / len(values) if values else 0.0
+
+
+def parse_all(parse_answer: Callable[[dict, str], str], records: list[dict]) -> list[str]:
+    """Parse every record's raw answer again with the current scorer (cached records may predate a scorer change);
+    the refreshed `parsed_answer` is what the per-sample output shows."""
+    for record in records:
+        record["parsed_answer"] = parse_answer(record["target"], record["raw_answer"])
+    return [record["parsed_answer"] for record in records]

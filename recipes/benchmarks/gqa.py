@@ -11,7 +11,7 @@ Rows (lmms-lab/GQA, config `testdev_balanced_instructions`, split `testdev`): `i
 sub-folders named after them.
 """
 
-from .common import SHORT_ANSWER, Sample, mean_percent, require, row_image
+from .common import SHORT_ANSWER, Sample, mean_percent, parse_all, require, row_image
 
 
 NAME = "gqa"
@@ -66,6 +66,7 @@ def parse_answer(target: dict, raw_answer: str) -> str:
 
 
 def aggregate(records: list[dict]) -> dict:
-    per_sample = [float(parse_answer(r["target"], r["raw_answer"]) == r["target"]["answer"]) for r in records]
+    parsed = parse_all(parse_answer, records)
+    per_sample = [float(answer == r["target"]["answer"]) for answer, r in zip(parsed, records)]
     details = {"scorer": SCORER, "scoring_paths": {"rule": len(records)}}
     return {"value": mean_percent(per_sample), "details": details, "per_sample": per_sample}

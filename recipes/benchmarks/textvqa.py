@@ -9,7 +9,7 @@ evaluator; ported in metrics/vqa_accuracy), applied to the answer stripped of su
 llava/eval/model_vqa_loader.py writes it.
 """
 
-from .common import SHORT_ANSWER, Sample, load_metric, mean_percent, require, row_image
+from .common import SHORT_ANSWER, Sample, load_metric, mean_percent, parse_all, require, row_image
 
 
 NAME = "textvqa"
@@ -53,7 +53,7 @@ def parse_answer(target: dict, raw_answer: str) -> str:
 
 def aggregate(records: list[dict]) -> dict:
     result = load_metric("vqa_accuracy").compute(
-        predictions=[parse_answer(r["target"], r["raw_answer"]) for r in records],
+        predictions=parse_all(parse_answer, records),
         references=[r["target"]["answers"] for r in records],
     )
     details = {"scorer": SCORER, "scoring_paths": {"rule": len(records)}}

@@ -7,7 +7,7 @@ with every row.
 
 import pytest
 
-from recipes.benchmarks import gqa, textvqa
+from recipes.benchmarks import gqa, mme, scienceqa_img, textvqa
 from recipes.benchmarks.metrics.vqa_accuracy.vqa_accuracy import normalize_answer
 
 
@@ -122,3 +122,92 @@ def test_textvqa_matches_the_m4c_evaluator(raw, answers, normalised, score):
     assert normalize_answer(raw) == normalised
     result = textvqa.aggregate([_record(textvqa, {"answers": TEXTVQA_ANSWERS[answers]}, raw)])
     assert result["per_sample"] == [pytest.approx(score)]
+
+
+# MME eval_tool/calculation.py (BradyFU/Awesome-Multimodal-Large-Language-Models, branch Evaluation,
+# tools/eval_tool.zip): calculate_metrics.parse_pred_ans run on each stripped, lower-cased answer ("" = "other").
+MME_TABLE = [
+    ("Yes", "yes"),
+    ("No", "no"),
+    ("yes.", "yes"),
+    ("No, there is not.", "no"),
+    ("Not sure", "no"),
+    ("nope", "no"),
+    ("Nah", ""),
+    ("I think yes", ""),
+    (" yes", "yes"),
+    ("YES", "yes"),
+    ("y", ""),
+    ("", ""),
+    ("There is a dog", ""),
+    ("none", "no"),
+    ("noon", "no"),
+    ("Yess", "yes"),
+    ("eyes", "yes"),
+    ("know", "no"),
+    ("Cannot tell", ""),
+    ("Unknown", ""),
+    ("snow", "no"),
+    ("is no", ""),
+    ("yesno", "yes"),
+    ("No.", "no"),
+    ("Yes, there are two.", "yes"),
+    ("no yes", "no"),
+    ("是", ""),
+    ("Yes\nNo", "yes"),
+    ("The answer is yes", ""),
+    ("Absolutely", ""),
+    ("No", "no"),
+    ("n o", ""),
+]
+
+
+@pytest.mark.parametrize(("raw", "label"), MME_TABLE)
+def test_mme_reads_yes_no_as_calculation_py(raw, label):
+    assert mme.parse_answer({"answer": "yes"}, raw) == label
+
+
+# haotian-liu/LLaVA llava/eval/eval_science_qa.py, run as a script on a results file of these (stripped) answers
+# for a question with choices red / dark red / blue / green; "" = FAILED or outside the choices (index -1).
+SQA_TABLE = [
+    ("B", "B"),
+    ("(B)", ""),
+    ("B.", ""),
+    ("B. dark red", "B"),
+    ("B) dark red", ""),
+    ("Answer: B", ""),
+    ("The answer is B.", "B"),
+    ("The answer is B", ""),
+    ("The answer is (B).", ""),
+    ("dark red", ""),
+    ("b", ""),
+    ("b. dark red", ""),
+    (" B", "B"),
+    ("B ", "B"),
+    ("E", ""),
+    ("E. purple", ""),
+    ("", ""),
+    ("A B", ""),
+    ("The answer is A. The answer is B.", ""),
+    ("The answer is B, dark red", "B"),
+    ("B.dark red", ""),
+    ("B.  red", "B"),
+    ("答案是B", ""),
+    ("C", "C"),
+    ("D. green", "D"),
+    ("The answer is DX", "D"),
+    ("B\nbecause", ""),
+    ("Option B", ""),
+    ("BB", ""),
+    ("B,", ""),
+    ("The answer is b.", ""),
+    ("I think the answer is C.", ""),
+]
+
+
+@pytest.mark.parametrize(("raw", "letter"), SQA_TABLE)
+def test_scienceqa_accepts_only_the_patterns_eval_science_qa_accepts(raw, letter):
+    options = dict(zip("ABCD", ["red", "dark red", "blue", "green"]))
+    target = {"answer": "B", "options": options}
+    assert scienceqa_img.parse_answer(target, raw) == letter
+    assert scienceqa_img.aggregate([_record(scienceqa_img, target, raw)])["per_sample"] == [float(letter == "B")]
