@@ -5,9 +5,11 @@ repository, never committed) on these inputs; the source file is named above eac
 with every row.
 """
 
+import ast
+
 import pytest
 
-from recipes.benchmarks import gqa, mme, scienceqa_img, textvqa
+from recipes.benchmarks import gqa, mme, mmmu, scienceqa_img, textvqa
 from recipes.benchmarks.metrics.vqa_accuracy.vqa_accuracy import normalize_answer
 
 
@@ -211,3 +213,94 @@ def test_scienceqa_accepts_only_the_patterns_eval_science_qa_accepts(raw, letter
     target = {"answer": "B", "options": options}
     assert scienceqa_img.parse_answer(target, raw) == letter
     assert scienceqa_img.aggregate([_record(scienceqa_img, target, raw)])["per_sample"] == [float(letter == "B")]
+
+
+# MMMU-Benchmark/MMMU mmmu/utils/eval_utils.py: parse_multi_choice_response run on each answer with options
+# A 12 / B 1 / C dark red / D red, its random.choice replaced by a marker ("RANDOM") to see where it guesses.
+MMMU_CHOICE_TABLE = [
+    ("A", "A"),
+    ("(A)", "A"),
+    ("B.", "B"),
+    ("The answer is C", "C"),
+    ("(C) dark red", "C"),
+    ("A or B", "B"),
+    ("I think it is (A) not (B)", "B"),
+    ("B and then A", "A"),
+    ("a", "RANDOM"),
+    ("Answer: D.", "D"),
+    ("The correct option is dark red because of the lights.", "D"),
+    ("The color is red and dark red", "D"),
+    ("", "RANDOM"),
+    ("E", "RANDOM"),
+    ("The answer is 12.", "RANDOM"),
+    ("(E)", "RANDOM"),
+    ("A, B", "B"),
+    ("C.", "C"),
+    ("'B'", "B"),
+    ("B!", "B"),
+    ("The answer: (A)", "A"),
+    ("It is B, not A.", "A"),
+    ("A B C D", "D"),
+    ("I would say the option is  D  here", "D"),
+    ("Answer:A", "RANDOM"),
+    ("答案是C", "RANDOM"),
+    ("C。", "RANDOM"),
+    ("(b)", "RANDOM"),
+    ("The final answer is one of red or blue or green", "D"),
+    ("Option A)", "RANDOM"),
+]
+MMMU_OPTIONS = dict(zip("ABCD", ["12", "1", "dark red", "red"]))
+
+
+@pytest.mark.parametrize(("raw", "letter"), MMMU_CHOICE_TABLE)
+def test_mmmu_choice_parse_matches_parse_multi_choice_response(raw, letter):
+    target = {"type": "choice", "answer": "C", "options": MMMU_OPTIONS, "sample_id": "validation_Art_1"}
+    parsed, path = mmmu.parse_choice(target, raw)
+    if letter == "RANDOM":
+        assert path == "random_choice" and parsed in MMMU_OPTIONS
+        assert mmmu.parse_choice(target, raw) == (parsed, path)  # seeded by the sample id: reproducible
+    else:
+        assert (parsed, path) == (letter, "parsed")
+
+
+# MMMU-Benchmark/MMMU mmmu/utils/eval_utils.py: eval_open(gold, parse_open_response(answer)); list golds written
+# as the dataset writes them.
+MMMU_OPEN_TABLE = [
+    ("12.5", "12.5", True),
+    ("The answer is 12.50", "12.5", True),
+    ("x = 12.5", "12.5", True),
+    ("12.5 m", "12.5", True),
+    ("It is 1,000", "1000", True),
+    ("1000", "1,000", True),
+    ("999", "1000", False),
+    ("Paris.", "Paris", True),
+    ("The capital is paris", "Paris", True),
+    ("paris city", "['Paris', 'paris city']", False),
+    ("London", "['Paris', 'London']", True),
+    ("so the answer is 3", "3", True),
+    ("3 apples", "3", True),
+    ("The result is 3. So it is 4", "3", False),
+    ("", "3", False),
+    ("three", "3", False),
+    ("-3", "3", False),
+    ("3", "-3", False),
+    ("1.5e3", "1500", True),
+    ("0.333", "1/3", False),
+    ("The value therefore is 2.", "2", True),
+    ("Thus, 7", "7", True),
+    ("A", "A", True),
+    ("a", "A", True),
+    ("b is the answer", "B", False),
+    ("The answer is 5%", "5", True),
+    ("$5", "5", True),
+    ("5.004", "5.0", True),
+    ("12", "12.0", True),
+    ("It is 12 and 13", "13", True),
+]
+
+
+@pytest.mark.parametrize(("raw", "gold", "correct"), MMMU_OPEN_TABLE)
+def test_mmmu_open_answers_match_eval_open(raw, gold, correct):
+    golds = [str(g) for g in ast.literal_eval(gold)] if gold.startswith("[") else [gold]
+    target = {"type": "open", "answers": golds, "extra_images": 0, "sample_id": "x"}
+    assert mmmu.aggregate([_record(mmmu, target, raw)])["per_sample"] == [float(correct)]
