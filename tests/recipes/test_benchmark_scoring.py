@@ -200,18 +200,30 @@ def test_mmmu_choice_and_open_answers():
     assert result["details"]["questions_with_unseen_images"] == 1
 
 
-def test_mathvista_rule_extraction():
-    float_target = {"answer": "1.2", "answer_type": "float", "precision": 1.0}
-    assert mathvista.parse_answer(float_target, "The work is 1.23 J") == "1.2"
-    assert mathvista.parse_answer({"answer": "3", "answer_type": "integer", "precision": None}, "about 2.9") == "3"
-    choice_target = {"answer": "green", "answer_type": "text", "options": {"A": "red", "B": "green"}}
-    assert mathvista.parse_answer(choice_target, "(B) green") == "green"
-    records = [
-        {"parsed_answer": "1.2", "target": float_target},
-        {"parsed_answer": "green", "target": choice_target},
-        {"parsed_answer": "", "target": float_target},
+def test_mathvista_samples_keep_what_the_official_scorer_needs():
+    def row(pid, question_type, answer_type, choices, answer, precision=None):
+        return {
+            "pid": pid,
+            "query": "Q?",
+            "decoded_image": picture(0),
+            "choices": choices,
+            "answer": answer,
+            "question_type": question_type,
+            "answer_type": answer_type,
+            "precision": precision,
+        }
+
+    rows = [
+        row("1", "multi_choice", "text", ["red", "green"], "green"),
+        row("2", "free_form", "float", None, "1.2", 1.0),
     ]
-    assert mathvista.aggregate(records)["per_sample"] == [1.0, 1.0, 0.0]
+    samples = mathvista.make_samples(rows, "query")
+    assert samples[0].target["choices"] == ["red", "green"] and samples[1].target["precision"] == 1.0
+    # An exact choice is kept; 1.23 rounds to the answer's precision. Free text would need the GPT extractor.
+    result = mathvista.aggregate(_records(mathvista, samples, ["green", "1.23"]))
+    assert result["per_sample"] == [1.0, 1.0]
+    with pytest.raises(ValueError, match="mathvista row 0: a multi_choice question without choices"):
+        mathvista.make_samples([row("1", "multi_choice", "text", None, "a")], "query")
 
 
 def test_judge_reply_parsers():

@@ -9,7 +9,7 @@ import ast
 
 import pytest
 
-from recipes.benchmarks import gqa, mme, mmmu, scienceqa_img, textvqa
+from recipes.benchmarks import gqa, mathvista, mme, mmmu, scienceqa_img, textvqa
 from recipes.benchmarks.metrics.vqa_accuracy.vqa_accuracy import normalize_answer
 
 
@@ -304,3 +304,68 @@ def test_mmmu_open_answers_match_eval_open(raw, gold, correct):
     golds = [str(g) for g in ast.literal_eval(gold)] if gold.startswith("[") else [gold]
     target = {"type": "open", "answers": golds, "extra_images": 0, "sample_id": "x"}
     assert mmmu.aggregate([_record(mmmu, target, raw)])["per_sample"] == [float(correct)]
+
+
+# lupantech/MathVista evaluation/extract_answer.py extract_answer(quick_extract=True, no GPT client: its extractor
+# call fails and it returns "") then evaluation/calculate_score.py normalize_extracted_answer + safe_equal.
+# (response, question_type, answer_type, choices, precision, answer, normalised prediction, correct)
+MATHVISTA_TABLE = [
+    ("", "multi_choice", "text", ["red", "blue", "green"], None, "red", "red", True),
+    ("", "multi_choice", "text", ["dark red", "blue", "green"], None, "blue", "blue", True),
+    ("blue", "multi_choice", "text", ["red", "blue", "green"], None, "blue", "blue", True),
+    ("B", "multi_choice", "text", ["red", "blue", "green"], None, "blue", "red", False),
+    ("(B) blue", "multi_choice", "text", ["red", "blue", "green"], None, "blue", "red", False),
+    ("The answer is B", "multi_choice", "text", ["red", "blue", "green"], None, "blue", "red", False),
+    ("The answer is \"blue\".", "multi_choice", "text", ["red", "blue", "green"], None, "blue", "blue", True),
+    ("Blue", "multi_choice", "text", ["red", "blue", "green"], None, "blue", "red", False),
+    ("b", "multi_choice", "text", ["red", "blue", "green"], None, "blue", "red", False),
+    ("(b)", "multi_choice", "text", ["red", "blue", "green"], None, "blue", "red", False),
+    ("D", "multi_choice", "text", ["red", "blue", "green"], None, "green", "red", False),
+    ("3", "free_form", "integer", None, None, "3", "3", True),
+    ("-3", "free_form", "integer", None, None, "3", "-3", False),
+    ("3.0", "free_form", "integer", None, None, "3", None, False),
+    ("3.7", "free_form", "integer", None, None, "3", None, False),
+    (" 3 ", "free_form", "integer", None, None, "3", "3", True),
+    ("three", "free_form", "integer", None, None, "3", None, False),
+    ("The answer is 3", "free_form", "integer", None, None, "3", None, False),
+    ("The answer is \"3\".", "free_form", "integer", None, None, "3", "3", True),
+    ("1,000", "free_form", "integer", None, None, "1000", None, False),
+    ("", "free_form", "integer", None, None, "0", None, False),
+    ("1.23", "free_form", "float", None, 1.0, "1.2", "1.2", True),
+    ("1.25", "free_form", "float", None, 1.0, "1.2", "1.2", True),
+    ("1.2", "free_form", "float", None, 2.0, "1.2", "1.2", True),
+    ("1.20", "free_form", "float", None, 2.0, "1.2", "1.2", True),
+    ("2", "free_form", "float", None, 1.0, "2.0", "2.0", True),
+    ("2", "free_form", "float", None, 1.0, "2", "2.0", False),
+    ("0.5", "free_form", "float", None, 2.0, "0.5", "0.5", True),
+    (".5", "free_form", "float", None, 1.0, "0.5", "0.5", True),
+    ("1e-1", "free_form", "float", None, 1.0, "0.1", "0.1", True),
+    ("The answer is \"1.5\".", "free_form", "float", None, 1.0, "1.5", "1.5", True),
+    ("[1, 2]", "free_form", "list", None, None, "[1, 2]", "", False),
+    ("[1,2]", "free_form", "list", None, None, "[1, 2]", "", False),
+    ("1.5", "free_form", "integer", None, None, "1", None, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "question_type", "answer_type", "choices", "precision", "answer", "prediction", "correct"),
+    MATHVISTA_TABLE,
+)
+def test_mathvista_matches_extract_answer_and_calculate_score(
+    raw, question_type, answer_type, choices, precision, answer, prediction, correct
+):
+    target = {
+        "answer": answer,
+        "question_type": question_type,
+        "answer_type": answer_type,
+        "precision": precision,
+        "choices": choices,
+    }
+    assert mathvista.parse_answer(target, raw) == prediction
+    assert mathvista.aggregate([_record(mathvista, target, raw)])["per_sample"] == [float(correct)]
+
+
+def test_mathvista_counts_answers_that_need_the_gpt_extractor():
+    target = {"answer": "3", "question_type": "free_form", "answer_type": "integer", "precision": None}
+    records = [_record(mathvista, {**target, "choices": None}, raw) for raw in ("3", "The answer is 3")]
+    assert mathvista.aggregate(records)["details"]["scoring_paths"] == {"rule": 1, "needs_gpt_extraction": 1}
