@@ -9,7 +9,7 @@ import ast
 
 import pytest
 
-from recipes.benchmarks import gqa, mathvista, mme, mmmu, scienceqa_img, textvqa
+from recipes.benchmarks import gqa, mathvista, mmbench, mme, mmmu, scienceqa_img, textvqa
 from recipes.benchmarks.metrics.vqa_accuracy.vqa_accuracy import normalize_answer
 
 
@@ -369,3 +369,62 @@ def test_mathvista_counts_answers_that_need_the_gpt_extractor():
     target = {"answer": "3", "question_type": "free_form", "answer_type": "integer", "precision": None}
     records = [_record(mathvista, {**target, "choices": None}, raw) for raw in ("3", "The answer is 3")]
     assert mathvista.aggregate(records)["details"]["scoring_paths"] == {"rule": 1, "needs_gpt_extraction": 1}
+
+
+# open-compass/VLMEvalKit vlmeval/utils/matching_util.py can_infer run on each answer with options A 红色 /
+# B 深红色 / C blue / D green ("" = False: left to the GPT matching step).
+MMBENCH_TABLE = [
+    ("A", "A"),
+    ("(A)", "A"),
+    ("A.", "A"),
+    ("I choose C", "C"),
+    ("C is my answer here because", ""),
+    ("The answer is B.", "B"),
+    ("The correct answer is **D**.", "D"),
+    ("blue", "C"),
+    ("Blue", "C"),
+    ("it is blue", "C"),
+    ("深红色", ""),
+    ("答案是深红色。", ""),
+    ("红色", "A"),
+    ("答案：B", ""),
+    ("选B", ""),
+    ("B。", ""),
+    ("A B", ""),
+    ("A or B", ""),
+    ("A cat is sitting there and it is blue", ""),
+    ("", ""),
+    ("Z", "Z"),
+    ("Cannot determine the answer", "Z"),
+    ("E", ""),
+    ("The answer is E", ""),
+    ("b", ""),
+    ("[C]", "C"),
+    ("**C**", "C"),
+    ("C: blue", "C"),
+    ("C\nbecause it is blue and nothing else matters at all", ""),
+    ("green and blue", ""),
+    ("Option D", "D"),
+    ("D)", "D"),
+    ("answer is d", "D"),
+    ("选项C是正确的", ""),
+]
+MMBENCH_OPTIONS = {"A": "红色", "B": "深红色", "C": "blue", "D": "green"}
+
+
+@pytest.mark.parametrize(("raw", "letter"), MMBENCH_TABLE)
+def test_mmbench_matches_can_infer(raw, letter):
+    expected = (letter, "matched") if letter else ("Z", "needs_gpt_matching")
+    assert mmbench.match_answer({"options": dict(MMBENCH_OPTIONS)}, raw) == expected
+
+
+def test_mmbench_circular_group_fails_when_a_rotation_needs_gpt_matching():
+    rotations = [{"A": "cat", "B": "dog"}, {"A": "dog", "B": "cat"}]
+    targets = [{"options": options, "answer": answer, "question": 1} for options, answer in zip(rotations, "AB")]
+    answers = ["A", "I am not sure which of the two animals this is"]
+    records = [
+        {**_record(mmbench, target, raw), "id": f"1/shift{i}"} for i, (target, raw) in enumerate(zip(targets, answers))
+    ]
+    result = mmbench.aggregate(records)
+    assert result["per_sample"] == [1.0, 0.0] and result["value"] == 0.0
+    assert result["details"]["scoring_paths"] == {"matched": 1, "needs_gpt_matching": 1}
