@@ -172,6 +172,29 @@ def test_hallusionbench_figure_and_question_pair_accuracy():
     assert result["details"]["qAcc"] == pytest.approx(50.0)
 
 
+def test_hallusionbench_vs_questions_without_a_figure_follow_the_official_rules():
+    def row(figure_id, gt):
+        return {
+            "category": "VS",
+            "subcategory": "chart",
+            "set_id": "3",
+            "figure_id": figure_id,
+            "question_id": "0",
+            "question": "Is it 2020?",
+            "gt_answer": gt,
+            "image": None if figure_id == "0" else picture(0),
+        }
+
+    samples = hallusionbench.make_samples([row("0", "1"), row("1", "0")], "plain")
+    # Without a figure an unclear answer counts as correct (utils.assign_correctness), and fAcc skips that question.
+    result = hallusionbench.aggregate(_records(hallusionbench, samples, ["I cannot tell", "No"]))
+    assert result["per_sample"] == [1.0, 1.0]
+    assert result["details"]["fAcc"] == 100.0 and result["details"]["qAcc"] == 100.0
+    assert result["details"]["grades"] == {"unclear": 1, "correct": 1}
+    wrong_on_figure = hallusionbench.aggregate(_records(hallusionbench, samples, ["Yes", "Yes"]))
+    assert wrong_on_figure["details"]["fAcc"] == 0.0  # the one figure counted is the edited one, answered wrong
+
+
 def test_mmmu_choice_and_open_answers():
     def row(row_id, options, answer, question_type):
         return {
