@@ -5,12 +5,16 @@ Rows (columns of MMVP's Questions.csv joined with the images, as in lmms-lab-eva
 `Correct Answer` ("(a)"), `image`. ID not certain: `MMVP/MMVP` publishes an image folder plus Questions.csv rather
 than joined rows, so the default is the joined copy (which also fixes two swapped answer pairs, indices 99-100 and
 279-280); point --dataset-path at your own join to score against the original labels.
+
+Scorer: MMVP's own evaluation (tsb0601/MMVP, scripts/gpt_grader.py) asks GPT-4 whether each free answer matches;
+that judge is not run here and there is no official rule, so the rule used (ANSWER_RULE, also in results.json) is the
+option letter read by answers.extract_choice; a pair counts only when both of its questions are right, as in MMVP.
 """
 
 import re
 
 from .answers import extract_choice, options_block
-from .common import LETTER_ANSWER, Sample, load_metric, mean_percent, require, row_image
+from .common import LETTER_ANSWER, Sample, load_metric, mean_percent, parse_all, require, row_image
 
 
 NAME = "mmvp"
@@ -22,6 +26,8 @@ PROMPT_VARIANTS = {"letter": f"question + '\\nA. ...\\nB. ...' + '\\n{LETTER_ANS
 DEFAULT_VARIANT = "letter"
 MAX_NEW_TOKENS = 16
 METRIC = "pair_accuracy"
+SCORER = "MMVP pair accuracy; answers read by rule (MMVP's own grader asks GPT-4); see ANSWER_RULE"
+ANSWER_RULE = "option letter by answers.extract_choice: bare/leading letter, 'answer is X', one '(X)', option text"
 _OPTION = re.compile(r"\(([a-z])\)\s*(.*?)\s*(?=\([a-z]\)|$)", re.IGNORECASE | re.DOTALL)
 
 
@@ -60,9 +66,15 @@ def parse_answer(target: dict, raw_answer: str) -> str:
 
 def aggregate(records: list[dict]) -> dict:
     result = load_metric("multiple_choice_accuracy").compute(
-        predictions=[r["parsed_answer"] for r in records],
+        predictions=parse_all(parse_answer, records),
         references=[r["target"]["answer"] for r in records],
         groups=[str(r["target"]["pair"]) for r in records],
     )
-    details = {"question_accuracy": mean_percent(result["per_sample"]), "num_pairs": result["num_groups"]}
+    details = {
+        "question_accuracy": mean_percent(result["per_sample"]),
+        "num_pairs": result["num_groups"],
+        "scorer": SCORER,
+        "answer_rule": ANSWER_RULE,
+        "scoring_paths": {"rule": len(records)},
+    }
     return {"value": 100 * result["group_accuracy"], "details": details, "per_sample": result["per_sample"]}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from recipes.benchmarks import hallusionbench, mathvista, mmbench_en, mme_perception, mmmu, mmvet, mmvp
+from recipes.benchmarks import hallusionbench, mathvista, mmbench_en, mme_perception, mmmu, mmvet, mmvp, seed_bench
 from recipes.benchmarks.answers import extract_choice, extract_numbers, extract_yes_no
 from recipes.benchmarks.judge import model_is_first, pairwise_score, parse_score_pair, parse_unit_score, parse_verdict
 from recipes.benchmarks.paper import paper_scores
@@ -107,6 +107,23 @@ def test_mmvp_pair_accuracy_and_question_accuracy():
     result = mmvp.aggregate(_records(mmvp, samples, ["A", "(B)", "A", "A", "The answer is A", "closed"]))
     assert result["details"]["question_accuracy"] == pytest.approx(100 * 5 / 6)
     assert result["value"] == pytest.approx(100 * 2 / 3)
+
+
+def test_seed_bench_states_its_rule_and_reports_llava_exact_letter_accuracy():
+    rows = [
+        {
+            "question_id": str(i),
+            "question": "Which?",
+            **{f"choice_{c}": f"option {c}" for c in "abcd"},
+            "answer": "B",
+            "image": [picture(i)],
+        }
+        for i in range(2)
+    ]
+    samples = seed_bench.make_samples(rows, "letter")
+    result = seed_bench.aggregate(_records(seed_bench, samples, ["B", "The answer is B."]))
+    assert result["value"] == 100.0 and result["details"]["llava_exact_letter_accuracy"] == 50.0
+    assert result["details"]["answer_rule"] == seed_bench.ANSWER_RULE
 
 
 def test_mmvp_rejects_unreadable_options():
