@@ -6,6 +6,7 @@ from recipes.benchmarks import hallusionbench, mathvista, mmbench_en, mme_percep
 from recipes.benchmarks.answers import extract_choice, extract_numbers, extract_yes_no
 from recipes.benchmarks.judge import model_is_first, pairwise_score, parse_score_pair, parse_unit_score, parse_verdict
 from recipes.benchmarks.paper import paper_scores
+from recipes.benchmarks.report import results_markdown
 from tests.recipes.fixture_media import picture
 
 
@@ -288,6 +289,24 @@ def test_pairwise_positions_balance_and_scores():
     assert model_is_first("42") == model_is_first("42")
     assert pairwise_score("A", True) == 1.0 and pairwise_score("B", False) == 1.0
     assert pairwise_score("A", False) == 0.0 and pairwise_score("C", True) == 0.5
+
+
+def test_results_markdown_names_each_scorer_and_its_paths():
+    entry = {
+        "metric": "accuracy",
+        "value": 50.0,
+        "paper": paper_scores("MMMU-val"),
+        "num_samples": 2,
+        "prompt_variant": "first_image",
+        "judge": None,
+        "dataset_id": "lmms-lab/MMMU",
+        "dataset_revision": None,
+        "split": "validation",
+        "details": {"scorer": mmmu.SCORER, "scoring_paths": {"choice_parsed": 1, "choice_random_choice": 1}},
+    }
+    markdown = results_markdown({"model": "m", "benchmarks": {"mmmu_val": entry}})
+    assert f"- mmmu_val: {mmmu.SCORER} (choice_parsed 1, choice_random_choice 1)" in markdown
+    assert "| **50.0** | 35.3 |" in markdown  # the paper's numbers stay next to ours
 
 
 def test_paper_table():
