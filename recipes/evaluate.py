@@ -48,6 +48,7 @@ from recipes.benchmarks import (  # noqa: E402
 )
 from recipes.benchmarks.cache import SampleCache  # noqa: E402
 from recipes.benchmarks.data import load_rows  # noqa: E402
+from recipes.benchmarks.fallback import run_judge_step  # noqa: E402
 from recipes.benchmarks.generation import generate, load_model, render_prompt  # noqa: E402
 from recipes.benchmarks.judge import Judge, JudgeSettings, load_prompt  # noqa: E402
 from recipes.benchmarks.paper import paper_scores  # noqa: E402
@@ -112,7 +113,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, help="Override every benchmark's own generation budget.")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     parser.add_argument("--device", help="Default: cuda when available, else cpu.")
-    judge = parser.add_argument_group("judge (vicuna80, touchstone, mmvet, llava_w, mllm_bench)")
+    judge = parser.add_argument_group(
+        "judge (vicuna80, touchstone, mmvet, llava_w, mllm_bench; optional for the official GPT step of mmbench_en/cn,"
+        " mathvista, hallusionbench, mmvp)"
+    )
     judge.add_argument("--judge-model", help="Judge model name, e.g. gpt-4-0613 (a vision model for mllm_bench).")
     judge.add_argument("--judge-base-url", help="Any OpenAI-compatible endpoint; default: OpenAI's.")
     judge.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="Environment variable holding the key.")
@@ -232,6 +236,7 @@ def run_benchmark(name: str, args: argparse.Namespace, model, processor, judge: 
     progress.close()
 
     records = [cache.records[sample.id] for sample in samples]
+    judge_step = run_judge_step(judge, module, name, records, output / "cache")  # rule benchmarks' GPT step
     summary = module.aggregate(records)
     (output / "samples").mkdir(exist_ok=True)
     with (output / "samples" / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
@@ -249,7 +254,7 @@ def run_benchmark(name: str, args: argparse.Namespace, model, processor, judge: 
         "split": provenance["split"],
         "prompt_variant": variant,
         "prompt_variant_description": module.PROMPT_VARIANTS[variant],
-        "judge": judge_info,
+        "judge": judge_info if is_judged(module) else judge_step,
         "judge_failures": failures,
         "num_samples": len(samples),
         "max_new_tokens": max_new_tokens,
@@ -265,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         print(list_benchmarks())
         return None
     judge = None
-    if any(is_judged(BENCHMARKS[name]) for name in args.names):
+    if args.judge_model:  # required for the judged benchmarks, optional for the rule-scored ones' GPT step
         judge = Judge(
             JudgeSettings(
                 model=args.judge_model,

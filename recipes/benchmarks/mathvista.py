@@ -9,8 +9,10 @@ Scorer followed: lupantech/MathVista evaluation/extract_answer.py (`extract_answ
 `quick_extract`) and evaluation/calculate_score.py (`normalize_extracted_answer`, `safe_equal`). Extraction: an
 empty answer stays empty; a multiple-choice answer that is exactly one of the choices is kept; an integer answer
 that int() reads and a float answer that float() reads are kept; `The answer is "..."`. gives the quoted text.
-Anything else goes to the official GPT extractor, which we do not run: such answers get the empty extraction the
-official code returns when its extractor call fails, and results.json counts them (`needs_gpt_extraction`).
+Anything else goes to the official GPT extractor: without --judge-model such answers get the empty extraction the
+official code returns when its extractor call fails, and results.json counts them (`needs_gpt_extraction`); with it
+the judge extracts the answer (prompts/mathvista_extraction.txt, our wording of the task; `gpt_extracted`, or
+`gpt_extraction_failed` with the empty extraction).
 Normalisation: a choice letter, "(b)" included, names its choice, any other multiple-choice extraction (the empty
 one too) becomes the choice nearest by edit distance; integers are int(float(x)), floats are rounded to the
 answer's precision; the result must equal the dataset's answer string exactly ("-3" is not "3", "2.0" is not "2").
@@ -18,8 +20,10 @@ answer's precision; the result must equal the dataset's answer string exactly ("
 
 import re
 from collections import Counter
+from string import Template
 
 from .common import Sample, mean_percent, require, row_image
+from .fallback import judge_verdict
 
 
 NAME = "mathvista"
@@ -32,6 +36,7 @@ DEFAULT_VARIANT = "query"
 MAX_NEW_TOKENS = 256
 METRIC = "accuracy"
 SCORER = "lupantech/MathVista evaluation/extract_answer.py (rules) + evaluation/calculate_score.py"
+JUDGE_STEP_PROMPT = "mathvista_extraction.txt"
 _QUICK = re.compile(r'The answer is "(.*)"\.')
 _LETTER_IN_PARENTHESES = re.compile(r"\(([a-zA-Z])\)")
 
@@ -47,6 +52,7 @@ def make_samples(rows, variant: str) -> list[Sample]:
             "answer_type": row["answer_type"],
             "precision": row.get("precision"),
             "choices": [str(choice) for choice in row["choices"]] if row["choices"] else None,
+            "query": row["query"],
         }
         if row["question_type"] == "multi_choice" and not target["choices"]:
             raise ValueError(f"{where}: a multi_choice question without choices.")
@@ -120,10 +126,28 @@ def parse_answer(target: dict, raw_answer: str) -> str | None:
     return normalize(target, extract(target, raw_answer)[0])
 
 
+def needs_judge(target: dict, raw_answer: str) -> bool:
+    return extract(target, raw_answer)[1] == "needs_gpt_extraction"
+
+
+def judge_step_messages(target: dict, raw_answer: str, template: str) -> list[dict]:
+    return [{"role": "user", "content": Template(template).substitute(query=target["query"], response=raw_answer)}]
+
+
+def parse_judge_step(reply: str, target: dict) -> tuple[str, None]:
+    """The extracted answer; an empty one is asked again (extract_answer.verify_extraction)."""
+    if not reply.strip():
+        raise ValueError("empty extraction")
+    return reply.strip(), None
+
+
 def aggregate(records: list[dict]) -> dict:
     per_sample, paths = [], Counter()
     for record in records:
         extraction, path = extract(record["target"], record["raw_answer"])
+        if path == "needs_gpt_extraction" and "judge" in record:
+            extraction = judge_verdict(record) or ""
+            path = "gpt_extracted" if extraction else "gpt_extraction_failed"
         record["parsed_answer"] = normalize(record["target"], extraction)
         per_sample.append(float(record["parsed_answer"] == record["target"]["answer"]))
         paths[path] += 1

@@ -13,15 +13,19 @@ last four words once .()[],:;!*#{} are spaces ("I choose C") and no other option
 or after "answer is" ("The correct answer is **D**"); otherwise an option's text counts when it is the only option
 text inside the answer (plain substring, so it works in Chinese) and the answer is at most twice as long as all the
 option texts together. Refusals and a lone "Z" read as Z. What neither rule reads goes to OpenCompass's GPT matching
-step, which we do not run: such answers count as Z (wrong), as OpenCompass does without a judge, and results.json
-counts them (`needs_gpt_matching`).
+step: without --judge-model such answers count as Z (wrong), as OpenCompass does without a judge, and results.json
+counts them (`needs_gpt_matching`); with it the judge maps them to an option (prompts/mmbench_matching.txt, our
+wording), its reply read by the same matching (`gpt_matched`; `gpt_matching_failed` when no reply could be read,
+counted as Z where OpenCompass would guess at random).
 """
 
 import re
 from collections import Counter
+from string import Template
 
 from .answers import options_block
 from .common import Sample, load_metric, mean_percent, require, row_image, text_or_empty
+from .fallback import judge_verdict
 
 
 DATASET_ID = "lmms-lab/MMBench"
@@ -38,6 +42,7 @@ _REFUSALS = (
 )
 _SEPARATORS = re.compile(r"[.()\[\],:;!*#{}]")
 _ANSWER_IS = re.compile(r"(?i)(?:correct\s+)?answer\s+is\s+\**([ABCD])\**")
+JUDGE_STEP_PROMPT = "mmbench_matching.txt"
 
 
 def load_originals(open_split, config: str, limit):
@@ -73,6 +78,7 @@ def make_circular_samples(rows, suffix: str, where_prefix: str) -> list[Sample]:
                         "answer": answer,
                         "options": options,
                         "question": int(row["index"]),
+                        "question_text": question,
                         "category": row.get("category"),
                     },
                 )
@@ -115,8 +121,35 @@ def parse_answer(target: dict, raw_answer: str) -> str:
     return match_answer(target, raw_answer)[0]
 
 
+def needs_judge(target: dict, raw_answer: str) -> bool:
+    return match_answer(target, raw_answer)[1] == "needs_gpt_matching"
+
+
+def judge_step_messages(target: dict, raw_answer: str, template: str) -> list[dict]:
+    text = Template(template).substitute(
+        question=target.get("question_text", ""), options=options_block(target["options"]), answer=raw_answer
+    )
+    return [{"role": "user", "content": text}]
+
+
+def parse_judge_step(reply: str, target: dict) -> tuple[str, None]:
+    """The judge's letter, read with the same matching (Z included); ValueError asks again."""
+    letter = infer_option(reply, {**target["options"], "Z": "none"}) or infer_text(reply, target["options"])
+    if not letter:
+        raise ValueError(f"no option letter in {reply[:80]!r}")
+    return letter, None
+
+
+def _scored(record: dict) -> tuple[str, str]:
+    letter, path = match_answer(record["target"], record["raw_answer"])
+    if path == "needs_gpt_matching" and "judge" in record:
+        verdict = judge_verdict(record)
+        return (verdict, "gpt_matched") if verdict else ("Z", "gpt_matching_failed")
+    return letter, path
+
+
 def aggregate(records: list[dict]) -> dict:
-    matched = [match_answer(r["target"], r["raw_answer"]) for r in records]
+    matched = [_scored(r) for r in records]
     for record, (letter, _) in zip(records, matched):
         record["parsed_answer"] = letter
     result = load_metric("multiple_choice_accuracy").compute(
