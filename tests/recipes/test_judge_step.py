@@ -129,3 +129,13 @@ def test_mmvp_grader_accepts_only_a_bare_yes_or_no(tmp_path):
     # "Yes." is not gpt_grader.py's ^(yes|no)$, so that answer is not counted correct.
     assert result["per_sample"] == [1.0, 1.0, 0.0, 0.0]
     assert result["value"] == 50.0 and result["details"]["scoring_paths"] == {"gpt_graded": 4}
+
+
+def test_every_benchmark_whose_official_protocol_ends_with_gpt_offers_the_step():
+    from recipes.evaluate import BENCHMARKS
+
+    with_step = {name for name, module in BENCHMARKS.items() if hasattr(module, "JUDGE_STEP_PROMPT")}
+    assert with_step == {"mmbench_en", "mmbench_cn", "mathvista", "hallusionbench", "mmvp"}
+    for name in with_step:
+        module = BENCHMARKS[name]
+        assert all(callable(getattr(module, f)) for f in ("needs_judge", "judge_step_messages", "parse_judge_step"))
