@@ -3,7 +3,7 @@
 import pytest
 
 from recipes.benchmarks import hallusionbench, mathvista, mmbench_en, mme_perception, mmmu, mmvet, mmvp, seed_bench
-from recipes.benchmarks.answers import extract_choice, extract_numbers, extract_yes_no
+from recipes.benchmarks.answers import extract_choice, extract_yes_no
 from recipes.benchmarks.judge import model_is_first, pairwise_score, parse_score_pair, parse_unit_score, parse_verdict
 from recipes.benchmarks.paper import paper_scores
 from recipes.benchmarks.report import results_markdown
@@ -53,10 +53,6 @@ def test_extract_choice(answer, letter):
 )
 def test_extract_yes_no(answer, label):
     assert extract_yes_no(answer) == label
-
-
-def test_extract_numbers():
-    assert extract_numbers("x = -3.5, or 1,200 apples and 7") == [-3.5, 1200.0, 7.0]
 
 
 def _records(module, samples, answers):
