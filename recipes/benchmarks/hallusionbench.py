@@ -20,7 +20,7 @@ from collections import Counter
 from string import Template
 
 from .answers import extract_yes_no
-from .common import Sample, mean_percent, parse_all, require, row_image
+from .common import Sample, mean_percent, parse_all, record_paths, require, row_image
 from .fallback import judge_verdict
 
 
@@ -114,7 +114,7 @@ def aggregate(records: list[dict]) -> dict:
         "grades": dict(Counter(grades)),
         "scorer": SCORER,
         "answer_rule": ANSWER_RULE,
-        "scoring_paths": dict(Counter(path for _, path in graded)),
+        "scoring_paths": record_paths(records, [path for _, path in graded]),
     }
     per_sample = [float(c) for c in correct]
     return {"value": mean_percent(per_sample), "details": details, "per_sample": per_sample}

@@ -19,10 +19,9 @@ answer's precision; the result must equal the dataset's answer string exactly ("
 """
 
 import re
-from collections import Counter
 from string import Template
 
-from .common import Sample, mean_percent, require, row_image
+from .common import Sample, mean_percent, record_paths, require, row_image
 from .fallback import judge_verdict
 
 
@@ -142,7 +141,7 @@ def parse_judge_step(reply: str, target: dict) -> tuple[str, None]:
 
 
 def aggregate(records: list[dict]) -> dict:
-    per_sample, paths = [], Counter()
+    per_sample, paths = [], []
     for record in records:
         extraction, path = extract(record["target"], record["raw_answer"])
         if path == "needs_gpt_extraction" and "judge" in record:
@@ -150,6 +149,6 @@ def aggregate(records: list[dict]) -> dict:
             path = "gpt_extracted" if extraction else "gpt_extraction_failed"
         record["parsed_answer"] = normalize(record["target"], extraction)
         per_sample.append(float(record["parsed_answer"] == record["target"]["answer"]))
-        paths[path] += 1
-    details = {"scorer": SCORER, "scoring_paths": dict(paths)}
+        paths.append(path)
+    details = {"scorer": SCORER, "scoring_paths": record_paths(records, paths)}
     return {"value": mean_percent(per_sample), "details": details, "per_sample": per_sample}

@@ -20,11 +20,10 @@ counted as Z where OpenCompass would guess at random).
 """
 
 import re
-from collections import Counter
 from string import Template
 
 from .answers import options_block
-from .common import Sample, load_metric, mean_percent, require, row_image, text_or_empty
+from .common import Sample, load_metric, mean_percent, record_paths, require, row_image, text_or_empty
 from .fallback import judge_verdict
 
 
@@ -162,6 +161,6 @@ def aggregate(records: list[dict]) -> dict:
         "single_pass_accuracy": mean_percent(single),
         "num_questions": result["num_groups"],
         "scorer": SCORER,
-        "scoring_paths": dict(Counter(path for _, path in matched)),
+        "scoring_paths": record_paths(records, [path for _, path in matched]),
     }
     return {"value": 100 * result["group_accuracy"], "details": details, "per_sample": result["per_sample"]}

@@ -19,10 +19,9 @@ as `random_choice` in results.json.
 import ast
 import random
 import re
-from collections import Counter
 
 from .answers import LETTERS, options_block
-from .common import LETTER_ANSWER, SHORT_ANSWER, Sample, mean_percent, require, row_image
+from .common import LETTER_ANSWER, SHORT_ANSWER, Sample, mean_percent, record_paths, require, row_image
 
 
 NAME = "mmmu_val"
@@ -171,7 +170,7 @@ def parse_answer(target: dict, raw_answer: str):
 
 
 def aggregate(records: list[dict]) -> dict:
-    per_sample, paths = [], Counter()
+    per_sample, paths = [], []
     for record in records:
         target = record["target"]
         if target["type"] == "choice":
@@ -182,7 +181,7 @@ def aggregate(records: list[dict]) -> dict:
             prediction, path = parse_open(record["raw_answer"]), "parsed"
             correct = open_answer_correct(prediction, target["answers"])
         record["parsed_answer"] = letter if target["type"] == "choice" else prediction
-        paths[f"{target['type']}_{path}"] += 1
+        paths.append(f"{target['type']}_{path}")
         per_sample.append(float(correct))
     kinds = [r["target"]["type"] for r in records]
     details = {
@@ -190,6 +189,6 @@ def aggregate(records: list[dict]) -> dict:
         "open_accuracy": mean_percent([s for s, kind in zip(per_sample, kinds) if kind == "open"]),
         "questions_with_unseen_images": sum(r["target"]["extra_images"] > 0 for r in records),
         "scorer": SCORER,
-        "scoring_paths": dict(paths),
+        "scoring_paths": record_paths(records, paths),
     }
     return {"value": mean_percent(per_sample), "details": details, "per_sample": per_sample}

@@ -14,11 +14,10 @@ when both of its questions are right, as in MMVP.
 """
 
 import re
-from collections import Counter
 from string import Template
 
 from .answers import extract_choice, options_block
-from .common import LETTER_ANSWER, Sample, load_metric, mean_percent, parse_all, require, row_image
+from .common import LETTER_ANSWER, Sample, load_metric, mean_percent, parse_all, record_paths, require, row_image
 from .fallback import judge_verdict
 
 
@@ -116,6 +115,6 @@ def aggregate(records: list[dict]) -> dict:
         "num_pairs": result["num_groups"],
         "scorer": SCORER,
         "answer_rule": ANSWER_RULE,
-        "scoring_paths": dict(Counter(path for _, path in graded)),
+        "scoring_paths": record_paths(records, [path for _, path in graded]),
     }
     return {"value": 100 * result["group_accuracy"], "details": details, "per_sample": result["per_sample"]}

@@ -49,6 +49,7 @@ def test_mmbench_asks_only_about_unmatched_answers_and_caches_the_verdicts(tmp_p
     result = mmbench.aggregate(records)
     assert result["per_sample"] == [1.0, 1.0] and result["value"] == 100.0
     assert result["details"]["scoring_paths"] == {"matched": 1, "gpt_matched": 1}
+    assert [record["scoring_path"] for record in records] == ["matched", "gpt_matched"]  # shown per sample
     # A rerun asks nothing again; a changed answer is asked about afresh.
     again = _records(mmbench, [target, target], answers)
     run_judge_step(judge, mmbench, "mmbench_en", again, tmp_path)
