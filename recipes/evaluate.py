@@ -88,7 +88,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     parser.add_argument("--device", help="Default: cuda when available, else cpu.")
     add_trust_remote_code_argument(parser)
-    judge = parser.add_argument_group("judge (vicuna80, touchstone, mmvet, llava_w, mllm_bench)")
+    judge = parser.add_argument_group(
+        "judge (vicuna80, touchstone, mmvet, llava_w, mllm_bench; optional for the official GPT step of mmbench_en/cn,"
+        " mathvista, hallusionbench, mmvp)"
+    )
     judge.add_argument("--judge-model", help="Judge model name, e.g. gpt-4-0613 (a vision model for mllm_bench).")
     judge.add_argument("--judge-base-url", help="Any OpenAI-compatible endpoint; default: OpenAI's.")
     judge.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="Environment variable holding the key.")
@@ -151,6 +154,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from dataset_scripts.jsonl_store import atomic_write  # noqa: E402
 from recipes.benchmarks.cache import SampleCache, weights_fingerprint  # noqa: E402
 from recipes.benchmarks.data import load_rows  # noqa: E402
+from recipes.benchmarks.fallback import run_judge_step  # noqa: E402
 from recipes.benchmarks.generation import GREEDY, fixed_batches, generate, load_model, render_prompt  # noqa: E402
 from recipes.benchmarks.judge import Judge, JudgeConfigError, JudgeSettings, load_prompt  # noqa: E402
 from recipes.benchmarks.paper import paper_scores  # noqa: E402
@@ -239,6 +243,7 @@ def run_benchmark(
                     cache.append(record)
         answer_missing(module, samples, cache, model, processor, judge, template, max_new_tokens, args.batch_size)
         records = [cache.records[sample.id] for sample in samples]
+    judge_step = run_judge_step(judge, module, name, records, output / "cache")  # rule benchmarks' GPT step
     summary = module.aggregate(records)
     lines = [
         json.dumps({**record, "score": score}, ensure_ascii=False) + "\n"
@@ -257,7 +262,7 @@ def run_benchmark(
         "split": provenance["split"],
         "prompt_variant": variant,
         "prompt_variant_description": module.PROMPT_VARIANTS[variant],
-        "judge": judge_info,
+        "judge": judge_info if is_judged(module) else judge_step,
         "judge_failures": failures,
         "num_samples": len(samples),
         "max_new_tokens": max_new_tokens,
@@ -324,7 +329,7 @@ def evaluate_all(args: argparse.Namespace) -> dict | None:
         return None
     check_benchmark_options(args)
     judge = None
-    if any(is_judged(BENCHMARKS[name]) for name in args.names):
+    if args.judge_model:  # required for the judged benchmarks, optional for the rule-scored ones' GPT step
         try:
             judge = Judge(
                 JudgeSettings(

@@ -45,6 +45,15 @@ class AllavaLmms:
         if not hasattr(self, "task_dict"):
             self.task_dict = {}
 
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
+        """lmms-eval's constructor path, which would pass its own `batch_size`/`device` next to the same keys in
+        `--model_args` (a TypeError: multiple values). A key given in `--model_args` wins over lmms-eval's."""
+        # Keys only: lmms-eval parses the values (and JSON values with commas) itself in the base method.
+        given = {part.split("=", 1)[0].strip() for part in arg_string.split(",") if "=" in part}
+        extra = {key: value for key, value in (additional_config or {}).items() if key not in given}
+        return super().create_from_arg_string(arg_string, extra)
+
     def _sample(self, context: str, doc_to_visual, doc_id, task, split) -> Sample:
         """Context text plus the document's images; a literal `<image>` in task text is dropped (we place it)."""
         visuals = doc_to_visual(self.task_dict[task][split][doc_id]) if doc_to_visual is not None else []

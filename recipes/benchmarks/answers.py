@@ -1,7 +1,9 @@
-"""Answer extraction shared by the rule-scored benchmarks: option letters, yes/no, numbers.
+"""Answer reading for the benchmarks without an official per-answer rule (SEED-Bench, MMVP letters; HallusionBench
+yes/no without a judge), and the LLaVA-1.5 option layout. Benchmarks with an official scorer port it in their own
+module instead.
 
-Extraction is deterministic (no random fallback): an answer we cannot read scores as wrong, and the per-sample
-JSONL keeps the raw text so the parse can be audited.
+Reading is deterministic (no random fallback): an answer we cannot read scores as wrong, and the per-sample JSONL
+keeps the raw text so the reading can be audited.
 """
 
 import re
@@ -14,7 +16,6 @@ _LEADING_LETTER = re.compile(r"^\(?([A-J])(?:[.:)]|\s*$)")
 _ANSWER_IS = re.compile(r"(?i:answer|option|choice)\s*(?i:is)?\s*[:：]?\s*\(?([A-J])\b")
 _ANSWER_IS_CN = re.compile(r"(?:答案|选项)\s*(?:是|为|：|:)?\s*\(?([A-J])\b")
 _PARENTHESISED = re.compile(r"\(([A-J])\)")
-_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 
 
 def _norm(text: str) -> str:
@@ -67,11 +68,6 @@ def extract_yes_no(answer: str) -> str:
         return words[0]
     found = {word for word in words if word in ("yes", "no")}
     return found.pop() if len(found) == 1 else ""
-
-
-def extract_numbers(answer: str) -> list[float]:
-    """Every number written in the answer, commas as thousands separators."""
-    return [float(match.replace(",", "")) for match in _NUMBER.findall(answer)]
 
 
 def options_block(options: dict[str, str]) -> str:

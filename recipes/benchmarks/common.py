@@ -3,6 +3,7 @@
 import base64
 import binascii
 import functools
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,3 +95,19 @@ def require(row: dict, fields: tuple[str, ...], where: str) -> None:
 
 def mean_percent(values: list[float]) -> float:
     return 100.0 * sum(values) / len(values) if values else 0.0
+
+
+def parse_all(parse_answer: Callable[[dict, str], str], records: list[dict]) -> list[str]:
+    """Parse every record's raw answer again with the current scorer (cached records may predate a scorer change);
+    the refreshed `parsed_answer` (and `scoring_path` "rule") is what the per-sample output shows."""
+    for record in records:
+        record["parsed_answer"] = parse_answer(record["target"], record["raw_answer"])
+        record["scoring_path"] = "rule"
+    return [record["parsed_answer"] for record in records]
+
+
+def record_paths(records: list[dict], paths: list[str]) -> dict[str, int]:
+    """Store each record's scoring path (shown per sample) and count them for results.json's `scoring_paths`."""
+    for record, path in zip(records, paths, strict=True):
+        record["scoring_path"] = path
+    return dict(Counter(paths))

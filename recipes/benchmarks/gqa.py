@@ -1,4 +1,9 @@
-"""GQA testdev-balanced: compositional questions about real images, short answers, normalised exact match.
+"""GQA testdev-balanced: compositional questions about real images, short answers, exact match.
+
+Scorer followed: haotian-liu/LLaVA scripts/convert_gqa_for_eval.py (the answer, already stripped of surrounding
+white space by llava/eval/model_vqa_loader.py, loses its trailing periods and is lower-cased) and then GQA's own
+eval.py accuracy, `prediction == gold`. Nothing else is normalised: no articles dropped, no number words mapped, no
+other punctuation removed ("yes ." and "Yes!" are wrong for "yes").
 
 Rows (lmms-lab/GQA, config `testdev_balanced_instructions`, split `testdev`): `id`, `imageId`, `question`,
 `answer` (plus fullAnswer, types, semantic ... unused). Images live in config `testdev_balanced_images`
@@ -6,7 +11,7 @@ Rows (lmms-lab/GQA, config `testdev_balanced_instructions`, split `testdev`): `i
 sub-folders named after them.
 """
 
-from .common import SHORT_ANSWER, Sample, load_metric, mean_percent, require, row_image
+from .common import SHORT_ANSWER, Sample, mean_percent, parse_all, require, row_image
 
 
 NAME = "gqa"
@@ -19,6 +24,7 @@ PROMPT_VARIANTS = {"short_answer": f"question + '\\n{SHORT_ANSWER}' (LLaVA-1.5)"
 DEFAULT_VARIANT = "short_answer"
 MAX_NEW_TOKENS = 16
 METRIC = "exact_match"
+SCORER = "haotian-liu/LLaVA scripts/convert_gqa_for_eval.py + GQA eval.py (exact match)"
 
 
 def load_rows(open_split, limit):
@@ -55,13 +61,12 @@ def make_samples(rows, variant: str) -> list[Sample]:
 
 
 def parse_answer(target: dict, raw_answer: str) -> str:
-    return raw_answer.strip()
+    """The prediction as the converter writes it: stripped, trailing periods removed, lower-cased."""
+    return raw_answer.strip().rstrip(".").lower()
 
 
 def aggregate(records: list[dict]) -> dict:
-    result = load_metric("vqa_accuracy").compute(
-        predictions=[r["parsed_answer"] for r in records],
-        references=[[r["target"]["answer"]] for r in records],
-        mode="exact",
-    )
-    return {"value": mean_percent(result["per_sample"]), "details": {}, "per_sample": result["per_sample"]}
+    parsed = parse_all(parse_answer, records)
+    per_sample = [float(answer == r["target"]["answer"]) for answer, r in zip(parsed, records)]
+    details = {"scorer": SCORER, "scoring_paths": {"rule": len(records)}}
+    return {"value": mean_percent(per_sample), "details": details, "per_sample": per_sample}

@@ -3,13 +3,17 @@
 from .common import LETTER_ANSWER
 from .mmbench import (  # noqa: F401
     DATASET_ID,
+    JUDGE_STEP_PROMPT,
     MAX_NEW_TOKENS,
     METRIC,
     SPLIT,
     aggregate,
+    judge_step_messages,
     load_originals,
     make_circular_samples,
+    needs_judge,
     parse_answer,
+    parse_judge_step,
 )
 
 

@@ -4,10 +4,15 @@ Rows (lmms-lab/MME, split `test`): `question_id` (the image file, shared by its 
 (already ends in "Please answer yes or no."), `answer` ("Yes"/"No"), `category`, `image`.
 Score per subtask = 100 * (accuracy + accuracy+), where accuracy+ counts images with both questions right;
 MME-P sums the 10 perception subtasks (max 2000), MME-C the 4 cognition subtasks (max 800).
+
+Scorer followed: MME's eval_tool/calculation.py (BradyFU/Awesome-Multimodal-Large-Language-Models, branch
+Evaluation, tools/eval_tool.zip), applied to the answer stripped as llava/eval/model_vqa_loader.py writes it. The
+answer is lower-cased; exactly "yes"/"no" is read as such, otherwise only its first four characters count: "yes" in
+them means yes, else "no" in them means no, else the answer is "other" (wrong). So "Not sure", "nope" and even
+"know" read as no, "eyes" as yes, and "I think yes" as other.
 """
 
-from .answers import extract_yes_no
-from .common import SHORT_ANSWER, Sample, load_metric, require, row_image
+from .common import SHORT_ANSWER, Sample, load_metric, parse_all, require, row_image
 
 
 DATASET_ID = "lmms-lab/MME"
@@ -20,6 +25,7 @@ PROMPT_VARIANTS = {
 DEFAULT_VARIANT = "short_answer"
 MAX_NEW_TOKENS = 16
 METRIC = "mme_score"
+SCORER = "MME eval_tool/calculation.py (acc + acc+ per subtask)"
 PERCEPTION = "existence count position color posters celebrity scene landmark artwork OCR".split()
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
 
@@ -52,13 +58,19 @@ def make_samples(rows, variant: str) -> list[Sample]:
 
 
 def parse_answer(target: dict, raw_answer: str) -> str:
-    return extract_yes_no(raw_answer)
+    """'yes', 'no', or '' (the calculator's "other") read the way calculation.py reads an answer."""
+    answer = raw_answer.strip().lower()
+    if answer in ("yes", "no"):
+        return answer
+    if "yes" in answer[:4]:
+        return "yes"
+    return "no" if "no" in answer[:4] else ""
 
 
 def aggregate(records: list[dict]) -> dict:
     metric = load_metric("yes_no_accuracy")
     per_sample = metric.compute(
-        predictions=[r["parsed_answer"] for r in records], references=[r["target"]["answer"] for r in records]
+        predictions=parse_all(parse_answer, records), references=[r["target"]["answer"] for r in records]
     )["per_sample"]
     subtasks = {}
     for category in sorted({r["target"]["category"] for r in records}):
@@ -74,4 +86,5 @@ def aggregate(records: list[dict]) -> dict:
             "accuracy_plus": 100 * result["accuracy_plus"],
         }
     value = sum(entry["score"] for entry in subtasks.values())
-    return {"value": value, "details": {"subtasks": subtasks}, "per_sample": per_sample}
+    details = {"subtasks": subtasks, "scorer": SCORER, "scoring_paths": {"rule": len(records)}}
+    return {"value": value, "details": details, "per_sample": per_sample}

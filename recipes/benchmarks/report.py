@@ -72,6 +72,12 @@ def results_markdown(results: dict) -> str:
         revision = entry["dataset_revision"] or "unpinned"
         config = f" ({entry['dataset_config']})" if entry.get("dataset_config") else ""
         lines.append(f"- {name}: `{entry['dataset_id']}`{config} split `{entry['split']}` @ {revision}")
+    scored = {name: entry["details"] for name, entry in results["benchmarks"].items() if "scorer" in entry["details"]}
+    if scored:
+        lines += ["", "Scorers (the paper's numbers come from each paper's own harness):", ""]
+    for name, details in scored.items():
+        paths = ", ".join(f"{path} {count}" for path, count in details.get("scoring_paths", {}).items())
+        lines.append(f"- {name}: {details['scorer']}" + (f" ({paths})" if paths else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -3,10 +3,18 @@
 Rows (lmms-lab/ScienceQA, config `ScienceQA-IMG`, split `test`): `question`, `choices` (list of strings),
 `answer` (index into choices), `hint` (context, may be empty), `image`, plus task/grade/subject/topic/category/
 skill/lecture/solution (unused). The dataset has no id column, so samples are numbered by row.
+
+Scorer followed: haotian-liu/LLaVA llava/eval/eval_science_qa.py, on the answer stripped as
+llava/eval/model_vqa_science.py writes it. Only its three patterns are read: the answer is exactly a letter A-E,
+or starts with a letter followed by ". " ("B. dark red"), or holds exactly one "The answer is X" followed by any
+character. Everything else is FAILED there and wrong here: "(B)", "B.", "Answer: B", "b", the option text. A letter
+beyond the question's choices is wrong too.
 """
 
-from .answers import LETTERS, extract_choice, options_block
-from .common import LETTER_ANSWER, Sample, load_metric, mean_percent, require, row_image, text_or_empty
+import re
+
+from .answers import LETTERS, options_block
+from .common import LETTER_ANSWER, Sample, load_metric, mean_percent, parse_all, require, row_image, text_or_empty
 
 
 NAME = "scienceqa_img"
@@ -20,6 +28,10 @@ PROMPT_VARIANTS = {
 DEFAULT_VARIANT = "context_letter"
 MAX_NEW_TOKENS = 16
 METRIC = "accuracy"
+SCORER = "haotian-liu/LLaVA llava/eval/eval_science_qa.py"
+_OFFICIAL_LETTERS = tuple("ABCDE")  # the script's fixed --options list
+# "." matches any character, as in the script: "The answer is B," counts, a bare "The answer is B" does not.
+_ANSWER_IS = re.compile(r"The answer is ([A-Z]).")
 
 
 def make_samples(rows, variant: str) -> list[Sample]:
@@ -44,11 +56,21 @@ def make_samples(rows, variant: str) -> list[Sample]:
 
 
 def parse_answer(target: dict, raw_answer: str) -> str:
-    return extract_choice(raw_answer, target["options"])
+    """The letter eval_science_qa.py reads, or "" where it reports FAILED or the letter is not a choice."""
+    text = raw_answer.strip()
+    if text in _OFFICIAL_LETTERS:
+        letter = text
+    elif len(text) >= 3 and text[0] in _OFFICIAL_LETTERS and text[1:3] == ". ":
+        letter = text[0]
+    else:
+        found = _ANSWER_IS.findall(text)
+        letter = found[0] if len(found) == 1 else ""
+    return letter if letter in _OFFICIAL_LETTERS[: len(target["options"])] else ""
 
 
 def aggregate(records: list[dict]) -> dict:
     result = load_metric("multiple_choice_accuracy").compute(
-        predictions=[r["parsed_answer"] for r in records], references=[r["target"]["answer"] for r in records]
+        predictions=parse_all(parse_answer, records), references=[r["target"]["answer"] for r in records]
     )
-    return {"value": mean_percent(result["per_sample"]), "details": {}, "per_sample": result["per_sample"]}
+    details = {"scorer": SCORER, "scoring_paths": {"rule": len(records)}}
+    return {"value": mean_percent(result["per_sample"]), "details": details, "per_sample": result["per_sample"]}

@@ -3,10 +3,16 @@
 Rows (lmms-lab/SEED-Bench, split `test`): `question_id`, `question`, `choice_a`..`choice_d`, `answer` (letter),
 `data_type` ("image" or "video"; video rows are dropped), `question_type_id`, `image` (a list of images; one for
 image questions).
+
+Scorer: SEED-Bench's own evaluation ranks the options by likelihood, which a generated answer cannot follow, so
+there is no official rule for reading a generated answer. The rule used (ANSWER_RULE, also in results.json): the
+option letter read by answers.extract_choice (a bare or leading letter, "the answer is X", a single "(X)", else the
+one option whose text the answer holds). LLaVA-1.5's scripts/convert_seed_for_submission.py instead counts only an
+answer that is exactly the letter; that stricter figure is in details as `llava_exact_letter_accuracy`.
 """
 
 from .answers import extract_choice, options_block
-from .common import LETTER_ANSWER, Sample, load_metric, mean_percent, require, row_image
+from .common import LETTER_ANSWER, Sample, load_metric, mean_percent, parse_all, require, row_image
 
 
 NAME = "seed_bench"
@@ -18,6 +24,8 @@ PROMPT_VARIANTS = {"letter": f"question + '\\nA. ...\\nD. ...' + '\\n{LETTER_ANS
 DEFAULT_VARIANT = "letter"
 MAX_NEW_TOKENS = 16
 METRIC = "accuracy"
+SCORER = "no official rule for generated answers (SEED-Bench ranks options by likelihood); see ANSWER_RULE"
+ANSWER_RULE = "option letter by answers.extract_choice: bare/leading letter, 'answer is X', one '(X)', option text"
 
 
 def load_rows(open_split, limit):
@@ -51,6 +59,13 @@ def parse_answer(target: dict, raw_answer: str) -> str:
 
 def aggregate(records: list[dict]) -> dict:
     result = load_metric("multiple_choice_accuracy").compute(
-        predictions=[r["parsed_answer"] for r in records], references=[r["target"]["answer"] for r in records]
+        predictions=parse_all(parse_answer, records), references=[r["target"]["answer"] for r in records]
     )
-    return {"value": mean_percent(result["per_sample"]), "details": {}, "per_sample": result["per_sample"]}
+    exact = [float(r["raw_answer"].strip() == r["target"]["answer"]) for r in records]
+    details = {
+        "llava_exact_letter_accuracy": mean_percent(exact),
+        "scorer": SCORER,
+        "answer_rule": ANSWER_RULE,
+        "scoring_paths": {"rule": len(records)},
+    }
+    return {"value": mean_percent(result["per_sample"]), "details": details, "per_sample": result["per_sample"]}

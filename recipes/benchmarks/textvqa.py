@@ -3,9 +3,13 @@
 Rows (lmms-lab/textvqa, split `validation`): `question_id`, `question`, `image`, `answers` (10 strings),
 `ocr_tokens` (Rosetta OCR words; used by the `ocr_tokens` variant). Scores move by several points between the two
 prompt variants, which is why the variant is stored with the score.
+
+Scorer followed: haotian-liu/LLaVA llava/eval/eval_textvqa.py with llava/eval/m4c_evaluator.py (TextVQA/mmf's
+evaluator; ported in metrics/vqa_accuracy), applied to the answer stripped of surrounding white space as
+llava/eval/model_vqa_loader.py writes it.
 """
 
-from .common import SHORT_ANSWER, Sample, load_metric, mean_percent, require, row_image
+from .common import SHORT_ANSWER, Sample, load_metric, mean_percent, parse_all, require, row_image
 
 
 NAME = "textvqa"
@@ -20,6 +24,7 @@ PROMPT_VARIANTS = {
 DEFAULT_VARIANT = "ocr_tokens"
 MAX_NEW_TOKENS = 16
 METRIC = "vqa_accuracy"
+SCORER = "haotian-liu/LLaVA llava/eval/m4c_evaluator.py (TextVQAAccuracyEvaluator)"
 
 
 def make_samples(rows, variant: str) -> list[Sample]:
@@ -48,6 +53,8 @@ def parse_answer(target: dict, raw_answer: str) -> str:
 
 def aggregate(records: list[dict]) -> dict:
     result = load_metric("vqa_accuracy").compute(
-        predictions=[r["parsed_answer"] for r in records], references=[r["target"]["answers"] for r in records]
+        predictions=parse_all(parse_answer, records),
+        references=[r["target"]["answers"] for r in records],
     )
-    return {"value": mean_percent(result["per_sample"]), "details": {}, "per_sample": result["per_sample"]}
+    details = {"scorer": SCORER, "scoring_paths": {"rule": len(records)}}
+    return {"value": mean_percent(result["per_sample"]), "details": details, "per_sample": result["per_sample"]}

@@ -29,6 +29,15 @@ def default_reply(request: dict, call_number: int) -> str:
         return "Reply A is more helpful.\n[[A]]"
     if "between 0.0 and 1.0" in text:
         return "0.4"
+    # The optional GPT step of rule-scored benchmarks (MMBench matching, MathVista extraction, grading).
+    for ask, reply in (
+        ("single letter alone", "A"),
+        ("extracted answer alone", "3"),
+        ("correct, incorrect or unclear", "correct"),
+        ("one word: yes or no", "yes"),
+    ):
+        if ask in text:
+            return reply
     return "8 6\nAssistant 1 is more accurate."
 
 

@@ -2,10 +2,11 @@
 
 import pytest
 
-from recipes.benchmarks import hallusionbench, mathvista, mmbench_en, mme_perception, mmmu, mmvet, mmvp
-from recipes.benchmarks.answers import extract_choice, extract_numbers, extract_yes_no
+from recipes.benchmarks import hallusionbench, mathvista, mmbench_en, mme_perception, mmmu, mmvet, mmvp, seed_bench
+from recipes.benchmarks.answers import extract_choice, extract_yes_no
 from recipes.benchmarks.judge import model_is_first, pairwise_score, parse_score_pair, parse_unit_score, parse_verdict
 from recipes.benchmarks.paper import paper_scores
+from recipes.benchmarks.report import results_markdown
 from tests.recipes.fixture_media import picture
 
 
@@ -52,10 +53,6 @@ def test_extract_choice(answer, letter):
 )
 def test_extract_yes_no(answer, label):
     assert extract_yes_no(answer) == label
-
-
-def test_extract_numbers():
-    assert extract_numbers("x = -3.5, or 1,200 apples and 7") == [-3.5, 1200.0, 7.0]
 
 
 def _records(module, samples, answers):
@@ -107,6 +104,23 @@ def test_mmvp_pair_accuracy_and_question_accuracy():
     result = mmvp.aggregate(_records(mmvp, samples, ["A", "(B)", "A", "A", "The answer is A", "closed"]))
     assert result["details"]["question_accuracy"] == pytest.approx(100 * 5 / 6)
     assert result["value"] == pytest.approx(100 * 2 / 3)
+
+
+def test_seed_bench_states_its_rule_and_reports_llava_exact_letter_accuracy():
+    rows = [
+        {
+            "question_id": str(i),
+            "question": "Which?",
+            **{f"choice_{c}": f"option {c}" for c in "abcd"},
+            "answer": "B",
+            "image": [picture(i)],
+        }
+        for i in range(2)
+    ]
+    samples = seed_bench.make_samples(rows, "letter")
+    result = seed_bench.aggregate(_records(seed_bench, samples, ["B", "The answer is B."]))
+    assert result["value"] == 100.0 and result["details"]["llava_exact_letter_accuracy"] == 50.0
+    assert result["details"]["answer_rule"] == seed_bench.ANSWER_RULE
 
 
 def test_mmvp_rejects_unreadable_options():
@@ -172,6 +186,29 @@ def test_hallusionbench_figure_and_question_pair_accuracy():
     assert result["details"]["qAcc"] == pytest.approx(50.0)
 
 
+def test_hallusionbench_vs_questions_without_a_figure_follow_the_official_rules():
+    def row(figure_id, gt):
+        return {
+            "category": "VS",
+            "subcategory": "chart",
+            "set_id": "3",
+            "figure_id": figure_id,
+            "question_id": "0",
+            "question": "Is it 2020?",
+            "gt_answer": gt,
+            "image": None if figure_id == "0" else picture(0),
+        }
+
+    samples = hallusionbench.make_samples([row("0", "1"), row("1", "0")], "plain")
+    # Without a figure an unclear answer counts as correct (utils.assign_correctness), and fAcc skips that question.
+    result = hallusionbench.aggregate(_records(hallusionbench, samples, ["I cannot tell", "No"]))
+    assert result["per_sample"] == [1.0, 1.0]
+    assert result["details"]["fAcc"] == 100.0 and result["details"]["qAcc"] == 100.0
+    assert result["details"]["grades"] == {"unclear": 1, "correct": 1}
+    wrong_on_figure = hallusionbench.aggregate(_records(hallusionbench, samples, ["Yes", "Yes"]))
+    assert wrong_on_figure["details"]["fAcc"] == 0.0  # the one figure counted is the edited one, answered wrong
+
+
 def test_mmmu_choice_and_open_answers():
     def row(row_id, options, answer, question_type):
         return {
@@ -200,18 +237,30 @@ def test_mmmu_choice_and_open_answers():
     assert result["details"]["questions_with_unseen_images"] == 1
 
 
-def test_mathvista_rule_extraction():
-    float_target = {"answer": "1.2", "answer_type": "float", "precision": 1.0}
-    assert mathvista.parse_answer(float_target, "The work is 1.23 J") == "1.2"
-    assert mathvista.parse_answer({"answer": "3", "answer_type": "integer", "precision": None}, "about 2.9") == "3"
-    choice_target = {"answer": "green", "answer_type": "text", "options": {"A": "red", "B": "green"}}
-    assert mathvista.parse_answer(choice_target, "(B) green") == "green"
-    records = [
-        {"parsed_answer": "1.2", "target": float_target},
-        {"parsed_answer": "green", "target": choice_target},
-        {"parsed_answer": "", "target": float_target},
+def test_mathvista_samples_keep_what_the_official_scorer_needs():
+    def row(pid, question_type, answer_type, choices, answer, precision=None):
+        return {
+            "pid": pid,
+            "query": "Q?",
+            "decoded_image": picture(0),
+            "choices": choices,
+            "answer": answer,
+            "question_type": question_type,
+            "answer_type": answer_type,
+            "precision": precision,
+        }
+
+    rows = [
+        row("1", "multi_choice", "text", ["red", "green"], "green"),
+        row("2", "free_form", "float", None, "1.2", 1.0),
     ]
-    assert mathvista.aggregate(records)["per_sample"] == [1.0, 1.0, 0.0]
+    samples = mathvista.make_samples(rows, "query")
+    assert samples[0].target["choices"] == ["red", "green"] and samples[1].target["precision"] == 1.0
+    # An exact choice is kept; 1.23 rounds to the answer's precision. Free text would need the GPT extractor.
+    result = mathvista.aggregate(_records(mathvista, samples, ["green", "1.23"]))
+    assert result["per_sample"] == [1.0, 1.0]
+    with pytest.raises(ValueError, match="mathvista row 0: a multi_choice question without choices"):
+        mathvista.make_samples([row("1", "multi_choice", "text", None, "a")], "query")
 
 
 def test_judge_reply_parsers():
@@ -236,6 +285,24 @@ def test_pairwise_positions_balance_and_scores():
     assert model_is_first("42") == model_is_first("42")
     assert pairwise_score("A", True) == 1.0 and pairwise_score("B", False) == 1.0
     assert pairwise_score("A", False) == 0.0 and pairwise_score("C", True) == 0.5
+
+
+def test_results_markdown_names_each_scorer_and_its_paths():
+    entry = {
+        "metric": "accuracy",
+        "value": 50.0,
+        "paper": paper_scores("MMMU-val"),
+        "num_samples": 2,
+        "prompt_variant": "first_image",
+        "judge": None,
+        "dataset_id": "lmms-lab/MMMU",
+        "dataset_revision": None,
+        "split": "validation",
+        "details": {"scorer": mmmu.SCORER, "scoring_paths": {"choice_parsed": 1, "choice_random_choice": 1}},
+    }
+    markdown = results_markdown({"model": "m", "benchmarks": {"mmmu_val": entry}})
+    assert f"- mmmu_val: {mmmu.SCORER} (choice_parsed 1, choice_random_choice 1)" in markdown
+    assert "| **50.0** | 35.3 |" in markdown  # the paper's numbers stay next to ours
 
 
 def test_paper_table():

@@ -31,6 +31,13 @@ class StandInLmms(abc.ABC):
         self._world_size = 1
         self.task_dict = {}
 
+    @classmethod
+    def create_from_arg_string(cls, arg_string, additional_config=None):
+        # As lmms_eval.api.model.lmms does: model_args and lmms-eval's own settings both become keyword arguments.
+        args = dict(part.split("=", 1) for part in arg_string.split(",")) if arg_string else {}
+        args2 = {key: value for key, value in (additional_config or {}).items() if value is not None}
+        return cls(**args, **args2)
+
     @abc.abstractmethod
     def loglikelihood(self, requests): ...
 
@@ -147,6 +154,15 @@ def test_loglikelihood_is_highest_and_greedy_for_the_models_own_continuation(plu
     assert greedy_flag is True and other_flag is False
     # No continuation can beat the greedy first token: its log-prob bounds every continuation's sum from above.
     assert math.isfinite(other_logprob) and other_logprob < greedy_logprob < 0
+
+
+def test_batch_size_in_model_args_and_from_lmms_eval_both_accepted(plugin, model_dir):
+    # `lmms-eval --model allava --model_args pretrained=...,batch_size=2` also passes its own --batch_size (1).
+    cls = resolve(plugin.manifest())
+    config = {"batch_size": 1, "max_batch_size": None, "device": "cpu"}
+    model = cls.create_from_arg_string(f"pretrained={model_dir},batch_size=2", config)
+    assert model.batch_size == 2
+    assert cls.create_from_arg_string(f"pretrained={model_dir}", {**config, "batch_size": 3}).batch_size == 3
 
 
 def test_unsupported_batch_size(plugin, model_dir):
