@@ -20,9 +20,9 @@ def upload_folder(
     """Create the repo (and branch) if needed and upload `folder` as one commit; returns a line saying what happened.
 
     The token comes from `HF_TOKEN` or `hf auth login` and is never printed: a failure exits with one line scrubbed
-    of it (and of anything shaped like a token). A Space (`repo_type="space"`) is created with `space_sdk`. Files identical to the remote ones are
+    of it (and of anything shaped like a token). Files identical to the remote ones are
     skipped by huggingface_hub, so pushing the same folder twice makes no commit. Remote files matching
-    `delete_patterns` that the folder no longer has are deleted in the same commit.
+    `delete_patterns` that the folder no longer has are deleted in the same commit. A Space needs `space_sdk`.
     """
     from huggingface_hub import HfApi, get_token
 

@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -20,7 +19,8 @@ import torch
 from PIL import Image
 
 from hub.export_llava_hf import export
-from hub.push_space import build_space_folder, main as push_space_main
+from hub.push_space import build_space_folder
+from hub.push_space import main as push_space_main
 from modeling_allava.tiny import build_tiny_model_and_processor
 from tests.hub.fake_hub import FakeHub
 from tests.hub.processes import REPO_ROOT, run_python
@@ -30,11 +30,23 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="no `chromium` on PATH: install the Debian package (apt-get install -y chromium)"
 )
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 SCREENSHOT = REPO_ROOT / "docs" / "space-demo.png"
 EXAMPLE_IMAGE = REPO_ROOT / "hub" / "space" / "examples" / "shapes.png"
 TOKEN = "hf_FakeTokenForTests0123456789abcdef"
+
+
+# A fresh process where `modeling_allava` cannot be imported, as in a Space: app.py must fall back to remote code.
+SPACE_WITHOUT_PACKAGE = """
+import importlib.util, sys
+sys.modules["modeling_allava"] = None
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+app = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app)
+model, processor = app.load_model(sys.argv[2])
+print(app.needs_remote_code(sys.argv[2]), *(type(made).__module__.split(".")[0] for made in (model, processor)))
+"""
 
 
 def load_app(path: Path = REPO_ROOT / "hub" / "space" / "app.py"):
@@ -107,7 +119,7 @@ def test_bad_uploads_are_one_line_errors(app, tmp_path, monkeypatch):
         app.open_image(str(tmp_path / "big.png"))
 
 
-def test_remote_code_only_where_the_rule_allows(app, checkpoint, tmp_path, monkeypatch):
+def test_remote_code_only_where_the_rule_allows(app, checkpoint, tmp_path):
     assert app.needs_remote_code(str(checkpoint)) is False  # installed classes, whatever the flag says
     assert app.needs_remote_code(str(checkpoint), trust_remote_code=True) is False
     (tmp_path / "other").mkdir()
@@ -116,11 +128,8 @@ def test_remote_code_only_where_the_rule_allows(app, checkpoint, tmp_path, monke
     assert app.needs_remote_code(str(tmp_path / "other"), trust_remote_code=True) is True
 
     # In a Space the package is not installed: the ALLaVA checkpoint's own code is what loads it.
-    monkeypatch.setitem(sys.modules, "modeling_allava", None)
-    assert app.needs_remote_code(str(checkpoint)) is True
-    model, processor = app.load_model(str(checkpoint))
-    assert type(model).__module__.startswith("transformers_modules.")
-    assert type(processor).__module__.startswith("transformers_modules.")
+    loaded = run_python(["-c", SPACE_WITHOUT_PACKAGE, str(REPO_ROOT / "hub" / "space" / "app.py"), str(checkpoint)])
+    assert loaded.stdout.split() == ["True", "transformers_modules", "transformers_modules"]
 
 
 def test_native_llava_export_chats_without_remote_code(app, checkpoint, tmp_path, picture):
