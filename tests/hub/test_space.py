@@ -3,6 +3,7 @@ to the fake Hub, the CLI, and a real headless Chromium uploading an image and wa
 
 import functools
 import importlib.util
+import os
 import re
 import shutil
 import socket
@@ -32,7 +33,8 @@ needs_chromium = pytest.mark.skipif(
 )
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-SCREENSHOT = REPO_ROOT / "docs" / "space-demo.png"
+# The README's screenshot is this test's: `ALLAVA_UPDATE_SCREENSHOTS=1 pytest tests/hub/test_space.py` rewrites it.
+DOCS_SCREENSHOT = REPO_ROOT / "docs" / "space-demo.png"
 EXAMPLE_IMAGE = REPO_ROOT / "hub" / "space" / "examples" / "shapes.png"
 TOKEN = "hf_FakeTokenForTests0123456789abcdef"
 
@@ -299,9 +301,11 @@ def test_chat_in_headless_chromium_streams_an_answer_about_the_upload(served, tm
         seen = [alnum(text) for text in page.evaluate("window.seen")]
         page.get_by_text("Generation settings").click()  # folded again, and back to the top, for the README
         page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=str(SCREENSHOT))
+        shot = DOCS_SCREENSHOT if os.environ.get("ALLAVA_UPDATE_SCREENSHOTS") == "1" else tmp_path / "space-demo.png"
+        page.screenshot(path=str(shot))
         browser.close()
 
+    assert Image.open(shot).size == (1100, 900) and Image.open(shot).convert("L").getextrema()[0] < 100  # text drawn
     assert outside == []  # every asset came from the app itself: nothing waits on a CDN
     kwargs = calls[0]["kwargs"]
     assert kwargs["max_new_tokens"] == 16 and kwargs["pixel_values"].shape[0] == 1  # the settings and the upload
