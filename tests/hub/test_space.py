@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -144,6 +145,28 @@ def test_native_llava_export_chats_without_remote_code(app, checkpoint, tmp_path
     assert answers and all(later.startswith(earlier) for earlier, later in zip(answers, answers[1:]))
 
 
+def test_a_failed_generation_is_an_error_in_the_chat_not_a_hang(app, checkpoint, picture, monkeypatch):
+    model, processor = app.load_model(str(checkpoint))
+
+    def broken(**kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(model, "generate", broken)
+    demo = app.build_demo(model, processor)
+    outcome = []
+
+    def chat() -> None:
+        try:
+            list(demo.fn({"text": "What is this?", "files": [str(picture)]}, [], 6, 0.0, 0.9))
+        except gr.Error as error:
+            outcome.append(error.message)
+
+    worker = threading.Thread(target=chat, daemon=True)
+    worker.start()
+    worker.join(timeout=120)  # a streamer nobody ends would wait forever
+    assert not worker.is_alive() and outcome == ["Generation failed: CUDA out of memory"]
+
+
 def test_space_folder_names_the_model_and_runs_from_its_card(tmp_path, monkeypatch):
     folder = build_space_folder("tester/allava-tiny", tmp_path / "space", title="Tiny chat")
     assert sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()) == [
@@ -188,11 +211,12 @@ def test_push_space_refuses_bad_ids_in_one_line(flag, value, message, capsys, mo
     assert exit_info.value.code == 2 and message in error and len(error.strip().splitlines()) == 1
 
 
-def test_cli_serves_the_app_and_refuses_a_missing_model(checkpoint, tmp_path):
-    missing = subprocess.run([sys.executable, "hub/space/app.py", "--model", str(tmp_path / "nope")], cwd=REPO_ROOT,
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert missing.returncode == 2 and missing.stderr.strip().startswith(f"error: cannot load {tmp_path / 'nope'}")
-    assert len(missing.stderr.strip().splitlines()) == 1
+def test_cli_serves_the_app_and_refuses_a_missing_model(app, checkpoint, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        app.main(["--model", str(tmp_path / "nope")])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and error.startswith(f"error: cannot load {tmp_path / 'nope'}")
+    assert len(error.strip().splitlines()) == 1
 
     port = free_port()
     server = subprocess.Popen([sys.executable, "hub/space/app.py", "--model", str(checkpoint), "--port", str(port)],
