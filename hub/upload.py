@@ -23,6 +23,7 @@ def upload_folder(
     *,
     repo_type: str = "model",
     private: bool = False,
+    space_sdk: str | None = None,
     revision: str | None = None,
     commit_message: str,
     delete_patterns: list[str] | None = None,
@@ -32,7 +33,7 @@ def upload_folder(
     The token comes from `HF_TOKEN` or `hf auth login` and is never printed: a failure exits with one line scrubbed
     of it (and of anything shaped like a token). Files identical to the remote ones are
     skipped by huggingface_hub, so pushing the same folder twice makes no commit. Remote files matching
-    `delete_patterns` that the folder no longer has are deleted in the same commit.
+    `delete_patterns` that the folder no longer has are deleted in the same commit. A Space needs `space_sdk`.
     """
     from huggingface_hub import HfApi
 
@@ -41,7 +42,7 @@ def upload_folder(
     where = f"{repo_type} {repo_id}@{revision or 'main'}"
     api = HfApi()
     try:
-        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        api.create_repo(repo_id, repo_type=repo_type, private=private, space_sdk=space_sdk, exist_ok=True)
         if revision:
             api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
         before = api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha

@@ -299,6 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["timings_s"] = {**timings, "total": time.time() - started}
     (out / "stage2" / "results.json").write_text(json.dumps(results, indent=2))
     print_summary(results, out)
+    print(f"chat with it in a browser (pip install -e '.[space]'): python hub/space/app.py --model {out / 'hub'}")
     return results
 
 

@@ -148,11 +148,11 @@ def _make_handler(hub: FakeHub):
                     return self._validate_yaml(json.loads(self.body))
                 if parts[0] == "lfs-upload":
                     return self._lfs_put(parts[1])
-                if parts[0] == "api" and parts[1] in ("models", "datasets") and len(parts) >= 4:
+                if parts[0] == "api" and parts[1] in ("models", "datasets", "spaces") and len(parts) >= 4:
                     repo_type, repo_id = parts[1][:-1], "/".join(parts[2:4])
                     return self._api(repo_type, repo_id, parts[4:], query)
-                repo_type = "dataset" if parts[0] == "datasets" else "model"
-                parts = parts[1:] if repo_type == "dataset" else parts
+                repo_type = {"datasets": "dataset", "spaces": "space"}.get(parts[0], "model")
+                parts = parts[1:] if repo_type != "model" else parts
                 if len(parts) >= 2 and parts[1].endswith(".git"):
                     return self._lfs_batch(repo_type, f"{parts[0]}/{parts[1][:-4]}", json.loads(self.body))
                 if len(parts) >= 5 and parts[2] == "resolve":
