@@ -37,6 +37,14 @@ class AllavaMultiModalProjector(LlavaMultiModalProjector):
 class AllavaPreTrainedModel(LlavaPreTrainedModel):
     config: AllavaConfig
 
+    def post_init(self) -> None:
+        super().post_init()
+        # transformers gathers `_no_split_modules` from each part's model class, and CLIP's also names its text
+        # tower's classes. FSDP wrapping (accelerate, peft) takes its shard units from this set and rejects names
+        # the model lacks, so keep only blocks this model has (e.g. CLIPEncoderLayer + PhiDecoderLayer).
+        present = {type(module).__name__ for module in self.modules()}
+        self._no_split_modules = {name for name in self._no_split_modules if name in present}
+
 
 class AllavaModel(AllavaPreTrainedModel, LlavaModel):
     """Llava's backbone (vision tower, projector, language model) with ALLaVA's projector choice."""
@@ -148,13 +156,20 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as usual; a model registered for remote code also maps every Auto class in `auto_map`."""
-        if self._auto_class is not None:
-            code_name = f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"
-            self.config.auto_map = {
-                **(getattr(self.config, "auto_map", None) or {}),
-                **dict.fromkeys(AUTO_MODEL_CLASSES, code_name),
-            }
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        # FSDP2 (`fully_shard`) swaps the instance's class for a generated `FSDP<name>` subclass defined in torch:
+        # saved as that, the remote code would be torch's FSDP files. Save as the class this file defines.
+        wrapped_class = type(self)
+        self.__class__ = next(cls for cls in wrapped_class.__mro__ if cls.__module__ == __name__)
+        try:
+            if self._auto_class is not None:
+                code_name = f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"
+                self.config.auto_map = {
+                    **(getattr(self.config, "auto_map", None) or {}),
+                    **dict.fromkeys(AUTO_MODEL_CLASSES, code_name),
+                }
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.__class__ = wrapped_class
 
     def set_trainable_modules(self, stage: TrainableStage = "allava") -> dict[str, int]:
         """Freeze/unfreeze parts per recipe and return trainable parameter counts per part.
