@@ -32,7 +32,7 @@ def restore_fsdp_on_cpu(state: AcceleratorState) -> bool:
         return False
     plugin = FullyShardedDataParallelPlugin()
     if plugin.fsdp_version != 2:
-        raise ValueError("FSDP on CPU is supported with fsdp_version: 2 (fully_shard) only; set it in the accelerate config")
+        raise ValueError("FSDP on CPU runs with fsdp_version: 2 (fully_shard) only: set it in the accelerate config")
     state.fsdp_plugin = plugin
     state.distributed_type = DistributedType.FSDP
     PartialState._shared_state["distributed_type"] = DistributedType.FSDP
