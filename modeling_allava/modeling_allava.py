@@ -94,8 +94,11 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
         vision_config = getattr(vision_config, "vision_config", vision_config)  # full CLIP/SigLIP -> vision half
         loading = {"dtype": dtype, "attn_implementation": attn_implementation}
         loading = {k: v for k, v in loading.items() if v is not None}
-        vision_tower = AutoModel.from_pretrained(vision, config=vision_config, **loading)
-        causal_lm = AutoModelForCausalLM.from_pretrained(text, **loading)
+        # Loading must leave the random stream the new projector is drawn from as it was: a plain load draws nothing,
+        # DeepSpeed ZeRO-3's partitioned load does, and one seed must give one model under every engine.
+        with torch.random.fork_rng(devices=[]):
+            vision_tower = AutoModel.from_pretrained(vision, config=vision_config, **loading)
+            causal_lm = AutoModelForCausalLM.from_pretrained(text, **loading)
         implementation = causal_lm.config._attn_implementation  # AllavaConfig below resets the sub-config's
         if image_token_index is None:
             from .processing_allava import load_tokenizer_with_image_token
@@ -111,7 +114,11 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
             tie_word_embeddings=causal_lm.config.tie_word_embeddings,
             **config_kwargs,
         )
-        with torch.device("meta"):
+        # Under DeepSpeed ZeRO-3 the backbones above load partitioned (zero.Init); this skeleton, whose parts are
+        # replaced below, must not be partitioned again: zero.Init cannot initialise meta tensors.
+        from transformers.modeling_utils import set_zero3_state
+
+        with set_zero3_state(), torch.device("meta"):
             model = cls(config)
         # Adopt the pretrained modules as they are; only the projector needs real (new) weights.
         model.model.vision_tower = vision_tower

@@ -4,6 +4,9 @@ accelerate (1.15) only turns `distributed_type: FSDP` on for GPU-like devices: o
 the FSDP plugin is dropped, so `accelerate launch --config_file fsdp.yaml ... --use_cpu true` would silently train
 plain DDP. torch's FSDP2 (`fully_shard`) runs on CPU over gloo, so the launcher's FSDP plugin is put back here; the
 CPU tests then exercise the same wrapping, sharded optimiser and full-state-dict save as the GPU runs.
+
+DeepSpeed has a CPU accelerator (gloo), but accelerate drops it the same way under `--use_cpu true`; it runs when
+launched without that flag and with `--ddp_backend gloo`, so that mistake is refused with that advice.
 """
 
 from __future__ import annotations
@@ -26,9 +29,17 @@ def fsdp_requested() -> bool:
 def restore_fsdp_on_cpu(state: AcceleratorState) -> bool:
     """Switch a CPU (gloo) multi-process state back to the FSDP the launcher asked for; True when it did.
 
-    The plugin is built from the launcher's FSDP_* environment, as accelerate builds it on GPUs.
+    The plugin is built from the launcher's FSDP_* environment, as accelerate builds it on GPUs. A DeepSpeed launch
+    that `--use_cpu` turned into DDP is refused.
     """
-    if not fsdp_requested() or state.distributed_type != DistributedType.MULTI_CPU:
+    if state.distributed_type != DistributedType.MULTI_CPU:
+        return False
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        raise ValueError(
+            "DeepSpeed on CPU: launch without --use_cpu and with --ddp_backend gloo (with --use_cpu accelerate "
+            "would silently run DDP instead)"
+        )
+    if not fsdp_requested():
         return False
     plugin = FullyShardedDataParallelPlugin()
     if plugin.fsdp_version != 2:

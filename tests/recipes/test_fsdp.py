@@ -7,8 +7,6 @@ optimiser state; resuming from its first checkpoint must continue the same loss 
 
 import json
 import shutil
-import socket
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,52 +14,15 @@ from peft import PeftModel
 from safetensors.torch import load_file
 
 from modeling_allava import AllavaForConditionalGeneration
-from tests.recipes.conftest import (
-    REPO,
-    log_history,
-    logits_in_fresh_process,
-    mixture_args,
-    quick_args,
-    red_pixels,
-    run_script,
-)
+from tests.recipes.conftest import logits_in_fresh_process, red_pixels
+from tests.recipes.sharded import launch_tiny_stage1, losses
 
 
 pytestmark = pytest.mark.slow
 
-CONFIGS = REPO / "recipes/accelerate_configs"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def launch_tiny_stage1(config: str, backbones, dataset: Path, output_dir: Path, *extra: str) -> None:
-    """Two CPU processes of recipes/sft.py (tiny stage 1, vision tower frozen): 3 steps, a checkpoint at step 2."""
-    vision, text = backbones
-    launch = ["-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / config)]
-    launch += ["--num_processes", "2", "--main_process_port", str(free_port()), str(REPO / "recipes/sft.py")]
-    run_script(
-        launch
-        + ["--config", str(REPO / "recipes/tiny/pretrain.yaml"), "--use_cpu", "true", "--trainable", "allava"]
-        + ["--vision_model_name_or_path", str(vision), "--text_model_name_or_path", str(text)]
-        + mixture_args(dataset, "caption_shapes", "text")
-        + quick_args(output_dir, 3, per_device_train_batch_size=4, save_steps=2, learning_rate=1e-3)
-        + list(extra),
-        cwd=output_dir.parent,
-        timeout=400,
-    )
-
-
-def losses(folder: Path) -> list[float]:
-    return [entry["loss"] for entry in log_history(folder) if "loss" in entry]
-
-
-def test_fsdp_checkpoint_matches_ddp_and_resumes(tiny_backbones, shapes_dataset, tmp_path):
-    ddp, fsdp = tmp_path / "ddp", tmp_path / "fsdp"
-    launch_tiny_stage1("ddp.yaml", tiny_backbones, shapes_dataset, ddp)
+def test_fsdp_checkpoint_matches_ddp_and_resumes(tiny_backbones, shapes_dataset, ddp_reference, tmp_path):
+    ddp, fsdp = ddp_reference, tmp_path / "fsdp"
     launch_tiny_stage1("fsdp.yaml", tiny_backbones, shapes_dataset, fsdp)
 
     # A plain ALLaVA checkpoint: this repo's remote code, not the FSDP2 wrapper class torch generates.
