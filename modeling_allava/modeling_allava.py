@@ -55,6 +55,14 @@ class AllavaMultiModalProjector(LlavaMultiModalProjector):
 class AllavaPreTrainedModel(LlavaPreTrainedModel):
     config: AllavaConfig
 
+    def post_init(self) -> None:
+        super().post_init()
+        # transformers gathers `_no_split_modules` from each part's model class, and CLIP's also names its text
+        # tower's classes. FSDP wrapping (accelerate, peft) takes its shard units from this set and rejects names
+        # the model lacks, so keep only blocks this model has (e.g. CLIPEncoderLayer + PhiDecoderLayer).
+        present = {type(module).__name__ for module in self.modules()}
+        self._no_split_modules = {name for name in self._no_split_modules if name in present}
+
 
 class AllavaModel(AllavaPreTrainedModel, LlavaModel):
     """Llava's backbone (vision tower, projector, language model) with ALLaVA's projector choice."""
@@ -104,8 +112,11 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
         vision_config = getattr(vision_config, "vision_config", vision_config)  # full CLIP/SigLIP -> vision half
         loading = {"dtype": dtype, "attn_implementation": attn_implementation}
         loading = {k: v for k, v in loading.items() if v is not None}
-        vision_tower = load_vision_half(vision, vision_config, **loading)
-        causal_lm = AutoModelForCausalLM.from_pretrained(text, **loading)
+        # Loading must leave the random stream the new projector is drawn from as it was: a plain load draws nothing,
+        # DeepSpeed ZeRO-3's partitioned load does, and one seed must give one model under every engine.
+        with torch.random.fork_rng(devices=[]):
+            vision_tower = load_vision_half(vision, vision_config, **loading)
+            causal_lm = AutoModelForCausalLM.from_pretrained(text, **loading)
         implementation = causal_lm.config._attn_implementation  # AllavaConfig below resets the sub-config's
         if image_token_index is None:
             from .processing_allava import IMAGE_TOKEN, load_tokenizer_with_image_token
@@ -121,7 +132,11 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
             tie_word_embeddings=causal_lm.config.tie_word_embeddings,
             **config_kwargs,
         )
-        with torch.device("meta"):
+        # Under DeepSpeed ZeRO-3 the backbones above load partitioned (zero.Init); this skeleton, whose parts are
+        # replaced below, must not be partitioned again: zero.Init cannot initialise meta tensors.
+        from transformers.modeling_utils import set_zero3_state
+
+        with set_zero3_state(), torch.device("meta"):
             model = cls(config)
         # Adopt the pretrained modules as they are; only the projector needs real (new) weights.
         model.model.vision_tower = vision_tower
@@ -166,13 +181,20 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as usual; a model registered for remote code also maps every Auto class in `auto_map`."""
-        if self._auto_class is not None:
-            code_name = f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"
-            self.config.auto_map = {
-                **(getattr(self.config, "auto_map", None) or {}),
-                **dict.fromkeys(AUTO_MODEL_CLASSES, code_name),
-            }
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        # FSDP2 (`fully_shard`) swaps the instance's class for a generated `FSDP<name>` subclass defined in torch:
+        # saved as that, the remote code would be torch's FSDP files. Save as the class this file defines.
+        wrapped_class = type(self)
+        self.__class__ = next(cls for cls in wrapped_class.__mro__ if cls.__module__ == __name__)
+        try:
+            if self._auto_class is not None:
+                code_name = f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"
+                self.config.auto_map = {
+                    **(getattr(self.config, "auto_map", None) or {}),
+                    **dict.fromkeys(AUTO_MODEL_CLASSES, code_name),
+                }
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.__class__ = wrapped_class
 
     def set_trainable_modules(self, stage: TrainableStage = "allava") -> dict[str, int]:
         """Freeze/unfreeze parts per recipe and return trainable parameter counts per part.

@@ -54,6 +54,7 @@ from modeling_allava.processing_allava import CHAT_TEMPLATES  # noqa: E402
 from recipes.checkpoints import discard_checkpoints, last_complete_checkpoint, resume_point  # noqa: E402
 from recipes.collator import AllavaCollator  # noqa: E402
 from recipes.data import load_mixture  # noqa: E402
+from recipes.distributed import restore_fsdp_on_cpu  # noqa: E402
 from recipes.lengths import add_length_column  # noqa: E402
 from recipes.packing import PackedAllavaCollator, packing_unsupported_reason, use_per_sample_attention  # noqa: E402
 from recipes.remote_code import RemoteCodeRefusedError, load_pretrained  # noqa: E402
@@ -171,6 +172,11 @@ class AllavaSFTTrainer(SFTTrainer):
 
     def create_model_card(self, *args, **kwargs) -> None:
         """TRL's generic card is not written: the run ends by writing ours (recipes/training_summary.py)."""
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        if restore_fsdp_on_cpu(self.accelerator.state):  # an FSDP launch on CPU: see recipes/distributed.py
+            self.is_fsdp_enabled = True
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.fused_lm_head_loss:

@@ -146,3 +146,13 @@ def stage1(tmp_path_factory, tiny_backbones, shapes_dataset) -> Path:
         + quick_args(output_dir, 12, save_steps=6, learning_rate=1e-3)
     )
     return output_dir
+
+
+@pytest.fixture(scope="session")
+def ddp_reference(tmp_path_factory, tiny_backbones, shapes_dataset) -> Path:
+    """The tiny stage 1 on two CPU processes with DDP: what every sharded engine must reproduce."""
+    from tests.recipes.sharded import launch_tiny_stage1
+
+    output_dir = tmp_path_factory.mktemp("ddp-reference") / "ddp"
+    launch_tiny_stage1("ddp.yaml", tiny_backbones, shapes_dataset, output_dir)
+    return output_dir
