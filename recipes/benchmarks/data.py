@@ -4,7 +4,7 @@ from pathlib import Path
 
 import datasets
 
-from recipes.data import local_cache_dir
+from recipes.dataset_cache import local_cache_dir
 
 from .benchmark import Benchmark
 
