@@ -15,7 +15,6 @@ Images stay encoded until the collator opens them, so a broken image is reported
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -26,6 +25,7 @@ import datasets
 from datasets import Dataset, Features, Image, List, Value, concatenate_datasets
 
 from dataset_scripts.schema import FEATURES, conversations_to_messages
+from recipes.dataset_cache import local_cache_dir
 from recipes.errors import InputError
 from recipes.sft_args import is_path_like
 
@@ -110,20 +110,6 @@ def load_mixture(
             sources.append({**record, "fraction": entry.fraction, "epochs": entry.epochs, "rows": len(dataset)})
         parts.extend([dataset] * entry.epochs)
     return concatenate_datasets(parts)
-
-
-def local_cache_dir(folder: Path) -> str:
-    """A `datasets` cache folder for one local dataset folder, keyed by its path and its files' sizes and times.
-
-    datasets caches a local folder under `<folder name>/<subset>` only, blind to its path and contents, so a rebuilt
-    folder (the demo rebuilds its dataset in place), or another folder of the same name, would be read from a stale
-    cache. Unchanged folders keep reusing their cache; concurrent runs share it the way datasets shares any cache.
-    """
-    key = hashlib.sha256(str(folder.resolve()).encode())
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        stat = path.stat()
-        key.update(f"{path.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return str(Path(datasets.config.HF_DATASETS_CACHE) / "allava_local" / key.hexdigest()[:16])
 
 
 def load_entry(entry: MixtureEntry, cache_dir: str | None) -> Dataset:

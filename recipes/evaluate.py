@@ -28,26 +28,27 @@ from recipes.cli_errors import InputError, Parser, RunFailed, check_local_path, 
 from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument  # noqa: E402
 
 
-# Benchmark name -> its module in recipes/benchmarks/, in the paper's column order. Only names are needed to check
-# the arguments; the modules (and torch, transformers, datasets with them) are imported after that.
-BENCHMARK_MODULES = {
-    "vicuna80": "vicuna80",
-    "gqa": "gqa",
-    "hallusionbench": "hallusionbench",
-    "mme_perception": "mme_perception",
-    "mmvp": "mmvp",
-    "touchstone": "touchstone",
-    "textvqa": "textvqa",
-    "mme_cognition": "mme_cognition",
-    "mathvista": "mathvista",
-    "mmvet": "mmvet",
-    "mmmu_val": "mmmu",
-    "scienceqa_img": "scienceqa_img",
-    "llava_w": "llava_w",
-    "mllm_bench": "mllm_bench",
-    "mmbench_en": "mmbench_en",
-    "mmbench_cn": "mmbench_cn",
-    "seed_bench": "seed_bench",
+# Benchmark name -> its `Benchmark` description in recipes/benchmarks/ (module.ATTRIBUTE), in the paper's column
+# order. Only names are needed to check the arguments; the descriptions (and torch, transformers, datasets with
+# them) are imported after that, into BENCHMARKS.
+BENCHMARK_SOURCES = {
+    "vicuna80": "vicuna80.BENCHMARK",
+    "gqa": "gqa.BENCHMARK",
+    "hallusionbench": "hallusionbench.BENCHMARK",
+    "mme_perception": "mme.MME_PERCEPTION",
+    "mmvp": "mmvp.BENCHMARK",
+    "touchstone": "touchstone.BENCHMARK",
+    "textvqa": "textvqa.BENCHMARK",
+    "mme_cognition": "mme.MME_COGNITION",
+    "mathvista": "mathvista.BENCHMARK",
+    "mmvet": "mmvet.BENCHMARK",
+    "mmmu_val": "mmmu.BENCHMARK",
+    "scienceqa_img": "scienceqa_img.BENCHMARK",
+    "llava_w": "llava_w.BENCHMARK",
+    "mllm_bench": "mllm_bench.BENCHMARK",
+    "mmbench_en": "mmbench.MMBENCH_EN",
+    "mmbench_cn": "mmbench.MMBENCH_CN",
+    "seed_bench": "seed_bench.BENCHMARK",
 }
 EXAMPLE = "python recipes/evaluate.py --model ./checkpoints/stage2 --benchmarks gqa,textvqa --output eval/stage2"
 
@@ -56,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, checked without heavy imports: flags, benchmark names, NAME=VALUE pairs, local paths."""
     parser = Parser(__doc__.split("\n")[0], EXAMPLE)
     parser.add_argument("--model", help="Local folder or Hub id (AutoModelForImageTextToText + AutoProcessor).")
-    parser.add_argument("--benchmarks", help=f"Comma-separated, or 'all': {', '.join(BENCHMARK_MODULES)}.")
+    parser.add_argument("--benchmarks", help=f"Comma-separated, or 'all': {', '.join(BENCHMARK_SOURCES)}.")
     parser.add_argument("--output", type=Path, help="Folder for results.json, results.md, samples/ and cache/.")
     parser.add_argument(
         "--list", "--list-benchmarks", action="store_true", help="List the benchmarks with their data and prompts."
@@ -107,19 +108,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, flag) is None:
             parser.error(f"--{flag.replace('_', '-')} is required")
     names = (
-        list(BENCHMARK_MODULES)
+        list(BENCHMARK_SOURCES)
         if args.benchmarks == "all"
         else [n.strip() for n in args.benchmarks.split(",") if n.strip()]
     )
-    unknown = [name for name in names if name not in BENCHMARK_MODULES]
+    unknown = [name for name in names if name not in BENCHMARK_SOURCES]
     if unknown or not names:
-        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARK_MODULES)} or 'all'")
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARK_SOURCES)} or 'all'")
     args.names = names
     for flag in ("dataset_path", "dataset_revision", "prompt_variant"):
         pairs = {}
         for item in getattr(args, flag):
             name, sep, value = item.partition("=")
-            if not sep or name not in BENCHMARK_MODULES or not value:
+            if not sep or name not in BENCHMARK_SOURCES or not value:
                 parser.error(f"--{flag.replace('_', '-')} {item!r}: expected NAME=VALUE with NAME a benchmark")
             pairs[name] = value
         setattr(args, flag, pairs)
@@ -152,6 +153,7 @@ import json  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from dataset_scripts.jsonl_store import atomic_write  # noqa: E402
+from recipes.benchmarks.benchmark import Benchmark  # noqa: E402
 from recipes.benchmarks.cache import SampleCache, weights_fingerprint  # noqa: E402
 from recipes.benchmarks.data import load_rows  # noqa: E402
 from recipes.benchmarks.fallback import run_judge_step  # noqa: E402
@@ -161,46 +163,51 @@ from recipes.benchmarks.paper import paper_scores  # noqa: E402
 from recipes.benchmarks.report import package_versions, read_results, write_results  # noqa: E402
 
 
-BENCHMARKS = {name: importlib.import_module(f"recipes.benchmarks.{file}") for name, file in BENCHMARK_MODULES.items()}
+def load_benchmark(name: str) -> Benchmark:
+    """The description BENCHMARK_SOURCES names for `name`."""
+    module, attribute = BENCHMARK_SOURCES[name].split(".")
+    benchmark = getattr(importlib.import_module(f"recipes.benchmarks.{module}"), attribute)
+    if benchmark.name != name:
+        raise ImportError(f"BENCHMARK_SOURCES[{name!r}] describes {benchmark.name!r}")
+    return benchmark
 
 
-def is_judged(module) -> bool:
-    return hasattr(module, "JUDGE_PROMPT")
+BENCHMARKS = {name: load_benchmark(name) for name in BENCHMARK_SOURCES}
 
 
 def check_benchmark_options(args: argparse.Namespace) -> None:
     """The checks that need the benchmark modules: prompt variants exist, judged benchmarks have a judge."""
     for name, variant in args.prompt_variant.items():
-        if variant not in BENCHMARKS[name].PROMPT_VARIANTS:
+        if variant not in BENCHMARKS[name].prompt_variants:
             raise InputError(
-                f"--prompt-variant {name}={variant}: choose from {', '.join(BENCHMARKS[name].PROMPT_VARIANTS)}"
+                f"--prompt-variant {name}={variant}: choose from {', '.join(BENCHMARKS[name].prompt_variants)}"
             )
-    judged = [name for name in args.names if is_judged(BENCHMARKS[name])]
+    judged = [name for name in args.names if BENCHMARKS[name].judged]
     if judged and not args.judge_model:
         raise InputError(f"{', '.join(judged)} need a judge: pass --judge-model (and --judge-base-url for non-OpenAI)")
 
 
 def list_benchmarks() -> str:
     lines = []
-    for name, module in BENCHMARKS.items():
-        source = module.DATASET_ID or "local copy only (--dataset-path)"
-        config = f" [{module.DATASET_CONFIG}]" if module.DATASET_CONFIG else ""
-        scorer = "judge" if is_judged(module) else "rule"
-        lines.append(f"{name:15} {source}{config} split={module.SPLIT} metric={module.METRIC} ({scorer})")
-        if getattr(module, "UNCONFIRMED", None):
-            lines.append(f"{'':15}   unconfirmed: {module.UNCONFIRMED}")
-        for variant, description in module.PROMPT_VARIANTS.items():
-            default = " (default)" if variant == module.DEFAULT_VARIANT else ""
+    for name, benchmark in BENCHMARKS.items():
+        source = benchmark.dataset_id or "local copy only (--dataset-path)"
+        config = f" [{benchmark.dataset_config}]" if benchmark.dataset_config else ""
+        scorer = "judge" if benchmark.judged else "rule"
+        lines.append(f"{name:15} {source}{config} split={benchmark.split} metric={benchmark.metric} ({scorer})")
+        if benchmark.unconfirmed:
+            lines.append(f"{'':15}   unconfirmed: {benchmark.unconfirmed}")
+        for variant, description in benchmark.prompt_variants.items():
+            default = " (default)" if variant == benchmark.default_variant else ""
             lines.append(f"{'':15}   variant {variant}{default}: {description}")
     return "\n".join(lines)
 
 
-def judge_records(judge: Judge, module, template: str, samples: list, records: list[dict]) -> None:
+def judge_records(judge: Judge, benchmark: Benchmark, template: str, samples: list, records: list[dict]) -> None:
     """Ask the judge about each (sample, record) pair and store verdict, score and any failure in the record."""
     requests = [
         (
-            module.judge_messages(sample, record["raw_answer"], template),
-            lambda reply, sample=sample: module.parse_judgement(reply, sample),
+            benchmark.judge.messages(sample, record["raw_answer"], template),
+            lambda reply, sample=sample: benchmark.judge.parse(reply, sample),
         )
         for sample, record in zip(samples, records)
     ]
@@ -217,15 +224,15 @@ def run_benchmark(
     `run_key` holds the model-wide settings that decide an answer (model, weights fingerprint, dtype, decoding,
     batch size); the cache refuses to mix answers made under other ones.
     """
-    module = BENCHMARKS[name]
-    rows, provenance = load_rows(module, args.dataset_path.get(name), args.dataset_revision.get(name), args.limit)
-    variant = args.prompt_variant.get(name, module.DEFAULT_VARIANT)
-    samples = module.make_samples(rows, variant)
+    benchmark = BENCHMARKS[name]
+    rows, provenance = load_rows(benchmark, args.dataset_path.get(name), args.dataset_revision.get(name), args.limit)
+    variant = args.prompt_variant.get(name, benchmark.default_variant)
+    samples = benchmark.samples(rows, variant)
     if len({sample.id for sample in samples}) != len(samples):
         raise ValueError(f"{name}: sample ids are not unique in {provenance['dataset_id']}.")
-    template, prompt_hash = load_prompt(module.JUDGE_PROMPT) if is_judged(module) else (None, None)
-    judge_info = judge.describe(prompt_hash) if is_judged(module) else None
-    max_new_tokens = args.max_new_tokens or module.MAX_NEW_TOKENS
+    template, prompt_hash = load_prompt(benchmark.judge.prompt) if benchmark.judged else (None, None)
+    judge_info = judge.describe(prompt_hash) if benchmark.judged else None
+    max_new_tokens = args.max_new_tokens or benchmark.max_new_tokens
     settings = {
         **run_key,
         "prompt_variant": variant,
@@ -234,25 +241,25 @@ def run_benchmark(
         **{key: provenance[key] for key in ("dataset_id", "dataset_revision", "dataset_config", "split")},
     }
     with SampleCache(output / "cache" / f"{name}.jsonl", settings) as cache:
-        if is_judged(module):  # samples whose judging failed in an earlier run get another chance; answers are kept
+        if benchmark.judged:  # samples whose judging failed in an earlier run get another chance; answers are kept
             failed = [s for s in samples if s.id in cache.records and cache.records[s.id]["judge"]["error"]]
             if failed:
                 records = [dict(cache.records[sample.id]) for sample in failed]
-                judge_records(judge, module, template, failed, records)
+                judge_records(judge, benchmark, template, failed, records)
                 for record in records:
                     cache.append(record)
-        answer_missing(module, samples, cache, model, processor, judge, template, max_new_tokens, args.batch_size)
+        answer_missing(benchmark, samples, cache, model, processor, judge, template, max_new_tokens, args.batch_size)
         records = [cache.records[sample.id] for sample in samples]
-    judge_step = run_judge_step(judge, module, name, records, output / "cache")  # rule benchmarks' GPT step
-    summary = module.aggregate(records)
+    judge_step = run_judge_step(judge, benchmark.judge_step, name, records, output / "cache")  # rule: GPT step
+    summary = benchmark.aggregate(records)
     lines = [
         json.dumps({**record, "score": score}, ensure_ascii=False) + "\n"
         for record, score in zip(records, summary["per_sample"])
     ]
     atomic_write(output / "samples" / f"{name}.jsonl", "".join(lines))
-    failures = sum(1 for record in records if is_judged(module) and record["judge"]["error"])
+    failures = sum(1 for record in records if benchmark.judged and record["judge"]["error"])
     return {
-        "metric": module.METRIC,
+        "metric": benchmark.metric,
         "value": summary["value"],
         "dataset_id": provenance["dataset_id"],
         "dataset_revision": provenance["dataset_revision"],
@@ -261,20 +268,20 @@ def run_benchmark(
         "dataset_fingerprint": provenance["dataset_fingerprint"],
         "split": provenance["split"],
         "prompt_variant": variant,
-        "prompt_variant_description": module.PROMPT_VARIANTS[variant],
-        "judge": judge_info if is_judged(module) else judge_step,
+        "prompt_variant_description": benchmark.prompt_variants[variant],
+        "judge": judge_info if benchmark.judged else judge_step,
         "judge_failures": failures,
         "num_samples": len(samples),
         "max_new_tokens": max_new_tokens,
         "details": summary["details"],
-        "unconfirmed": getattr(module, "UNCONFIRMED", None),
-        "paper_column": module.PAPER_COLUMN,
-        "paper": paper_scores(module.PAPER_COLUMN),
+        "unconfirmed": benchmark.unconfirmed,
+        "paper_column": benchmark.paper_column,
+        "paper": paper_scores(benchmark.paper_column),
     }
 
 
 def answer_missing(
-    module,
+    benchmark: Benchmark,
     samples: list,
     cache: SampleCache,
     model,
@@ -292,7 +299,7 @@ def answer_missing(
     """
     done = sum(sample.id in cache.records for sample in samples)
     # Closed (with its newline) even when a batch fails, so an error message starts a line of its own.
-    with tqdm(total=len(samples), initial=done, desc=module.NAME, unit="sample") as progress:
+    with tqdm(total=len(samples), initial=done, desc=benchmark.name, unit="sample") as progress:
         for batch in fixed_batches(samples, batch_size):
             missing = sum(sample.id not in cache.records for sample in batch)
             if not missing:
@@ -304,14 +311,14 @@ def answer_missing(
                     "id": sample.id,
                     "prompt": render_prompt(processor, sample),
                     "raw_answer": answer,
-                    "parsed_answer": answer if is_judged(module) else module.parse_answer(sample.target, answer),
+                    "parsed_answer": answer if benchmark.judged else benchmark.parse_answer(sample.target, answer),
                     "score": None,
                     "target": sample.target,
                 }
                 for sample, answer in fresh
             ]
-            if is_judged(module):
-                judge_records(judge, module, template, [sample for sample, _ in fresh], records)
+            if benchmark.judged:
+                judge_records(judge, benchmark, template, [sample for sample, _ in fresh], records)
             for record in records:
                 cache.append(record)
             progress.update(missing)

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 
-if not __package__:  # run as a script: make the repo importable
+if not __package__:  # run as a script: make the repo importable; recipes/evaluate.py must not shadow `evaluate`
+    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
@@ -26,6 +27,8 @@ from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E40
 
 from dataset_scripts import shapes_world  # noqa: E402
 from modeling_allava.processing_allava import open_image  # noqa: E402
+from recipes.benchmarks.common import Sample  # noqa: E402
+from recipes.benchmarks.generation import fixed_batches, generate  # noqa: E402
 from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument, load_pretrained  # noqa: E402
 
 
@@ -35,30 +38,15 @@ CAPTION_FACTS = ("colour", "shape", "count", "position", "size")
 
 def generate_answers(
     model, processor, prompts: list[tuple[Image.Image | None, str]], batch_size: int, max_new_tokens: int
-):
-    """Greedy answers for (image or None, question) pairs, batched with left padding."""
+) -> list[str]:
+    """Greedy answers for (image or None, question) pairs: evaluate.py's batched generator, with left padding."""
     processor.tokenizer.padding_side = "left"
-    answers = []
-    for start in range(0, len(prompts), batch_size):
-        conversations = []
-        for image, question in prompts[start : start + batch_size]:
-            parts = ([{"type": "image", "image": image}] if image is not None else []) + [
-                {"type": "text", "text": question}
-            ]
-            conversations.append([{"role": "user", "content": parts}])
-        inputs = processor.apply_chat_template(
-            conversations,
-            add_generation_prompt=True,
-            tokenize=True,
-            return_dict=True,
-            processor_kwargs={"padding": True},
-            return_tensors="pt",
-        )
-        with torch.no_grad():
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]
-        answers.extend(processor.batch_decode(new_tokens, skip_special_tokens=True))
-    return [answer.strip() for answer in answers]
+    samples = [
+        Sample(id=str(index), prompt=question, images=[image] if image is not None else [])
+        for index, (image, question) in enumerate(prompts)
+    ]
+    batches = fixed_batches(samples, batch_size)
+    return [answer for batch in batches for answer in generate(model, processor, batch, max_new_tokens)]
 
 
 def _scenes(images_dir: Path, limit: int | None) -> list[tuple[Image.Image, shapes_world.Scene]]:

@@ -1,15 +1,12 @@
 """Open a benchmark's rows from the Hub (pinned or resolved revision) or from a local copy, and say which it was."""
 
-from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import datasets
 
-from recipes.data import local_cache_dir
+from recipes.dataset_cache import local_cache_dir
 
-
-OpenSplit = Callable[[str | None, str], datasets.Dataset]
+from .benchmark import Benchmark
 
 
 def _open_local(folder: Path, config: str | None, split: str) -> datasets.Dataset:
@@ -52,41 +49,41 @@ def _hub_revision(dataset_id: str, revision: str | None) -> str | None:
 
 
 def load_rows(
-    module: ModuleType, local_path: str | None, revision: str | None, limit: int | None
+    benchmark: Benchmark, local_path: str | None, revision: str | None, limit: int | None
 ) -> tuple[datasets.Dataset, dict]:
     """The benchmark's rows (first `limit` only) and a provenance dict for results.json."""
     if local_path is not None:
         folder = Path(local_path)
         if not folder.is_dir():
-            raise FileNotFoundError(f"--dataset-path {module.NAME}={local_path}: no such folder.")
+            raise FileNotFoundError(f"--dataset-path {benchmark.name}={local_path}: no such folder.")
 
         def open_split(config: str | None, split: str) -> datasets.Dataset:
             return _undecoded(_open_local(folder, config, split))
 
         provenance = {"dataset_id": str(folder.resolve()), "dataset_revision": None, "source": "local"}
     else:
-        if module.DATASET_ID is None:
+        if benchmark.dataset_id is None:
             raise ValueError(
-                f"{module.NAME} has no public Hub copy we can name; pass --dataset-path {module.NAME}=FOLDER "
-                "(schema in the module docstring of recipes/benchmarks/" + module.__name__.split(".")[-1] + ".py)."
+                f"{benchmark.name} has no public Hub copy we can name; pass --dataset-path {benchmark.name}=FOLDER "
+                f"(schema in the module docstring of recipes/benchmarks/{Path(benchmark.module_file).name})."
             )
 
-        resolved = _hub_revision(module.DATASET_ID, revision)
+        resolved = _hub_revision(benchmark.dataset_id, revision)
 
         def open_split(config: str | None, split: str) -> datasets.Dataset:
             # Load the commit we record, not whatever the branch points to a moment later.
-            return _undecoded(datasets.load_dataset(module.DATASET_ID, config, split=split, revision=resolved))
+            return _undecoded(datasets.load_dataset(benchmark.dataset_id, config, split=split, revision=resolved))
 
-        provenance = {"dataset_id": module.DATASET_ID, "dataset_revision": resolved, "source": "hub"}
-    if hasattr(module, "load_rows"):
-        rows = module.load_rows(open_split, limit)
+        provenance = {"dataset_id": benchmark.dataset_id, "dataset_revision": resolved, "source": "hub"}
+    if benchmark.load_rows is not None:
+        rows = benchmark.load_rows(open_split, limit)
     else:
-        rows = open_split(module.DATASET_CONFIG, module.SPLIT)
+        rows = open_split(benchmark.dataset_config, benchmark.split)
         if limit is not None:
             rows = rows.select(range(min(limit, len(rows))))
     provenance.update(
-        dataset_config=module.DATASET_CONFIG,
-        split=module.SPLIT,
+        dataset_config=benchmark.dataset_config,
+        split=benchmark.split,
         dataset_fingerprint=getattr(rows, "_fingerprint", None),
     )
     return rows, provenance

@@ -2,11 +2,9 @@
 
 MMBench (GPT answer matching), MathVista (GPT answer extraction), HallusionBench and MMVP (GPT grading) end their
 official scoring with a GPT call; without a judge our modules score the deterministic part alone and count the
-answers the GPT step would have decided. A module opts in with:
-  JUDGE_STEP_PROMPT                                  a template in prompts/ (its hash is stored with the score)
-  needs_judge(target, raw_answer) -> bool            whether the official protocol asks GPT about this answer
-  judge_step_messages(target, raw_answer, template)  the chat messages for that call
-  parse_judge_step(reply, target) -> (parsed, None)  the verdict (ValueError: ask again)
+answers the GPT step would have decided. A benchmark describes its step in `Benchmark.judge_step` (benchmark.py):
+the template in prompts/ (its hash is stored with the score), which answers need the call, its messages and the
+reading of the reply.
 Verdicts have their own append-only cache (cache/<name>.judge.jsonl, first line the judge settings), so the
 generation cache is untouched, a rerun asks only about answers without a verdict (or whose verdict failed or was
 given for another answer), and a run without a judge scores the deterministic path.
@@ -14,18 +12,21 @@ given for another answer), and a run without a judge scores the deterministic pa
 
 from pathlib import Path
 
+from .benchmark import JudgeStep
 from .cache import SampleCache
 from .judge import Judge, load_prompt
 
 
-def run_judge_step(judge: Judge | None, module, name: str, records: list[dict], cache_dir: Path) -> dict | None:
-    """Attach `record["judge"]` to the records the module's GPT step applies to; the judge description or None."""
-    if judge is None or not hasattr(module, "JUDGE_STEP_PROMPT"):
+def run_judge_step(
+    judge: Judge | None, step: JudgeStep | None, name: str, records: list[dict], cache_dir: Path
+) -> dict | None:
+    """Attach `record["judge"]` to the records the benchmark's GPT step applies to; the judge description or None."""
+    if judge is None or step is None:
         return None
-    template, prompt_hash = load_prompt(module.JUDGE_STEP_PROMPT)
+    template, prompt_hash = load_prompt(step.prompt)
     info = judge.describe(prompt_hash)
     cache = SampleCache(cache_dir / f"{name}.judge.jsonl", info)
-    needed = [r for r in records if module.needs_judge(r["target"], r["raw_answer"])]
+    needed = [r for r in records if step.applies(r["target"], r["raw_answer"])]
 
     def settled(record: dict) -> bool:
         verdict = cache.records.get(record["id"])
@@ -34,8 +35,8 @@ def run_judge_step(judge: Judge | None, module, name: str, records: list[dict], 
     todo = [record for record in needed if not settled(record)]
     requests = [
         (
-            module.judge_step_messages(record["target"], record["raw_answer"], template),
-            lambda reply, target=record["target"]: module.parse_judge_step(reply, target),
+            step.messages(record["target"], record["raw_answer"], template),
+            lambda reply, target=record["target"]: step.parse(reply, target),
         )
         for record in todo
     ]

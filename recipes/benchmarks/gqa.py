@@ -11,19 +11,13 @@ Rows (lmms-lab/GQA, config `testdev_balanced_instructions`, split `testdev`): `i
 sub-folders named after them.
 """
 
+from .benchmark import Benchmark
 from .common import SHORT_ANSWER, Sample, mean_percent, parse_all, require, row_image
 
 
-NAME = "gqa"
-PAPER_COLUMN = "GQA"
-DATASET_ID = "lmms-lab/GQA"
 DATASET_CONFIG = "testdev_balanced_instructions"
 IMAGES_CONFIG = "testdev_balanced_images"
 SPLIT = "testdev"
-PROMPT_VARIANTS = {"short_answer": f"question + '\\n{SHORT_ANSWER}' (LLaVA-1.5)"}
-DEFAULT_VARIANT = "short_answer"
-MAX_NEW_TOKENS = 16
-METRIC = "exact_match"
 SCORER = "haotian-liu/LLaVA scripts/convert_gqa_for_eval.py + GQA eval.py (exact match)"
 
 
@@ -44,7 +38,7 @@ def load_rows(open_split, limit):
     return [{**row, "image": by_id[row["imageId"]]} for row in questions]
 
 
-def make_samples(rows, variant: str) -> list[Sample]:
+def make_samples(rows) -> list[Sample]:
     samples = []
     for index, row in enumerate(rows):
         where = f"gqa row {index}"
@@ -70,3 +64,21 @@ def aggregate(records: list[dict]) -> dict:
     per_sample = [float(answer == r["target"]["answer"]) for answer, r in zip(parsed, records)]
     details = {"scorer": SCORER, "scoring_paths": {"rule": len(records)}}
     return {"value": mean_percent(per_sample), "details": details, "per_sample": per_sample}
+
+
+BENCHMARK = Benchmark(
+    name="gqa",
+    paper_column="GQA",
+    dataset_id="lmms-lab/GQA",
+    dataset_config=DATASET_CONFIG,
+    split=SPLIT,
+    prompt_variants={"short_answer": f"question + '\\n{SHORT_ANSWER}' (LLaVA-1.5)"},
+    default_variant="short_answer",
+    max_new_tokens=16,
+    metric="exact_match",
+    make_samples=make_samples,
+    aggregate=aggregate,
+    kind="rule",
+    parse_answer=parse_answer,
+    load_rows=load_rows,
+)

@@ -20,21 +20,12 @@ from collections import Counter
 from string import Template
 
 from .answers import extract_yes_no
+from .benchmark import Benchmark, JudgeStep
 from .common import Sample, mean_percent, parse_all, record_paths, require, row_image
 from .fallback import judge_verdict
 
 
-NAME = "hallusionbench"
-PAPER_COLUMN = "HallB"
-DATASET_ID = "lmms-lab/HallusionBench"
-DATASET_CONFIG = None
-SPLIT = "image"
-PROMPT_VARIANTS = {"plain": "the question as given", "yes_no": "question + '\\nAnswer yes or no.'"}
-DEFAULT_VARIANT = "plain"
-MAX_NEW_TOKENS = 64
-METRIC = "aAcc"
 SCORER = "tianyi-lab/HallusionBench utils.py (aAcc, fAcc, qAcc); answers graded by rule instead of GPT-4"
-JUDGE_STEP_PROMPT = "hallusionbench_grading.txt"
 ANSWER_RULE = "yes/no: the first word, else the only one of the two words present; none -> unclear"
 
 
@@ -118,3 +109,21 @@ def aggregate(records: list[dict]) -> dict:
     }
     per_sample = [float(c) for c in correct]
     return {"value": mean_percent(per_sample), "details": details, "per_sample": per_sample}
+
+
+BENCHMARK = Benchmark(
+    name="hallusionbench",
+    paper_column="HallB",
+    dataset_id="lmms-lab/HallusionBench",
+    dataset_config=None,
+    split="image",
+    prompt_variants={"plain": "the question as given", "yes_no": "question + '\\nAnswer yes or no.'"},
+    default_variant="plain",
+    max_new_tokens=64,
+    metric="aAcc",
+    make_samples=make_samples,
+    aggregate=aggregate,
+    kind="rule",
+    parse_answer=parse_answer,
+    judge_step=JudgeStep("hallusionbench_grading.txt", needs_judge, judge_step_messages, parse_judge_step),
+)

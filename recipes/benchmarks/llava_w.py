@@ -6,23 +6,12 @@ description the text-only judge reads instead of the image), `gpt_answer` (the r
 100 * sum(answer scores) / sum(reference scores), over the samples the judge scored.
 """
 
+from .benchmark import Benchmark, JudgeScoring
 from .common import Sample, mean_percent, require, row_image
 from .judge import parse_score_pair, reference_judge_messages
 
 
-NAME = "llava_w"
-PAPER_COLUMN = "LLaVA-W"
-DATASET_ID = "lmms-lab/llava-bench-in-the-wild"
-DATASET_CONFIG = None
-SPLIT = "train"
-PROMPT_VARIANTS = {"plain": "the question as given"}
-DEFAULT_VARIANT = "plain"
-MAX_NEW_TOKENS = 1024
-METRIC = "relative_score"
-JUDGE_PROMPT = "llava_w.txt"
-
-
-def make_samples(rows, variant: str) -> list[Sample]:
+def make_samples(rows) -> list[Sample]:
     samples = []
     for index, row in enumerate(rows):
         where = f"llava_w row {index}"
@@ -64,3 +53,20 @@ def aggregate(records: list[dict]) -> dict:
         "answer_mean": mean_percent([r["score"] for r in scored]) / 100,
     }
     return {"value": relative(scored), "details": details, "per_sample": [r["score"] for r in records]}
+
+
+BENCHMARK = Benchmark(
+    name="llava_w",
+    paper_column="LLaVA-W",
+    dataset_id="lmms-lab/llava-bench-in-the-wild",
+    dataset_config=None,
+    split="train",
+    prompt_variants={"plain": "the question as given"},
+    default_variant="plain",
+    max_new_tokens=1024,
+    metric="relative_score",
+    make_samples=make_samples,
+    aggregate=aggregate,
+    kind="judged",
+    judge=JudgeScoring("llava_w.txt", judge_messages, parse_judgement),
+)

@@ -21,26 +21,17 @@ answer's precision; the result must equal the dataset's answer string exactly ("
 import re
 from string import Template
 
+from .benchmark import Benchmark, JudgeStep
 from .common import Sample, mean_percent, record_paths, require, row_image
 from .fallback import judge_verdict
 
 
-NAME = "mathvista"
-PAPER_COLUMN = "MathVista"
-DATASET_ID = "AI4Math/MathVista"
-DATASET_CONFIG = None
-SPLIT = "testmini"
-PROMPT_VARIANTS = {"query": "the dataset's own `query` (hint + question + choices)"}
-DEFAULT_VARIANT = "query"
-MAX_NEW_TOKENS = 256
-METRIC = "accuracy"
 SCORER = "lupantech/MathVista evaluation/extract_answer.py (rules) + evaluation/calculate_score.py"
-JUDGE_STEP_PROMPT = "mathvista_extraction.txt"
 _QUICK = re.compile(r'The answer is "(.*)"\.')
 _LETTER_IN_PARENTHESES = re.compile(r"\(([a-zA-Z])\)")
 
 
-def make_samples(rows, variant: str) -> list[Sample]:
+def make_samples(rows) -> list[Sample]:
     samples = []
     for index, row in enumerate(rows):
         where = f"mathvista row {index}"
@@ -152,3 +143,21 @@ def aggregate(records: list[dict]) -> dict:
         paths.append(path)
     details = {"scorer": SCORER, "scoring_paths": record_paths(records, paths)}
     return {"value": mean_percent(per_sample), "details": details, "per_sample": per_sample}
+
+
+BENCHMARK = Benchmark(
+    name="mathvista",
+    paper_column="MathVista",
+    dataset_id="AI4Math/MathVista",
+    dataset_config=None,
+    split="testmini",
+    prompt_variants={"query": "the dataset's own `query` (hint + question + choices)"},
+    default_variant="query",
+    max_new_tokens=256,
+    metric="accuracy",
+    make_samples=make_samples,
+    aggregate=aggregate,
+    kind="rule",
+    parse_answer=parse_answer,
+    judge_step=JudgeStep("mathvista_extraction.txt", needs_judge, judge_step_messages, parse_judge_step),
+)

@@ -7,24 +7,12 @@ sees the image and both replies, sides swapped per sample; score: win rate, 100 
 
 from string import Template
 
+from .benchmark import Benchmark, JudgeScoring
 from .common import Sample, mean_percent, require, row_image
 from .judge import image_part, model_is_first, pairwise_score, parse_verdict
 
 
-NAME = "mllm_bench"
-PAPER_COLUMN = "MLLM-B"
-DATASET_ID = "FreedomIntelligence/MLLM-Bench"  # unconfirmed id and schema
-DATASET_CONFIG = None
-SPLIT = "test"
-PROMPT_VARIANTS = {"plain": "the request as given"}
-DEFAULT_VARIANT = "plain"
-MAX_NEW_TOKENS = 1024
-METRIC = "win_rate"
-JUDGE_PROMPT = "mllm_bench.txt"
-UNCONFIRMED = "the row schema (question, image, reference) of the Hub copy"
-
-
-def make_samples(rows, variant: str) -> list[Sample]:
+def make_samples(rows) -> list[Sample]:
     samples = []
     for index, row in enumerate(rows):
         where = f"mllm_bench row {index}"
@@ -68,3 +56,21 @@ def aggregate(records: list[dict]) -> dict:
         "details": details,
         "per_sample": [r["score"] for r in records],
     }
+
+
+BENCHMARK = Benchmark(
+    name="mllm_bench",
+    paper_column="MLLM-B",
+    dataset_id="FreedomIntelligence/MLLM-Bench",  # unconfirmed id and schema
+    dataset_config=None,
+    split="test",
+    prompt_variants={"plain": "the request as given"},
+    default_variant="plain",
+    max_new_tokens=1024,
+    metric="win_rate",
+    make_samples=make_samples,
+    aggregate=aggregate,
+    kind="judged",
+    judge=JudgeScoring("mllm_bench.txt", judge_messages, parse_judgement),
+    unconfirmed="the row schema (question, image, reference) of the Hub copy",
+)

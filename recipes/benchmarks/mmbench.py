@@ -1,4 +1,4 @@
-"""MMBench dev with CircularEval. Shared by mmbench_en.py and mmbench_cn.py.
+"""MMBench dev with CircularEval: two benchmarks, MMBENCH_EN and MMBENCH_CN (configs `en` and `cn`).
 
 Rows (lmms-lab/MMBench, configs `en` / `cn`, split `dev`): `index`, `question`, `hint` (may be None or "nan"),
 `A`..`D` (missing options None/"nan"), `answer` (letter), `category`, `L2-category`, `source`, `split`, `image`.
@@ -19,18 +19,27 @@ wording), its reply read by the same matching (`gpt_matched`; `gpt_matching_fail
 counted as Z where OpenCompass would guess at random).
 """
 
+import functools
 import re
 from string import Template
 
 from .answers import options_block
-from .common import Sample, load_metric, mean_percent, record_paths, require, row_image, text_or_empty
+from .benchmark import Benchmark, JudgeStep
+from .common import (
+    LETTER_ANSWER,
+    LETTER_ANSWER_CN,
+    Sample,
+    load_metric,
+    mean_percent,
+    record_paths,
+    require,
+    row_image,
+    text_or_empty,
+)
 from .fallback import judge_verdict
 
 
-DATASET_ID = "lmms-lab/MMBench"
 SPLIT = "dev"
-MAX_NEW_TOKENS = 16
-METRIC = "circular_accuracy"
 CIRCULAR_OFFSET = 1_000_000
 SCORER = "open-compass/VLMEvalKit vlmeval/utils/matching_util.py can_infer + CircularEval (exact matching)"
 _REFUSALS = (
@@ -41,10 +50,9 @@ _REFUSALS = (
 )
 _SEPARATORS = re.compile(r"[.()\[\],:;!*#{}]")
 _ANSWER_IS = re.compile(r"(?i)(?:correct\s+)?answer\s+is\s+\**([ABCD])\**")
-JUDGE_STEP_PROMPT = "mmbench_matching.txt"
 
 
-def load_originals(open_split, config: str, limit):
+def load_originals(open_split, limit, config: str):
     rows = open_split(config, SPLIT)
     keep = [position for position, index in enumerate(rows["index"]) if int(index) < CIRCULAR_OFFSET]
     return rows.select(keep[:limit] if limit is not None else keep)
@@ -164,3 +172,27 @@ def aggregate(records: list[dict]) -> dict:
         "scoring_paths": record_paths(records, [path for _, path in matched]),
     }
     return {"value": 100 * result["group_accuracy"], "details": details, "per_sample": result["per_sample"]}
+
+
+def _language(name: str, paper_column: str, config: str, suffix: str) -> Benchmark:
+    return Benchmark(
+        name=name,
+        paper_column=paper_column,
+        dataset_id="lmms-lab/MMBench",
+        dataset_config=config,
+        split=SPLIT,
+        prompt_variants={"letter": f"[hint + '\\n'] question + '\\nA. ...' + '\\n{suffix}', every option rotation"},
+        default_variant="letter",
+        max_new_tokens=16,
+        metric="circular_accuracy",
+        make_samples=functools.partial(make_circular_samples, suffix=suffix, where_prefix=name),
+        aggregate=aggregate,
+        kind="rule",
+        parse_answer=parse_answer,
+        judge_step=JudgeStep("mmbench_matching.txt", needs_judge, judge_step_messages, parse_judge_step),
+        load_rows=functools.partial(load_originals, config=config),
+    )
+
+
+MMBENCH_EN = _language("mmbench_en", "MMB-en", "en", LETTER_ANSWER)
+MMBENCH_CN = _language("mmbench_cn", "MMB-cn", "cn", LETTER_ANSWER_CN)

@@ -1,4 +1,4 @@
-"""MME: 14 yes/no subtasks, two questions per image. Shared by mme_perception.py and mme_cognition.py.
+"""MME: 14 yes/no subtasks, two questions per image: two benchmarks, MME_PERCEPTION and MME_COGNITION.
 
 Rows (lmms-lab/MME, split `test`): `question_id` (the image file, shared by its two questions), `question`
 (already ends in "Please answer yes or no."), `answer` ("Yes"/"No"), `category`, `image`.
@@ -12,26 +12,20 @@ them means yes, else "no" in them means no, else the answer is "other" (wrong). 
 "know" read as no, "eyes" as yes, and "I think yes" as other.
 """
 
+import functools
+
+from .benchmark import Benchmark
 from .common import SHORT_ANSWER, Sample, load_metric, parse_all, require, row_image
 
 
-DATASET_ID = "lmms-lab/MME"
-DATASET_CONFIG = None
 SPLIT = "test"
-PROMPT_VARIANTS = {
-    "short_answer": f"question + '\\n{SHORT_ANSWER}' (LLaVA-1.5 eval)",
-    "plain": "the question as given (it already asks for yes or no)",
-}
-DEFAULT_VARIANT = "short_answer"
-MAX_NEW_TOKENS = 16
-METRIC = "mme_score"
 SCORER = "MME eval_tool/calculation.py (acc + acc+ per subtask)"
 PERCEPTION = "existence count position color posters celebrity scene landmark artwork OCR".split()
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
 
 
 def load_subset(open_split, limit, categories) -> list[dict]:
-    rows = open_split(DATASET_CONFIG, SPLIT)
+    rows = open_split(None, SPLIT)
     keep = [index for index, category in enumerate(rows["category"]) if category in categories]
     return rows.select(keep[:limit] if limit is not None else keep)
 
@@ -88,3 +82,29 @@ def aggregate(records: list[dict]) -> dict:
     value = sum(entry["score"] for entry in subtasks.values())
     details = {"subtasks": subtasks, "scorer": SCORER, "scoring_paths": {"rule": len(records)}}
     return {"value": value, "details": details, "per_sample": per_sample}
+
+
+def _part(name: str, paper_column: str, categories) -> Benchmark:
+    return Benchmark(
+        name=name,
+        paper_column=paper_column,
+        dataset_id="lmms-lab/MME",
+        dataset_config=None,
+        split=SPLIT,
+        prompt_variants={
+            "short_answer": f"question + '\\n{SHORT_ANSWER}' (LLaVA-1.5 eval)",
+            "plain": "the question as given (it already asks for yes or no)",
+        },
+        default_variant="short_answer",
+        max_new_tokens=16,
+        metric="mme_score",
+        make_samples=make_samples,
+        aggregate=aggregate,
+        kind="rule",
+        parse_answer=parse_answer,
+        load_rows=functools.partial(load_subset, categories=categories),
+    )
+
+
+MME_PERCEPTION = _part("mme_perception", "MME-P", PERCEPTION)
+MME_COGNITION = _part("mme_cognition", "MME-C", COGNITION)

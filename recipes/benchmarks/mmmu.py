@@ -21,20 +21,10 @@ import random
 import re
 
 from .answers import LETTERS, options_block
+from .benchmark import Benchmark
 from .common import LETTER_ANSWER, SHORT_ANSWER, Sample, mean_percent, record_paths, require, row_image
 
 
-NAME = "mmmu_val"
-PAPER_COLUMN = "MMMU-val"
-DATASET_ID = "lmms-lab/MMMU"
-DATASET_CONFIG = None
-SPLIT = "validation"
-PROMPT_VARIANTS = {
-    "first_image": f"question + options + '\\n{LETTER_ANSWER}' (open: '\\n{SHORT_ANSWER}'); image_1 only"
-}
-DEFAULT_VARIANT = "first_image"
-MAX_NEW_TOKENS = 32
-METRIC = "accuracy"
 SCORER = "MMMU-Benchmark/MMMU mmmu/utils/eval_utils.py"
 _OUTER_PUNCTUATION = [",", ".", "!", "?", ";", ":", "'"]
 _INDICATORS = ["could be ", "so ", "is ", "thus ", "therefore ", "final ", "answer ", "result "]
@@ -57,7 +47,7 @@ def _literal_list(text, where: str) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def make_samples(rows, variant: str) -> list[Sample]:
+def make_samples(rows) -> list[Sample]:
     samples = []
     for index, row in enumerate(rows):
         where = f"mmmu_val row {index}"
@@ -192,3 +182,22 @@ def aggregate(records: list[dict]) -> dict:
         "scoring_paths": record_paths(records, paths),
     }
     return {"value": mean_percent(per_sample), "details": details, "per_sample": per_sample}
+
+
+BENCHMARK = Benchmark(
+    name="mmmu_val",
+    paper_column="MMMU-val",
+    dataset_id="lmms-lab/MMMU",
+    dataset_config=None,
+    split="validation",
+    prompt_variants={
+    "first_image": f"question + options + '\\n{LETTER_ANSWER}' (open: '\\n{SHORT_ANSWER}'); image_1 only"
+},
+    default_variant="first_image",
+    max_new_tokens=32,
+    metric="accuracy",
+    make_samples=make_samples,
+    aggregate=aggregate,
+    kind="rule",
+    parse_answer=parse_answer,
+)

@@ -7,23 +7,12 @@ uses few-shot examples in its prompt; ours states the rules instead (prompt hash
 
 from string import Template
 
+from .benchmark import Benchmark, JudgeScoring
 from .common import Sample, mean_percent, require, row_image
 from .judge import parse_unit_score
 
 
-NAME = "mmvet"
-PAPER_COLUMN = "MM-Vet"
-DATASET_ID = "lmms-lab/MMVet"
-DATASET_CONFIG = None
-SPLIT = "test"
-PROMPT_VARIANTS = {"plain": "the question as given"}
-DEFAULT_VARIANT = "plain"
-MAX_NEW_TOKENS = 512
-METRIC = "gpt_score"
-JUDGE_PROMPT = "mmvet.txt"
-
-
-def make_samples(rows, variant: str) -> list[Sample]:
+def make_samples(rows) -> list[Sample]:
     samples = []
     for index, row in enumerate(rows):
         where = f"mmvet row {index}"
@@ -58,3 +47,20 @@ def aggregate(records: list[dict]) -> dict:
         "details": {},
         "per_sample": [r["score"] for r in records],
     }
+
+
+BENCHMARK = Benchmark(
+    name="mmvet",
+    paper_column="MM-Vet",
+    dataset_id="lmms-lab/MMVet",
+    dataset_config=None,
+    split="test",
+    prompt_variants={"plain": "the question as given"},
+    default_variant="plain",
+    max_new_tokens=512,
+    metric="gpt_score",
+    make_samples=make_samples,
+    aggregate=aggregate,
+    kind="judged",
+    judge=JudgeScoring("mmvet.txt", judge_messages, parse_judgement),
+)

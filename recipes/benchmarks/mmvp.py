@@ -17,22 +17,13 @@ import re
 from string import Template
 
 from .answers import extract_choice, options_block
+from .benchmark import Benchmark, JudgeStep
 from .common import LETTER_ANSWER, Sample, load_metric, mean_percent, parse_all, record_paths, require, row_image
 from .fallback import judge_verdict
 
 
-NAME = "mmvp"
-PAPER_COLUMN = "MMVP"
-DATASET_ID = "lmms-lab-eval/MMVP"  # unconfirmed as the paper's source; see the module docstring
-DATASET_CONFIG = None
-SPLIT = "train"
-PROMPT_VARIANTS = {"letter": f"question + '\\nA. ...\\nB. ...' + '\\n{LETTER_ANSWER}'"}
-DEFAULT_VARIANT = "letter"
-MAX_NEW_TOKENS = 16
-METRIC = "pair_accuracy"
 SCORER = "MMVP pair accuracy; answers read by rule (MMVP's own grader asks GPT-4); see ANSWER_RULE"
 ANSWER_RULE = "option letter by answers.extract_choice: bare/leading letter, 'answer is X', one '(X)', option text"
-JUDGE_STEP_PROMPT = "mmvp_grading.txt"
 _YES_NO_REPLY = re.compile(r"^(yes|no)$", re.IGNORECASE)  # gpt_grader.py's check of the judge's reply
 _OPTION = re.compile(r"\(([a-z])\)\s*(.*?)\s*(?=\([a-z]\)|$)", re.IGNORECASE | re.DOTALL)
 
@@ -45,7 +36,7 @@ def parse_options(text: str, where: str) -> dict[str, str]:
     return options
 
 
-def make_samples(rows, variant: str) -> list[Sample]:
+def make_samples(rows) -> list[Sample]:
     samples = []
     for position, row in enumerate(rows):
         where = f"mmvp row {position}"
@@ -118,3 +109,21 @@ def aggregate(records: list[dict]) -> dict:
         "scoring_paths": record_paths(records, [path for _, path in graded]),
     }
     return {"value": 100 * result["group_accuracy"], "details": details, "per_sample": result["per_sample"]}
+
+
+BENCHMARK = Benchmark(
+    name="mmvp",
+    paper_column="MMVP",
+    dataset_id="lmms-lab-eval/MMVP",  # unconfirmed as the paper's source; see the module docstring
+    dataset_config=None,
+    split="train",
+    prompt_variants={"letter": f"question + '\\nA. ...\\nB. ...' + '\\n{LETTER_ANSWER}'"},
+    default_variant="letter",
+    max_new_tokens=16,
+    metric="pair_accuracy",
+    make_samples=make_samples,
+    aggregate=aggregate,
+    kind="rule",
+    parse_answer=parse_answer,
+    judge_step=JudgeStep("mmvp_grading.txt", needs_judge, judge_step_messages, parse_judge_step),
+)

@@ -14,27 +14,17 @@ beyond the question's choices is wrong too.
 import re
 
 from .answers import LETTERS, options_block
+from .benchmark import Benchmark
 from .common import LETTER_ANSWER, Sample, load_metric, mean_percent, parse_all, require, row_image, text_or_empty
 
 
-NAME = "scienceqa_img"
-PAPER_COLUMN = "SQA-img"
-DATASET_ID = "lmms-lab/ScienceQA"
-DATASET_CONFIG = "ScienceQA-IMG"
-SPLIT = "test"
-PROMPT_VARIANTS = {
-    "context_letter": f"['Context: ' + hint + '\\n'] question + '\\nA. ...' + '\\n{LETTER_ANSWER}' (LLaVA-1.5 eval)"
-}
-DEFAULT_VARIANT = "context_letter"
-MAX_NEW_TOKENS = 16
-METRIC = "accuracy"
 SCORER = "haotian-liu/LLaVA llava/eval/eval_science_qa.py"
 _OFFICIAL_LETTERS = tuple("ABCDE")  # the script's fixed --options list
 # "." matches any character, as in the script: "The answer is B," counts, a bare "The answer is B" does not.
 _ANSWER_IS = re.compile(r"The answer is ([A-Z]).")
 
 
-def make_samples(rows, variant: str) -> list[Sample]:
+def make_samples(rows) -> list[Sample]:
     samples = []
     for index, row in enumerate(rows):
         where = f"scienceqa_img row {index}"
@@ -74,3 +64,22 @@ def aggregate(records: list[dict]) -> dict:
     )
     details = {"scorer": SCORER, "scoring_paths": {"rule": len(records)}}
     return {"value": mean_percent(result["per_sample"]), "details": details, "per_sample": result["per_sample"]}
+
+
+BENCHMARK = Benchmark(
+    name="scienceqa_img",
+    paper_column="SQA-img",
+    dataset_id="lmms-lab/ScienceQA",
+    dataset_config="ScienceQA-IMG",
+    split="test",
+    prompt_variants={
+    "context_letter": f"['Context: ' + hint + '\\n'] question + '\\nA. ...' + '\\n{LETTER_ANSWER}' (LLaVA-1.5 eval)"
+},
+    default_variant="context_letter",
+    max_new_tokens=16,
+    metric="accuracy",
+    make_samples=make_samples,
+    aggregate=aggregate,
+    kind="rule",
+    parse_answer=parse_answer,
+)

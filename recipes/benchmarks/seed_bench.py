@@ -12,18 +12,12 @@ answer that is exactly the letter; that stricter figure is in details as `llava_
 """
 
 from .answers import extract_choice, options_block
+from .benchmark import Benchmark
 from .common import LETTER_ANSWER, Sample, load_metric, mean_percent, parse_all, require, row_image
 
 
-NAME = "seed_bench"
-PAPER_COLUMN = "SEED-img"
-DATASET_ID = "lmms-lab/SEED-Bench"
 DATASET_CONFIG = None
 SPLIT = "test"
-PROMPT_VARIANTS = {"letter": f"question + '\\nA. ...\\nD. ...' + '\\n{LETTER_ANSWER}'"}
-DEFAULT_VARIANT = "letter"
-MAX_NEW_TOKENS = 16
-METRIC = "accuracy"
 SCORER = "no official rule for generated answers (SEED-Bench ranks options by likelihood); see ANSWER_RULE"
 ANSWER_RULE = "option letter by answers.extract_choice: bare/leading letter, 'answer is X', one '(X)', option text"
 
@@ -34,7 +28,7 @@ def load_rows(open_split, limit):
     return rows.select(keep[:limit] if limit is not None else keep)
 
 
-def make_samples(rows, variant: str) -> list[Sample]:
+def make_samples(rows) -> list[Sample]:
     samples = []
     for index, row in enumerate(rows):
         where = f"seed_bench row {index}"
@@ -69,3 +63,21 @@ def aggregate(records: list[dict]) -> dict:
         "scoring_paths": {"rule": len(records)},
     }
     return {"value": mean_percent(result["per_sample"]), "details": details, "per_sample": result["per_sample"]}
+
+
+BENCHMARK = Benchmark(
+    name="seed_bench",
+    paper_column="SEED-img",
+    dataset_id="lmms-lab/SEED-Bench",
+    dataset_config=DATASET_CONFIG,
+    split=SPLIT,
+    prompt_variants={"letter": f"question + '\\nA. ...\\nD. ...' + '\\n{LETTER_ANSWER}'"},
+    default_variant="letter",
+    max_new_tokens=16,
+    metric="accuracy",
+    make_samples=make_samples,
+    aggregate=aggregate,
+    kind="rule",
+    parse_answer=parse_answer,
+    load_rows=load_rows,
+)

@@ -9,21 +9,10 @@ evaluator; ported in metrics/vqa_accuracy), applied to the answer stripped of su
 llava/eval/model_vqa_loader.py writes it.
 """
 
+from .benchmark import Benchmark
 from .common import SHORT_ANSWER, Sample, load_metric, mean_percent, parse_all, require, row_image
 
 
-NAME = "textvqa"
-PAPER_COLUMN = "TextVQA"
-DATASET_ID = "lmms-lab/textvqa"
-DATASET_CONFIG = None
-SPLIT = "validation"
-PROMPT_VARIANTS = {
-    "ocr_tokens": f"question + '\\nReference OCR token: w1, w2, ...' + '\\n{SHORT_ANSWER}' (LLaVA-1.5 eval)",
-    "no_ocr": f"question + '\\n{SHORT_ANSWER}'",
-}
-DEFAULT_VARIANT = "ocr_tokens"
-MAX_NEW_TOKENS = 16
-METRIC = "vqa_accuracy"
 SCORER = "haotian-liu/LLaVA llava/eval/m4c_evaluator.py (TextVQAAccuracyEvaluator)"
 
 
@@ -58,3 +47,23 @@ def aggregate(records: list[dict]) -> dict:
     )
     details = {"scorer": SCORER, "scoring_paths": {"rule": len(records)}}
     return {"value": mean_percent(result["per_sample"]), "details": details, "per_sample": result["per_sample"]}
+
+
+BENCHMARK = Benchmark(
+    name="textvqa",
+    paper_column="TextVQA",
+    dataset_id="lmms-lab/textvqa",
+    dataset_config=None,
+    split="validation",
+    prompt_variants={
+    "ocr_tokens": f"question + '\\nReference OCR token: w1, w2, ...' + '\\n{SHORT_ANSWER}' (LLaVA-1.5 eval)",
+    "no_ocr": f"question + '\\n{SHORT_ANSWER}'",
+},
+    default_variant="ocr_tokens",
+    max_new_tokens=16,
+    metric="vqa_accuracy",
+    make_samples=make_samples,
+    aggregate=aggregate,
+    kind="rule",
+    parse_answer=parse_answer,
+)

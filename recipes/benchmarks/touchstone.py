@@ -7,24 +7,12 @@ from the annotation), `category`, `task_name`. No Hub copy is confirmed: the def
 first. Score: 100 * mean judge score (1-10) of the answer, TouchStone's scale (GPT-4V ~ 800).
 """
 
+from .benchmark import Benchmark, JudgeScoring
 from .common import Sample, mean_percent, require, row_image
 from .judge import parse_score_pair, reference_judge_messages
 
 
-NAME = "touchstone"
-PAPER_COLUMN = "TouchSt"
-DATASET_ID = "OFA-Sys/TouchStone"  # unconfirmed
-DATASET_CONFIG = None
-SPLIT = "test"
-PROMPT_VARIANTS = {"plain": "the question as given; first image only"}
-DEFAULT_VARIANT = "plain"
-MAX_NEW_TOKENS = 1024
-METRIC = "score"
-JUDGE_PROMPT = "touchstone.txt"
-UNCONFIRMED = "the Hub id (a guess; the release is a TSV): pass --dataset-path touchstone=FOLDER"
-
-
-def make_samples(rows, variant: str) -> list[Sample]:
+def make_samples(rows) -> list[Sample]:
     samples = []
     for index, row in enumerate(rows):
         where = f"touchstone row {index}"
@@ -58,3 +46,21 @@ def aggregate(records: list[dict]) -> dict:
     value = 100 * sum(r["score"] for r in scored) / len(scored) if scored else None
     details = {"reference_score": mean_percent([r["judge"]["parsed"][0] for r in scored])}
     return {"value": value, "details": details, "per_sample": [r["score"] for r in records]}
+
+
+BENCHMARK = Benchmark(
+    name="touchstone",
+    paper_column="TouchSt",
+    dataset_id="OFA-Sys/TouchStone",  # unconfirmed
+    dataset_config=None,
+    split="test",
+    prompt_variants={"plain": "the question as given; first image only"},
+    default_variant="plain",
+    max_new_tokens=1024,
+    metric="score",
+    make_samples=make_samples,
+    aggregate=aggregate,
+    kind="judged",
+    judge=JudgeScoring("touchstone.txt", judge_messages, parse_judgement),
+    unconfirmed="the Hub id (a guess; the release is a TSV): pass --dataset-path touchstone=FOLDER",
+)

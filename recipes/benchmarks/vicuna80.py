@@ -10,24 +10,12 @@ reference model and tie handling are not confirmed.
 
 from string import Template
 
+from .benchmark import Benchmark, JudgeScoring
 from .common import Sample, mean_percent, require
 from .judge import model_is_first, pairwise_score, parse_verdict
 
 
-NAME = "vicuna80"
-PAPER_COLUMN = "Vic-80"
-DATASET_ID = None
-DATASET_CONFIG = None
-SPLIT = "train"
-PROMPT_VARIANTS = {"plain": "the first turn as given, no image"}
-DEFAULT_VARIANT = "plain"
-MAX_NEW_TOKENS = 1024
-METRIC = "win_rate"
-JUDGE_PROMPT = "vicuna80.txt"
-UNCONFIRMED = "the reference answers and tie handling the paper used; no Hub copy with references"
-
-
-def make_samples(rows, variant: str) -> list[Sample]:
+def make_samples(rows) -> list[Sample]:
     samples = []
     for index, row in enumerate(rows):
         where = f"vicuna80 row {index}"
@@ -69,3 +57,21 @@ def aggregate(records: list[dict]) -> dict:
         "details": details,
         "per_sample": [r["score"] for r in records],
     }
+
+
+BENCHMARK = Benchmark(
+    name="vicuna80",
+    paper_column="Vic-80",
+    dataset_id=None,
+    dataset_config=None,
+    split="train",
+    prompt_variants={"plain": "the first turn as given, no image"},
+    default_variant="plain",
+    max_new_tokens=1024,
+    metric="win_rate",
+    make_samples=make_samples,
+    aggregate=aggregate,
+    kind="judged",
+    judge=JudgeScoring("vicuna80.txt", judge_messages, parse_judgement),
+    unconfirmed="the reference answers and tie handling the paper used; no Hub copy with references",
+)

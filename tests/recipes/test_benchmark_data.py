@@ -29,7 +29,7 @@ def test_hub_rows_are_loaded_at_the_commit_that_is_recorded(monkeypatch):
 
     monkeypatch.setattr(data.datasets, "load_dataset", load_dataset)
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi("abc123"))
-    rows, provenance = data.load_rows(textvqa, None, None, limit=2)
+    rows, provenance = data.load_rows(textvqa.BENCHMARK, None, None, limit=2)
     assert len(rows) == 2
     assert calls == [("lmms-lab/textvqa", None, "validation", "abc123")]
     assert provenance["dataset_id"] == "lmms-lab/textvqa" and provenance["dataset_revision"] == "abc123"
@@ -37,19 +37,19 @@ def test_hub_rows_are_loaded_at_the_commit_that_is_recorded(monkeypatch):
 
     calls.clear()
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi(None))  # offline: a pinned revision is still recorded
-    _, provenance = data.load_rows(textvqa, None, "v1.0", limit=None)
+    _, provenance = data.load_rows(textvqa.BENCHMARK, None, "v1.0", limit=None)
     assert calls[0][3] == "v1.0" and provenance["dataset_revision"] == "v1.0"
 
 
 def test_benchmarks_without_a_hub_copy_and_missing_local_data_say_what_to_do(tmp_path):
     with pytest.raises(ValueError, match="--dataset-path vicuna80=FOLDER"):
-        data.load_rows(vicuna80, None, None, None)
+        data.load_rows(vicuna80.BENCHMARK, None, None, None)
     Dataset.from_dict({"id": ["1"], "imageId": ["n1"]}).save_to_disk(str(tmp_path / "testdev_balanced_instructions"))
     with pytest.raises(ValueError, match="config 'testdev_balanced_images'"):
-        data.load_rows(gqa, str(tmp_path), None, None)
+        data.load_rows(gqa.BENCHMARK, str(tmp_path), None, None)
     DatasetDict({"train": Dataset.from_dict({"a": [1]})}).save_to_disk(str(tmp_path / "dd"))
     with pytest.raises(ValueError, match=r"no split 'validation'; it has \['train'\]"):
-        data.load_rows(textvqa, str(tmp_path / "dd"), None, None)
+        data.load_rows(textvqa.BENCHMARK, str(tmp_path / "dd"), None, None)
 
 
 def test_a_local_benchmark_copy_rebuilt_in_place_is_read_fresh(tmp_path):
@@ -65,9 +65,9 @@ def test_a_local_benchmark_copy_rebuilt_in_place_is_read_fresh(tmp_path):
         )
 
     write_copy([1, 2, 3])
-    assert data.load_rows(textvqa, str(folder), None, None)[0]["question_id"] == [1, 2, 3]
+    assert data.load_rows(textvqa.BENCHMARK, str(folder), None, None)[0]["question_id"] == [1, 2, 3]
     write_copy([7, 8])
-    assert data.load_rows(textvqa, str(folder), None, None)[0]["question_id"] == [7, 8]
+    assert data.load_rows(textvqa.BENCHMARK, str(folder), None, None)[0]["question_id"] == [7, 8]
 
 
 def test_benchmark_images_pass_the_pixel_budget_before_decoding(tmp_path):
@@ -85,8 +85,8 @@ def test_benchmark_images_pass_the_pixel_budget_before_decoding(tmp_path):
     Dataset.from_dict({"id": ["q0"], "image": [cell], "images": [[cell]]}, features=features).save_to_disk(
         str(tmp_path / "bench")
     )
-    module = SimpleNamespace(NAME="bench", DATASET_CONFIG=None, SPLIT="test")
-    rows, _ = data.load_rows(module, str(tmp_path / "bench"), None, None)
+    benchmark = SimpleNamespace(name="bench", dataset_config=None, split="test", load_rows=None)
+    rows, _ = data.load_rows(benchmark, str(tmp_path / "bench"), None, None)
     assert rows.features["image"].decode is False and rows.features["images"].feature.decode is False
     for column in ("image", "images"):
         with pytest.raises(ImageTooLargeError, match=f"q0 {column}: image is 13000x13000 pixels"):

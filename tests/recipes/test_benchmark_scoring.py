@@ -2,7 +2,7 @@
 
 import pytest
 
-from recipes.benchmarks import hallusionbench, mathvista, mmbench_en, mme_perception, mmmu, mmvet, mmvp, seed_bench
+from recipes.benchmarks import hallusionbench, mathvista, mmbench, mme, mmmu, mmvet, mmvp, seed_bench
 from recipes.benchmarks.answers import extract_choice, extract_yes_no
 from recipes.benchmarks.judge import model_is_first, pairwise_score, parse_score_pair, parse_unit_score, parse_verdict
 from recipes.benchmarks.paper import paper_scores
@@ -75,9 +75,9 @@ def test_mme_score_is_accuracy_plus_accuracy_plus_per_subtask_summed():
         _mme_row("count", "3.jpg", "Are there two cups?", "Yes"),
         _mme_row("count", "3.jpg", "Are there three cups?", "No"),
     ]
-    samples = mme_perception.make_samples(rows, "short_answer")
+    samples = mme.MME_PERCEPTION.samples(rows, "short_answer")
     assert samples[0].prompt.endswith("Answer the question using a single word or phrase.")
-    result = mme_perception.aggregate(_records(mme_perception, samples, ["Yes", "No", "Yes", "Yes", "No", "No"]))
+    result = mme.aggregate(_records(mme, samples, ["Yes", "No", "Yes", "Yes", "No", "No"]))
     # existence: 3/4 right = 75, one of two images fully right = 50 -> 125; count: 1/2 = 50, 0/1 images -> 50.
     assert result["details"]["subtasks"]["existence"]["score"] == pytest.approx(125.0)
     assert result["details"]["subtasks"]["count"]["score"] == pytest.approx(50.0)
@@ -96,7 +96,7 @@ def test_mmvp_pair_accuracy_and_question_accuracy():
         }
         for i in range(6)
     ]
-    samples = mmvp.make_samples(rows, "letter")
+    samples = mmvp.BENCHMARK.samples(rows, "letter")
     assert samples[0].prompt == (
         "Open or closed?\nA. Open\nB. Closed\nAnswer with the option's letter from the given choices directly."
     )
@@ -117,7 +117,7 @@ def test_seed_bench_states_its_rule_and_reports_llava_exact_letter_accuracy():
         }
         for i in range(2)
     ]
-    samples = seed_bench.make_samples(rows, "letter")
+    samples = seed_bench.BENCHMARK.samples(rows, "letter")
     result = seed_bench.aggregate(_records(seed_bench, samples, ["B", "The answer is B."]))
     assert result["value"] == 100.0 and result["details"]["llava_exact_letter_accuracy"] == 50.0
     assert result["details"]["answer_rule"] == seed_bench.ANSWER_RULE
@@ -126,7 +126,7 @@ def test_seed_bench_states_its_rule_and_reports_llava_exact_letter_accuracy():
 def test_mmvp_rejects_unreadable_options():
     row = {"Index": 1, "Question": "q", "Options": "Open or Closed", "Correct Answer": "(a)", "image": picture(0)}
     with pytest.raises(ValueError, match="mmvp row 0 Options"):
-        mmvp.make_samples([row], "letter")
+        mmvp.BENCHMARK.samples([row], "letter")
 
 
 def _mmbench_row(index, options, answer, hint="nan"):
@@ -144,7 +144,7 @@ def _mmbench_row(index, options, answer, hint="nan"):
 
 def test_mmbench_circular_eval_rotates_options_and_needs_every_rotation_right():
     rows = [_mmbench_row(0, ["red", "green", "blue", "yellow"], "B"), _mmbench_row(7, ["cat", "dog"], "A", "A pet.")]
-    samples = mmbench_en.make_samples(rows, "letter")
+    samples = mmbench.MMBENCH_EN.samples(rows, "letter")
     assert [s.id for s in samples] == ["0/shift0", "0/shift1", "0/shift2", "0/shift3", "7/shift0", "7/shift1"]
     # The right option ("green") moves one letter up with every rotation.
     assert [s.target["answer"] for s in samples] == ["B", "A", "D", "C", "A", "B"]
@@ -152,7 +152,7 @@ def test_mmbench_circular_eval_rotates_options_and_needs_every_rotation_right():
     assert samples[4].prompt.startswith("A pet.\nWhich colour?\nA. cat\nB. dog\n")
     # Question 0 right in every rotation (by letter or by text); question 7 wrong in its second rotation.
     answers = ["B", "green", "D", "(C)", "A", "A"]
-    result = mmbench_en.aggregate(_records(mmbench_en, samples, answers))
+    result = mmbench.aggregate(_records(mmbench, samples, answers))
     assert result["value"] == pytest.approx(50.0)
     assert result["details"]["single_pass_accuracy"] == pytest.approx(100.0)
     assert result["details"]["num_questions"] == 2
@@ -160,7 +160,7 @@ def test_mmbench_circular_eval_rotates_options_and_needs_every_rotation_right():
 
 def test_mmbench_rejects_an_answer_that_is_not_an_option():
     with pytest.raises(ValueError, match="mmbench_en row 0: answer 'C'"):
-        mmbench_en.make_samples([_mmbench_row(0, ["cat", "dog"], "C")], "letter")
+        mmbench.MMBENCH_EN.samples([_mmbench_row(0, ["cat", "dog"], "C")], "letter")
 
 
 def test_hallusionbench_figure_and_question_pair_accuracy():
@@ -177,7 +177,7 @@ def test_hallusionbench_figure_and_question_pair_accuracy():
         }
 
     rows = [row("0", "0", "0", "1"), row("0", "1", "0", "0"), row("0", "0", "1", "0"), row("0", "1", "1", "1")]
-    samples = hallusionbench.make_samples(rows, "plain")
+    samples = hallusionbench.BENCHMARK.samples(rows, "plain")
     result = hallusionbench.aggregate(_records(hallusionbench, samples, ["Yes", "No", "Yes", "Yes"]))
     assert result["value"] == pytest.approx(75.0)  # 3 of 4 questions
     # Figures: figure 0 has questions 0 (right) and 1 (wrong); figure 1 both right -> 1/2.
@@ -199,7 +199,7 @@ def test_hallusionbench_vs_questions_without_a_figure_follow_the_official_rules(
             "image": None if figure_id == "0" else picture(0),
         }
 
-    samples = hallusionbench.make_samples([row("0", "1"), row("1", "0")], "plain")
+    samples = hallusionbench.BENCHMARK.samples([row("0", "1"), row("1", "0")], "plain")
     # Without a figure an unclear answer counts as correct (utils.assign_correctness), and fAcc skips that question.
     result = hallusionbench.aggregate(_records(hallusionbench, samples, ["I cannot tell", "No"]))
     assert result["per_sample"] == [1.0, 1.0]
@@ -227,7 +227,7 @@ def test_mmmu_choice_and_open_answers():
         row("o2", "[]", "['Paris', 'paris city']", "open"),
         row("o3", "[]", "1,000", "open"),
     ]
-    samples = mmmu.make_samples(rows, "first_image")
+    samples = mmmu.BENCHMARK.samples(rows, "first_image")
     assert samples[0].prompt.endswith(
         "A. 1\nB. 2\nC. 3\nAnswer with the option's letter from the given choices directly."
     )
@@ -254,13 +254,13 @@ def test_mathvista_samples_keep_what_the_official_scorer_needs():
         row("1", "multi_choice", "text", ["red", "green"], "green"),
         row("2", "free_form", "float", None, "1.2", 1.0),
     ]
-    samples = mathvista.make_samples(rows, "query")
+    samples = mathvista.BENCHMARK.samples(rows, "query")
     assert samples[0].target["choices"] == ["red", "green"] and samples[1].target["precision"] == 1.0
     # An exact choice is kept; 1.23 rounds to the answer's precision. Free text would need the GPT extractor.
     result = mathvista.aggregate(_records(mathvista, samples, ["green", "1.23"]))
     assert result["per_sample"] == [1.0, 1.0]
     with pytest.raises(ValueError, match="mathvista row 0: a multi_choice question without choices"):
-        mathvista.make_samples([row("1", "multi_choice", "text", None, "a")], "query")
+        mathvista.BENCHMARK.samples([row("1", "multi_choice", "text", None, "a")], "query")
 
 
 def test_judge_reply_parsers():
@@ -318,7 +318,7 @@ def test_paper_table():
 
 def test_images_are_decoded_only_when_needed_and_bad_ones_name_the_row():
     rows = [{"question_id": "v1_0", "question": "q", "answer": "a", "image": b"not an image"}]
-    sample = mmvet.make_samples(rows, "plain")[0]  # building samples decodes nothing
+    sample = mmvet.BENCHMARK.samples(rows, "plain")[0]  # building samples decodes nothing
     with pytest.raises(ValueError, match="mmvet row 0 image: cannot read image"):
         sample.load_images()
     assert sample.messages(with_pixels=False)[0]["content"][0] == {"type": "image"}

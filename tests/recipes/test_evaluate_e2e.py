@@ -116,12 +116,12 @@ def test_all_seventeen_benchmarks(workspace, tmp_path):
     assert json.loads((tmp_path / "results.json").read_text()) == results
     markdown = (tmp_path / "results.md").read_text()
     for name, entry in results["benchmarks"].items():
-        module = evaluate.BENCHMARKS[name]
+        benchmark = evaluate.BENCHMARKS[name]
         assert set(entry) == ENTRY_KEYS, name
         assert entry["num_samples"] == EXPECTED_SAMPLES[name], name
-        assert entry["paper"] == paper_scores(module.PAPER_COLUMN)
+        assert entry["paper"] == paper_scores(benchmark.paper_column)
         assert bool(entry["unconfirmed"]) == (name in UNCONFIRMED), name
-        assert entry["prompt_variant"] == module.DEFAULT_VARIANT
+        assert entry["prompt_variant"] == benchmark.default_variant
         assert entry["dataset_id"] == str(workspace["data"][name].resolve())
         assert entry["dataset_source"] == "local" and entry["dataset_revision"] is None
         assert f"| {name} | {entry['metric']} |" in markdown
@@ -130,20 +130,20 @@ def test_all_seventeen_benchmarks(workspace, tmp_path):
         for sample in samples:
             assert {"id", "prompt", "raw_answer", "parsed_answer", "score", "target"} <= set(sample)
             assert ("<image>" in sample["prompt"]) == (name != "vicuna80")
-        if evaluate.is_judged(module):
-            template_hash = hashlib.sha256((PROMPTS_DIR / module.JUDGE_PROMPT).read_bytes()).hexdigest()[:16]
+        if benchmark.kind == "judged":
+            template_hash = hashlib.sha256((PROMPTS_DIR / benchmark.judge.prompt).read_bytes()).hexdigest()[:16]
             assert entry["judge"] == {"model": "fake-judge", "temperature": 0.0, "prompt_hash": template_hash}
             assert entry["judge_failures"] == 0
         else:
             # Rule-scored benchmarks run the GPT step of their official protocol when a judge is given.
-            step = hasattr(module, "JUDGE_STEP_PROMPT")
+            step = benchmark.judge_step
             if step:
-                template_hash = hashlib.sha256((PROMPTS_DIR / module.JUDGE_STEP_PROMPT).read_bytes()).hexdigest()[:16]
+                template_hash = hashlib.sha256((PROMPTS_DIR / step.prompt).read_bytes()).hexdigest()[:16]
             expected = {"model": "fake-judge", "temperature": 0.0, "prompt_hash": template_hash} if step else None
             assert entry["judge"] == expected, name
             for sample in samples:
                 if "judge" not in sample:  # else the judge's verdict decided the parsed answer
-                    assert sample["parsed_answer"] == module.parse_answer(sample["target"], sample["raw_answer"])
+                    assert sample["parsed_answer"] == benchmark.parse_answer(sample["target"], sample["raw_answer"])
                 assert 0.0 <= sample["score"] <= 1.0
     # The judge's fixed replies give known scores: grade 0.4; scores "8 6" (reference 8, answer 6); "[[A]]".
     benchmarks = results["benchmarks"]

@@ -42,7 +42,7 @@ def test_mmbench_asks_only_about_unmatched_answers_and_caches_the_verdicts(tmp_p
     answers = ["B", "It looks like a puppy to me, a young one"]
     judge = ScriptedJudge(lambda prompt: "B")
     records = _records(mmbench, [target, target], answers)
-    info = run_judge_step(judge, mmbench, "mmbench_en", records, tmp_path)
+    info = run_judge_step(judge, mmbench.MMBENCH_EN.judge_step, "mmbench_en", records, tmp_path)
     assert info["model"] == "scripted" and len(judge.prompts) == 1
     assert "Which pet?" in judge.prompts[0] and "A. cat\nB. dog" in judge.prompts[0] and answers[1] in judge.prompts[0]
     records[0]["id"], records[1]["id"] = "1/shift0", "1/shift1"
@@ -52,17 +52,17 @@ def test_mmbench_asks_only_about_unmatched_answers_and_caches_the_verdicts(tmp_p
     assert [record["scoring_path"] for record in records] == ["matched", "gpt_matched"]  # shown per sample
     # A rerun asks nothing again; a changed answer is asked about afresh.
     again = _records(mmbench, [target, target], answers)
-    run_judge_step(judge, mmbench, "mmbench_en", again, tmp_path)
+    run_judge_step(judge, mmbench.MMBENCH_EN.judge_step, "mmbench_en", again, tmp_path)
     assert len(judge.prompts) == 1 and again[1]["judge"]["parsed"] == "B"
     changed = _records(mmbench, [target, target], ["B", "Surely a kitten, no doubt at all here"])
-    run_judge_step(ScriptedJudge(lambda prompt: "A"), mmbench, "mmbench_en", changed, tmp_path)
+    run_judge_step(ScriptedJudge(lambda prompt: "A"), mmbench.MMBENCH_EN.judge_step, "mmbench_en", changed, tmp_path)
     assert changed[1]["judge"]["parsed"] == "A"
 
 
 def test_without_a_judge_nothing_is_asked_and_unreadable_answers_take_the_deterministic_path(tmp_path):
     target = {"options": {"A": "cat", "B": "dog"}, "answer": "B", "question": 1, "question_text": "Which pet?"}
     records = _records(mmbench, [target], ["It looks like a puppy to me, a young one"])
-    assert run_judge_step(None, mmbench, "mmbench_en", records, tmp_path) is None
+    assert run_judge_step(None, mmbench.MMBENCH_EN.judge_step, "mmbench_en", records, tmp_path) is None
     assert "judge" not in records[0]
     assert mmbench.aggregate(records)["details"]["scoring_paths"] == {"needs_gpt_matching": 1}
 
@@ -70,7 +70,8 @@ def test_without_a_judge_nothing_is_asked_and_unreadable_answers_take_the_determ
 def test_mmbench_judge_reply_without_a_letter_is_a_failure_scored_as_z(tmp_path):
     target = {"options": {"A": "cat", "B": "dog"}, "answer": "B", "question": 1, "question_text": "Which pet?"}
     records = _records(mmbench, [target], ["It looks like a puppy to me, a young one"])
-    run_judge_step(ScriptedJudge(lambda prompt: "I cannot say"), mmbench, "mmbench_en", records, tmp_path)
+    judge = ScriptedJudge(lambda prompt: "I cannot say")
+    run_judge_step(judge, mmbench.MMBENCH_EN.judge_step, "mmbench_en", records, tmp_path)
     result = mmbench.aggregate([{**records[0], "id": "1/shift0"}])
     assert result["per_sample"] == [0.0] and result["details"]["scoring_paths"] == {"gpt_matching_failed": 1}
 
@@ -86,7 +87,7 @@ def test_mathvista_judge_extracts_only_what_the_rules_cannot(tmp_path):
     }
     judge = ScriptedJudge(lambda prompt: " 3 ")
     records = _records(mathvista, [target, target], ["3", "There are three cubes, so the answer is 3."])
-    run_judge_step(judge, mathvista, "mathvista", records, tmp_path)
+    run_judge_step(judge, mathvista.BENCHMARK.judge_step, "mathvista", records, tmp_path)
     assert len(judge.prompts) == 1 and "How many cubes?" in judge.prompts[0]
     result = mathvista.aggregate(records)
     assert result["per_sample"] == [1.0, 1.0]
@@ -107,7 +108,7 @@ def test_hallusionbench_grades_every_answer_as_the_official_reply_reading(tmp_pa
     replies = iter(["The prediction is incorrect.", "Correct."])
     judge = ScriptedJudge(lambda prompt: next(replies))
     records = _records(hallusionbench, [target("0"), target("1")], ["Yes", "No"])
-    run_judge_step(judge, hallusionbench, "hallusionbench", records, tmp_path)
+    run_judge_step(judge, hallusionbench.BENCHMARK.judge_step, "hallusionbench", records, tmp_path)
     assert "Yes, the left line is longer." in judge.prompts[0]
     result = hallusionbench.aggregate(records)
     # "incorrect" is checked first, as utils.evaluate_by_chatgpt does; the rule would have said the opposite.
@@ -124,7 +125,7 @@ def test_mmvp_grader_accepts_only_a_bare_yes_or_no(tmp_path):
     judge = ScriptedJudge(lambda prompt: next(replies))
     targets = [target(0, "A"), target(0, "B"), target(1, "A"), target(1, "B")]
     records = _records(mmvp, targets, ["A", "B", "B", "B"])
-    run_judge_step(judge, mmvp, "mmvp", records, tmp_path)
+    run_judge_step(judge, mmvp.BENCHMARK.judge_step, "mmvp", records, tmp_path)
     assert "Correct option: (b) Closed" in judge.prompts[1]
     result = mmvp.aggregate(records)
     # "Yes." is not gpt_grader.py's ^(yes|no)$, so that answer is not counted correct.
@@ -135,8 +136,8 @@ def test_mmvp_grader_accepts_only_a_bare_yes_or_no(tmp_path):
 def test_every_benchmark_whose_official_protocol_ends_with_gpt_offers_the_step():
     from recipes.evaluate import BENCHMARKS
 
-    with_step = {name for name, module in BENCHMARKS.items() if hasattr(module, "JUDGE_STEP_PROMPT")}
+    with_step = {name for name, benchmark in BENCHMARKS.items() if benchmark.judge_step is not None}
     assert with_step == {"mmbench_en", "mmbench_cn", "mathvista", "hallusionbench", "mmvp"}
     for name in with_step:
-        module = BENCHMARKS[name]
-        assert all(callable(getattr(module, f)) for f in ("needs_judge", "judge_step_messages", "parse_judge_step"))
+        step = BENCHMARKS[name].judge_step
+        assert all(callable(f) for f in (step.applies, step.messages, step.parse))

@@ -4,6 +4,7 @@ import random
 from PIL import Image
 
 from dataset_scripts import shapes_world
+from recipes import shapes_eval
 from recipes.loss_curve import plot_loss_curves, read_losses
 from recipes.shapes_eval import score_caption, score_questions
 
@@ -31,6 +32,23 @@ def test_every_generated_scene_is_fully_described():
         for qtype in shapes_world.QUESTION_TYPES:
             _, answer = shapes_world.ask(scene, qtype)
             assert score_questions([answer], [shapes_world.answer_keyword(scene, qtype)], qtype) == 1.0
+
+
+def test_answers_come_from_the_benchmark_generator_in_fixed_batches(monkeypatch):
+    """shapes_eval uses evaluate.py's batched greedy generator and its batches by position."""
+    batches = []
+
+    def fake_generate(model, processor, samples, max_new_tokens):
+        batches.append([(len(sample.images), sample.prompt, max_new_tokens) for sample in samples])
+        return [f"{sample.prompt}!" for sample in samples]
+
+    monkeypatch.setattr(shapes_eval, "generate", fake_generate)
+    processor = type("Processor", (), {"tokenizer": type("Tokenizer", (), {"padding_side": "right"})()})()
+    image = Image.new("RGB", (4, 4))
+    prompts = [(image, "a"), (None, "b"), (image, "c"), (None, "d"), (image, "e")]
+    assert shapes_eval.generate_answers(None, processor, prompts, 2, 7) == ["a!", "b!", "c!", "d!", "e!"]
+    assert batches == [[(1, "a", 7), (0, "b", 7)], [(1, "c", 7), (0, "d", 7)], [(1, "e", 7)]]
+    assert processor.tokenizer.padding_side == "left"
 
 
 def _trainer_state(folder, losses):
