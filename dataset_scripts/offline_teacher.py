@@ -3,6 +3,8 @@
 It serves `POST /v1/chat/completions` and `GET /v1/models` on loopback. It reads which template it was sent from the
 template's `Prompt id:` line, reads the shapes-world scene from the PNG metadata of the image in the data URL, and
 answers in exactly the tagged format the parser expects, so its captions and answers are correct by construction.
+Like a provider's prefix cache, it bills the longest run of a request's leading text parts (up to its first image)
+that it has seen before as cached tokens.
 Switchable faults (429 with Retry-After, 5xx, slow replies, hangs past the client timeout, malformed sections,
 refusals, prompt leakage, dropped connections; 200s with an HTML, non-JSON or non-UTF-8 body, a body trickled a byte
 at a time, a reply of megabytes full of unclosed tags) exercise every failure path of the synthesis client.
@@ -136,6 +138,18 @@ def _content_texts(messages: list) -> tuple[list[str], list[str]]:
     return texts, images
 
 
+def _leading_texts(messages: list) -> list[str]:
+    """The text parts a request starts with, up to its first image: what a provider's prefix cache can match."""
+    texts = []
+    for message in messages if isinstance(messages, list) else []:
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in [{"type": "text", "text": content}] if isinstance(content, str) else content or []:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                return texts
+            texts.append(str(part.get("text", "")))
+    return texts
+
+
 def _scene_of(url: str) -> world.Scene | None:
     if not url.startswith("data:") or ";base64," not in url:
         return None
@@ -266,6 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
             reply += "<start of answer>" * (teacher.huge_chars // 17)
         prompt_tokens = math.ceil((math.ceil(len(prompt_text) / 4) + 85 * len(images)) * teacher.billing_factor)
         completion_tokens = math.ceil(len(reply) / 4)
+        cached_tokens = min(prompt_tokens, teacher.cached_tokens(_leading_texts(messages)))
         request_id = hashlib.sha256(f"{teacher.seed}:{sequence}".encode()).hexdigest()[:24]
         self._send(
             200,
@@ -279,6 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens,
+                    "prompt_tokens_details": {"cached_tokens": cached_tokens},
                 },
             },
             trickle=teacher.trickle_seconds if fault == "trickle" else 0.0,
@@ -328,6 +344,7 @@ class OfflineTeacher:
         self.stats: Counter = Counter()
         self._lock = threading.Lock()
         self._sequence = 0
+        self._prefixes: set[bytes] = set()
         self._stopping = threading.Event()
         self.set_faults(faults or {})
         self._server = _Server((host, port), _Handler)
@@ -346,6 +363,19 @@ class OfflineTeacher:
         if sum(faults.values()) > 1.0 + 1e-9 or any(p < 0 for p in faults.values()):
             raise ValueError("fault probabilities must be >= 0 and sum to at most 1")
         self.faults = dict(faults)
+
+    def cached_tokens(self, parts: list[str]) -> int:
+        """Prefix caching as providers do it: the longest run of leading text parts seen before is cached."""
+        digest, cached, length = hashlib.sha256(), 0, 0
+        with self._lock:
+            for part in parts:
+                digest.update(part.encode() + b"\0")
+                length += len(part)
+                key = digest.digest()
+                if key in self._prefixes:
+                    cached = length
+                self._prefixes.add(key)
+        return math.ceil(cached / 4)
 
     def next_fault(self) -> tuple[int, str | None]:
         with self._lock:

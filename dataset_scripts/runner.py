@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from dataset_scripts.images import PreparedImage, SkipImage, prepare
 from dataset_scripts.inputs import Item
-from dataset_scripts.limits import CostMeter
+from dataset_scripts.limits import NO_PRICE, CostMeter
 from dataset_scripts.sections import Rejected, parse_reply, reply_char_limit
 from dataset_scripts.shards import OutputDir, OutputWriteError, iter_jsonl
 from dataset_scripts.tasks import TaskSpec
@@ -40,15 +40,34 @@ class BudgetExhausted(Exception):
     """The next request could push the cost past --max-cost."""
 
 
+USAGE_FIELDS = ("prompt_tokens", "cached_tokens", "completion_tokens", "requests")
+
+
 @dataclass
 class _Usage:
     prompt_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens, served from the provider's prefix cache
     completion_tokens: int = 0
     requests: int = 0
     cost_usd: float = 0.0
 
+    def add(self, prompt_tokens: int, cached_tokens: int, completion_tokens: int, cost: float) -> None:
+        self.prompt_tokens += prompt_tokens
+        self.cached_tokens += cached_tokens
+        self.completion_tokens += completion_tokens
+        self.requests += 1
+        self.cost_usd += cost
+
     def as_dict(self) -> dict:
         return {**self.__dict__, "cost_usd": round(self.cost_usd, 8)}
+
+
+def subsets_label(mode: str, strategy: str, source: str) -> str:
+    """The dataset subsets a record of this recipe feeds (build_dataset.py), as one label for cost reports."""
+    if mode == "text":
+        return "text"
+    kinds = ("instruct",) if strategy == "direct" else ("caption", "instruct")
+    return "+".join(f"{kind}_{source}" for kind in kinds)
 
 
 class Synthesis:
@@ -77,6 +96,7 @@ class Synthesis:
         self.stop_message: str | None = None
         self._consecutive_failures = 0
         self.summary_written = False
+        self.by_endpoint: dict[str, _Usage] = {}  # this run's billed usage per endpoint
 
     def _load_previous(self) -> None:
         """What earlier runs finished: in any shard file of the folder (so changing --num-shards redoes nothing);
@@ -133,12 +153,17 @@ class Synthesis:
             except BaseException:
                 self.meter.settle(reserved, 0, 0)
                 raise
-            usage.cost_usd += self.meter.settle(
-                reserved, reply.prompt_tokens, reply.completion_tokens, expected=(estimate, max_tokens)
+            cost = self.meter.settle(
+                reserved,
+                reply.prompt_tokens,
+                reply.completion_tokens,
+                expected=(estimate, max_tokens),
+                cached_tokens=reply.cached_tokens,
             )
-            usage.prompt_tokens += reply.prompt_tokens
-            usage.completion_tokens += reply.completion_tokens
-            usage.requests += 1
+            usage.add(reply.prompt_tokens, reply.cached_tokens, reply.completion_tokens, cost)
+            self.by_endpoint.setdefault(reply.endpoint, _Usage()).add(
+                reply.prompt_tokens, reply.cached_tokens, reply.completion_tokens, cost
+            )
             raw = reply.text[:max_chars]  # a runaway reply is never stored whole
             try:
                 if reply.finish_reason == "length":
@@ -243,7 +268,8 @@ class Synthesis:
                 self._stop("disk", str(error))
                 return
             bar.update(1)
-            bar.set_postfix(cost=f"${self.meter.spent:.4f}", rejected=self._count("rejected:"), refresh=False)
+            cost = f"${self.meter.spent:.4f}" if self.meter.price else NO_PRICE
+            bar.set_postfix(cost=cost, rejected=self._count("rejected:"), refresh=False)
 
     def _count(self, prefix: str) -> int:
         return sum(n for name, n in self.this_run.items() if name.startswith(prefix))
@@ -284,33 +310,56 @@ class Synthesis:
             self.out.close()
 
     def summarise(self, wall_time: float) -> dict:
-        """Cumulative counts over the shard folder (all runs), plus what this run did."""
+        """Cumulative counts over the shard folder (all runs), plus what this run did.
+
+        Without a configured price every cost reads "no price configured" rather than a misleading $0.
+        """
         done_items, rejected, skipped = set(), {}, {}
-        tokens, cost = Counter(), 0.0
-        for row in iter_jsonl(self.out.path("records")):
-            done_items.add(row["item_id"])
-            tokens.update({k: row["usage"][k] for k in ("prompt_tokens", "completion_tokens", "requests")})
-            cost += row["usage"]["cost_usd"]
-        for row in iter_jsonl(self.out.path("rejects")):
-            tokens.update({k: row["usage"][k] for k in ("prompt_tokens", "completion_tokens", "requests")})
-            cost += row["usage"]["cost_usd"]
-            rejected[row["item_id"]] = row["reason"]
+        total, by_subset = _Usage(), {}
+        for kind in ("records", "rejects"):
+            for row in iter_jsonl(self.out.path(kind)):
+                if kind == "records":
+                    done_items.add(row["item_id"])
+                else:
+                    rejected[row["item_id"]] = row["reason"]
+                label = subsets_label(row["mode"], row["strategy"], row["source"])
+                for usage in (total, by_subset.setdefault(label, _Usage())):
+                    for name in USAGE_FIELDS:
+                        setattr(usage, name, getattr(usage, name) + row["usage"].get(name, 0))
+                    usage.cost_usd += row["usage"]["cost_usd"]
         for row in iter_jsonl(self.out.path("skipped")):
             skipped[row["item_id"]] = row["reason"]
         this_run = {
             name: dict(sorted((k.split(":", 1)[1], n) for k, n in self.this_run.items() if k.startswith(name + ":")))
             for name in ("rejected", "skipped", "retry")
         }
+        priced = self.meter.price is not None
         stats = self.client.stats
+        endpoints = {endpoint.name: endpoint for endpoint in self.client.pool.endpoints}
+        by_endpoint = {
+            name: self._usage_report(self.by_endpoint.get(name, _Usage()), priced)
+            | {
+                "sent": endpoint.stats["requests"],
+                "failures": endpoint.stats["failures"],
+                "taken_out": endpoint.stats["ejections"],
+            }
+            for name, endpoint in endpoints.items()
+        }
         return {
             **self.describe_run,
             "items_in_shard": len(self.items),
             "done": len(done_items),
             "rejected": dict(Counter(r for i, r in rejected.items() if i not in done_items)),
             "skipped": dict(Counter(r for i, r in skipped.items() if i not in done_items and i not in rejected)),
-            "tokens": {"prompt": tokens["prompt_tokens"], "completion": tokens["completion_tokens"]},
-            "requests": tokens["requests"],
-            "cost_usd": round(cost, 6),
+            "tokens": {
+                "prompt": total.prompt_tokens,
+                "cached": total.cached_tokens,
+                "completion": total.completion_tokens,
+            },
+            "requests": total.requests,
+            "cost_usd": round(total.cost_usd, 6) if priced else None,
+            "cost": f"${total.cost_usd:.4f}" if priced else NO_PRICE,
+            "by_subset": {label: self._usage_report(usage, priced) for label, usage in sorted(by_subset.items())},
             "max_cost_usd": self.meter.max_cost,
             "stopped": self.stop_reason,
             "message": self.stop_message,
@@ -324,7 +373,13 @@ class Synthesis:
                 "api_retries": dict(stats.retries),
                 "retry_after_honoured": stats.retry_after_honoured,
                 "backoff_seconds": round(stats.backoff_seconds, 3),
-                "cost_usd": round(self.meter.spent - self.spent_before, 6),
+                "cost_usd": round(self.meter.spent - self.spent_before, 6) if priced else None,
+                "by_endpoint": by_endpoint,
                 "wall_time_s": round(wall_time, 3),
             },
         }
+
+    @staticmethod
+    def _usage_report(usage: _Usage, priced: bool) -> dict:
+        report = {name: getattr(usage, name) for name in USAGE_FIELDS}
+        return report | {"cost_usd": round(usage.cost_usd, 6) if priced else NO_PRICE}
