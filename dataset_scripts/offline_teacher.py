@@ -29,6 +29,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from dataset_scripts import shapes_world as world
+from dataset_scripts.offline_batches import OfflineBatches
 from dataset_scripts.prompt_set import marker
 
 
@@ -204,7 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _error(self, status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> None:
-        self._send(status, {"error": {"message": message, "type": kind, "code": None}}, headers)
+        self._send(status, _error_body(message, kind), headers)
 
     def _authorised(self) -> bool:
         expected = self.server.teacher.api_key
@@ -216,8 +217,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if not self._authorised():
             return
-        if self.path.rstrip("/") == "/v1/models":
+        route = self.path.rstrip("/")
+        if route == "/v1/models":
             self._send(200, {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "owned_by": "allava"}]})
+        elif route.startswith(("/v1/files", "/v1/batches")):
+            self._send(*self.server.teacher.batches.get(route))
         else:
             self._error(404, f"no route {self.path}", "not_found")
 
@@ -226,19 +230,17 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length)
         if not self._authorised():
             return
-        if self.path.rstrip("/") != "/v1/chat/completions":
+        route = self.path.rstrip("/")
+        if route.startswith(("/v1/files", "/v1/batches")):
+            self._send(*self.server.teacher.batches.post(route, raw, self.headers.get("Content-Type", "")))
+            return
+        if route != "/v1/chat/completions":
             self._error(404, f"no route {self.path}", "not_found")
             return
         teacher = self.server.teacher
         sequence, fault = teacher.next_fault()
         if teacher.latency:
-            time.sleep(teacher.latency)
-        try:
-            body = json.loads(raw)
-            messages = body["messages"]
-        except (ValueError, KeyError, TypeError):
-            self._error(400, "the body must be JSON with a 'messages' list", "invalid_request_error")
-            return
+            time.sleep(teacher.latency_for(sequence))
         if fault == "drop":
             self.close_connection = True
             try:
@@ -261,44 +263,12 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(teacher.slow_seconds)
         if fault == "timeout" and teacher._stopping.wait(teacher.hang_seconds):
             return  # shutting down: leave without answering
-        texts, images = _content_texts(messages)
-        found = next((marker(text) for text in texts if marker(text)), None)
-        if found is None:
-            self._error(400, "no 'Prompt id:' line found; this teacher only answers allava prompts", "invalid_request")
-            return
-        template = found[0]
-        scene = _scene_of(images[0]) if images else None
-        if template != "text" and scene is None:
-            self._error(400, "the image carries no shapes_world scene in its PNG metadata", "invalid_request_error")
-            return
-        prompt_text = "\n".join(texts)
-        instruction = _between(prompt_text, "instruction") if template == "vflan" else texts[-1].strip()
-        reply = compose_reply(template, scene, instruction)
-        if fault in ("malformed", "refusal", "leak"):
-            reply = _apply_content_fault(fault, reply, template, sequence)
-        if fault == "huge":  # a runaway reply: megabytes of unclosed tags after the real one
-            reply += "<start of answer>" * (teacher.huge_chars // 17)
-        prompt_tokens = math.ceil((math.ceil(len(prompt_text) / 4) + 85 * len(images)) * teacher.billing_factor)
-        completion_tokens = math.ceil(len(reply) / 4)
-        cached_tokens = min(prompt_tokens, teacher.cached_tokens(_leading_texts(messages)))
-        request_id = hashlib.sha256(f"{teacher.seed}:{sequence}".encode()).hexdigest()[:24]
-        self._send(
-            200,
-            {
-                "id": f"chatcmpl-{request_id}",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body.get("model", MODEL_ID),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                    "prompt_tokens_details": {"cached_tokens": cached_tokens},
-                },
-            },
-            trickle=teacher.trickle_seconds if fault == "trickle" else 0.0,
-        )
+        status, payload = teacher.completion(raw, sequence, fault)
+        self._send(status, payload, trickle=teacher.trickle_seconds if fault == "trickle" and status == 200 else 0.0)
+
+
+def _error_body(message: str, kind: str) -> dict:
+    return {"error": {"message": message, "type": kind, "code": None}}
 
 
 class _Server(ThreadingHTTPServer):
@@ -312,7 +282,9 @@ class OfflineTeacher:
     """The stand-in teacher on 127.0.0.1; a context manager that serves from a background thread.
 
     `faults` maps FAULTS names to probabilities; each request's fault is drawn from `Random(f"{seed}:{n}")` for the
-    n-th request, so a run's fault sequence is reproducible. `latency` seconds are added to every request.
+    n-th request, so a run's fault sequence is reproducible. `latency` seconds are added to every request; with
+    `latency_sigma` > 0 they are drawn per request from a log-normal with median `latency` (a long tail: sigma 0.8
+    puts the 95th percentile at 3.7 x the median). The Batch API (files + batches) is served by `self.batches`.
     `billing_factor` scales the prompt tokens it reports (a provider that bills more than the client estimates).
     """
 
@@ -324,6 +296,7 @@ class OfflineTeacher:
         api_key: str | None = None,
         faults: dict[str, float] | None = None,
         latency: float = 0.0,
+        latency_sigma: float = 0.0,
         seed: int = 0,
         retry_after: float = 0.05,
         slow_seconds: float = 0.2,
@@ -334,6 +307,7 @@ class OfflineTeacher:
     ) -> None:
         self.api_key = api_key
         self.latency = latency
+        self.latency_sigma = latency_sigma
         self.seed = seed
         self.retry_after = retry_after
         self.slow_seconds = slow_seconds
@@ -347,6 +321,7 @@ class OfflineTeacher:
         self._prefixes: set[bytes] = set()
         self._stopping = threading.Event()
         self.set_faults(faults or {})
+        self.batches = OfflineBatches(self)
         self._server = _Server((host, port), _Handler)
         self._server.teacher = self
         self._thread: threading.Thread | None = None
@@ -363,6 +338,51 @@ class OfflineTeacher:
         if sum(faults.values()) > 1.0 + 1e-9 or any(p < 0 for p in faults.values()):
             raise ValueError("fault probabilities must be >= 0 and sum to at most 1")
         self.faults = dict(faults)
+
+    def completion(self, raw: bytes, sequence: int, fault: str | None = None) -> tuple[int, dict]:
+        """(status, JSON body) answering one chat completion request body (live, or one line of a batch)."""
+        try:
+            body = json.loads(raw)
+            messages = body["messages"]
+        except (ValueError, KeyError, TypeError):
+            return 400, _error_body("the body must be JSON with a 'messages' list", "invalid_request_error")
+        texts, images = _content_texts(messages)
+        found = next((marker(text) for text in texts if marker(text)), None)
+        if found is None:
+            return 400, _error_body("no 'Prompt id:' line found; this teacher only answers allava prompts", "invalid")
+        template = found[0]
+        scene = _scene_of(images[0]) if images else None
+        if template != "text" and scene is None:
+            return 400, _error_body("the image carries no shapes_world scene in its PNG metadata", "invalid_request")
+        prompt_text = "\n".join(texts)
+        instruction = _between(prompt_text, "instruction") if template == "vflan" else texts[-1].strip()
+        reply = compose_reply(template, scene, instruction)
+        if fault in ("malformed", "refusal", "leak"):
+            reply = _apply_content_fault(fault, reply, template, sequence)
+        if fault == "huge":  # a runaway reply: megabytes of unclosed tags after the real one
+            reply += "<start of answer>" * (self.huge_chars // 17)
+        prompt_tokens = math.ceil((math.ceil(len(prompt_text) / 4) + 85 * len(images)) * self.billing_factor)
+        completion_tokens = math.ceil(len(reply) / 4)
+        cached_tokens = min(prompt_tokens, self.cached_tokens(_leading_texts(messages)))
+        request_id = hashlib.sha256(f"{self.seed}:{sequence}".encode()).hexdigest()[:24]
+        return 200, {
+            "id": f"chatcmpl-{request_id}",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body.get("model", MODEL_ID),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": cached_tokens},
+            },
+        }
+
+    def latency_for(self, sequence: int) -> float:
+        if not self.latency_sigma:
+            return self.latency
+        return self.latency * math.exp(self.latency_sigma * random.Random(f"{self.seed}:latency:{sequence}").gauss())
 
     def cached_tokens(self, parts: list[str]) -> int:
         """Prefix caching as providers do it: the longest run of leading text parts seen before is cached."""
@@ -433,7 +453,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8011, help="0 picks a free port (printed on start)")
     parser.add_argument("--api-key-env", help="require 'Bearer <value of this env var>' (default: accept any key)")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request (the median)")
+    parser.add_argument(
+        "--latency-sigma", type=float, default=0.0, help="log-normal spread of the latency (0: fixed; 0.8: p95 3.7x)"
+    )
     parser.add_argument("--fault", type=_parse_fault, action="append", default=[], help="e.g. rate_limit=0.1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retry-after", type=float, default=0.05, help="Retry-After seconds sent with 429s")
@@ -447,6 +470,7 @@ def main(argv: list[str] | None = None) -> None:
         api_key=api_key,
         faults=dict(args.fault),
         latency=args.latency,
+        latency_sigma=args.latency_sigma,
         seed=args.seed,
         retry_after=args.retry_after,
     )

@@ -20,7 +20,13 @@ from dataset_scripts.limits import NO_PRICE, CostMeter
 from dataset_scripts.sections import Rejected, parse_reply, reply_char_limit
 from dataset_scripts.shards import OutputDir, OutputWriteError, iter_jsonl
 from dataset_scripts.tasks import TaskSpec
-from dataset_scripts.teacher_client import INVALID_RESPONSE, FatalAPIError, TeacherClient, TransientAPIError
+from dataset_scripts.teacher_client import (
+    INVALID_RESPONSE,
+    FatalAPIError,
+    Reply,
+    TeacherClient,
+    TransientAPIError,
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,13 @@ def subsets_label(mode: str, strategy: str, source: str) -> str:
         return "text"
     kinds = ("instruct",) if strategy == "direct" else ("caption", "instruct")
     return "+".join(f"{kind}_{source}" for kind in kinds)
+
+
+def judge_reply(template: str, reply: Reply, max_tokens: int) -> dict:
+    """The parsed fields of a reply, or `Rejected` (truncated, malformed, a refusal, ...)."""
+    if reply.finish_reason == "length":
+        raise Rejected("truncated", f"the reply hit max_tokens={max_tokens}")
+    return parse_reply(template, reply.text, reply_char_limit(max_tokens))
 
 
 class Synthesis:
@@ -166,18 +179,17 @@ class Synthesis:
             )
             raw = reply.text[:max_chars]  # a runaway reply is never stored whole
             try:
-                if reply.finish_reason == "length":
-                    raise Rejected("truncated", f"the reply hit max_tokens={max_tokens}")
-                return parse_reply(template, reply.text, max_chars), None, raw
+                return judge_reply(template, reply, max_tokens), None, raw
             except Rejected as error:
                 rejection = error
                 self.this_run[f"retry:{error.reason}"] += 1
         return None, rejection, raw
 
-    async def _process(self, item: Item) -> None:
+    async def _prepare(self, item: Item) -> tuple[str, PreparedImage | None] | None:
+        """(key, image) of an input still to do and now claimed; None if finished, skipped or a duplicate."""
         if item.item_id in self.done_items:
             self.this_run["resumed"] += 1
-            return
+            return None
         image = None
         if self.spec.mode != "text":
             try:
@@ -187,12 +199,19 @@ class Synthesis:
                 )
             except SkipImage as skip:
                 await self._skip(item, skip.reason, skip.detail)
-                return
+                return None
         key = self.spec.key(image, item.question)
         if key in self.done_keys or key in self.claimed:
             await self._skip(item, "duplicate", f"same content and recipe as record {key}")
-            return
+            return None
         self.claimed.add(key)
+        return key, image
+
+    async def _process(self, item: Item) -> None:
+        prepared = await self._prepare(item)
+        if prepared is None:
+            return
+        key, image = prepared
         try:
             await self._synthesise(item, key, image)
         except BaseException:
@@ -283,20 +302,7 @@ class Synthesis:
         self.out.open()
         try:
             self._load_previous()
-            queue: asyncio.Queue = asyncio.Queue()
-            for item in self.items:
-                queue.put_nowait(item)
-            with tqdm(total=len(self.items), disable=not self.options.progress, unit="item", smoothing=0.1) as bar:
-                workers = [
-                    asyncio.create_task(self._worker(queue, bar)) for _ in range(max(1, self.options.concurrency))
-                ]
-                try:
-                    await asyncio.gather(*workers)
-                except FatalAPIError as error:
-                    self._stop("fatal", str(error))
-                    for worker in workers:
-                        worker.cancel()
-                    await asyncio.gather(*workers, return_exceptions=True)
+            await self._work()
             summary = self.summarise(time.monotonic() - started)
             try:
                 self.out.write_summary(summary)
@@ -308,6 +314,21 @@ class Synthesis:
         finally:
             await self.client.aclose()
             self.out.close()
+
+    async def _work(self) -> None:
+        """Every input through bounded-concurrency workers (the live chat API)."""
+        queue: asyncio.Queue = asyncio.Queue()
+        for item in self.items:
+            queue.put_nowait(item)
+        with tqdm(total=len(self.items), disable=not self.options.progress, unit="item", smoothing=0.1) as bar:
+            workers = [asyncio.create_task(self._worker(queue, bar)) for _ in range(max(1, self.options.concurrency))]
+            try:
+                await asyncio.gather(*workers)
+            except FatalAPIError as error:
+                self._stop("fatal", str(error))
+                for worker in workers:
+                    worker.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
 
     def summarise(self, wall_time: float) -> dict:
         """Cumulative counts over the shard folder (all runs), plus what this run did.
@@ -331,7 +352,7 @@ class Synthesis:
             skipped[row["item_id"]] = row["reason"]
         this_run = {
             name: dict(sorted((k.split(":", 1)[1], n) for k, n in self.this_run.items() if k.startswith(name + ":")))
-            for name in ("rejected", "skipped", "retry")
+            for name in ("rejected", "skipped", "retry", "batch")
         }
         priced = self.meter.price is not None
         stats = self.client.stats
@@ -369,6 +390,7 @@ class Synthesis:
                 "rejected": this_run["rejected"],
                 "skipped": this_run["skipped"],
                 "parse_retries": this_run["retry"],
+                **({"batch": this_run["batch"]} if self.describe_run.get("api") == "batch" else {}),
                 "failed": dict(self.failed),
                 "api_retries": dict(stats.retries),
                 "retry_after_honoured": stats.retry_after_honoured,

@@ -23,6 +23,7 @@ from pathlib import Path
 if not __package__:  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dataset_scripts.batch_runner import BatchOptions, BatchSynthesis  # noqa: E402
 from dataset_scripts.endpoints import read_url_file, safe_url  # noqa: E402
 from dataset_scripts.inputs import InputError, load_items, select_shard  # noqa: E402
 from dataset_scripts.limits import BATCH_DISCOUNT, CostMeter, resolve_price  # noqa: E402
@@ -109,6 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     teacher.add_argument("--seed", type=int, help="sampling seed sent to the API, where supported")
     teacher.add_argument(
         "--image-detail", choices=("low", "high", "auto"), default="auto", help="(default: %(default)s)"
+    )
+    batch = parser.add_argument_group("--api batch")
+    batch.add_argument(
+        "--batch-poll-interval", type=float, default=30.0, help="seconds between polls (default: %(default)s)"
+    )
+    batch.add_argument(
+        "--batch-max-requests", type=int, default=50_000, help="requests per batch at most (default: %(default)s)"
+    )
+    batch.add_argument(
+        "--batch-max-bytes",
+        type=int,
+        default=190_000_000,
+        help="bytes per batch input file at most (default: %(default)s, under the 200 MB limit)",
     )
     limits = parser.add_argument_group("limits")
     limits.add_argument(
@@ -225,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.base_url_file:
             base_urls += read_url_file(args.base_url_file)
         base_urls = base_urls or [os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")]
+        if args.api == "batch" and len(base_urls) > 1:
+            parser.error("--api batch sends its batches to one endpoint: give one --base-url")
         price = resolve_price(args.model, args.prices, args.price_input, args.price_output, args.price_cached_input)
         if price is not None and args.api == "batch":
             price = price.scaled(BATCH_DISCOUNT)
@@ -283,7 +299,12 @@ def main(argv: list[str] | None = None) -> int:
         "price_usd_per_1m": price.as_list() if price else None,
     }
     out = OutputDir(args.output, args.shard_index, args.num_shards)
-    synthesis = Synthesis(spec, items, out, client, CostMeter(price, args.max_cost), options, describe_run)
+    meter = CostMeter(price, args.max_cost)
+    if args.api == "batch":
+        limits = BatchOptions(args.batch_poll_interval, args.batch_max_requests, args.batch_max_bytes)
+        synthesis = BatchSynthesis(spec, items, out, client, meter, options, describe_run, batch=limits)
+    else:
+        synthesis = Synthesis(spec, items, out, client, meter, options, describe_run)
     try:
         summary = asyncio.run(synthesis.run())
     except ShardLockedError as error:

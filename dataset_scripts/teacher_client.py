@@ -158,6 +158,11 @@ class TeacherClient:
             return INVALID_RESPONSE, None
         raise error
 
+    def classify(self, error: Exception) -> tuple[str, float | None, str]:
+        """(retry kind, server-requested delay, scrubbed message) of a retriable error; FatalAPIError otherwise."""
+        kind, retry_after = self._classify(error)
+        return kind, retry_after, scrub(f"{type(error).__name__}: {error}", self._secrets)
+
     def _read_completion(self, response: httpx2.Response, estimated_tokens: int) -> Reply:
         """The reply inside a 200's body, checked by hand: a gateway's HTML page or a broken body is no crash."""
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
