@@ -30,6 +30,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from dataset_scripts import shapes_world as world
 from dataset_scripts.offline_batches import OfflineBatches
+from dataset_scripts.offline_replies import (  # noqa: F401 (chosen_question_type, detailed_answer: re-exported)
+    apply_content_fault,
+    chosen_question_type,
+    compose_reply,
+    detailed_answer,
+)
 from dataset_scripts.prompt_set import marker
 
 
@@ -43,85 +49,6 @@ _BAD_BODIES = {
     "not_json": ("application/json", b'{"id": "chatcmpl-x", "choices": [{"message": '),
     "not_utf8": ("application/json", b'{"choices": [{"message": {"content": "\xff\xfe caf\xe9"}}]}'),
 }
-_REASONING = {
-    "colour": "Every shape in the picture is filled with the same solid colour.",
-    "shape": "All of the shapes share the same outline.",
-    "count": "Counting each separate shape gives the total.",
-    "position": "All of the shapes sit together in the same part of the picture.",
-}
-_EXTRA_QUESTION = "Are the shapes small or large?"
-
-
-def detailed_answer(scene: world.Scene, qtype: str) -> str:
-    """A short reasoning step, then the `ask` answer: the fact keyword appears exactly once."""
-    return f"{_REASONING[qtype]} {world.ask(scene, qtype)[1]}"
-
-
-def chosen_question_type(scene: world.Scene) -> str:
-    """The question the teacher picks for a scene, spread evenly over QUESTION_TYPES."""
-    return world.QUESTION_TYPES[scene.layout_seed % len(world.QUESTION_TYPES)]
-
-
-def _tag(name: str, body: str) -> str:
-    return f"<start of {name}>\n{body}\n<end of {name}>"
-
-
-def _qa_sections(scene: world.Scene) -> list[str]:
-    questions = [world.QUESTIONS[q] for q in world.QUESTION_TYPES] + [_EXTRA_QUESTION]
-    candidates = "\n".join(f"{number}. {question}" for number, question in enumerate(questions, 1))
-    qtype = chosen_question_type(scene)
-    return [
-        _tag("candidate questions", candidates),
-        _tag("question", world.QUESTIONS[qtype]),
-        _tag("answer", detailed_answer(scene, qtype)),
-    ]
-
-
-def _generic_text_answer(instruction: str) -> str:
-    topic = " ".join(instruction.split()[:8]).rstrip("?.!")
-    return (
-        f"Here is a considered response to the request about {topic!r}. First, identify what is being asked and "
-        "the key terms involved. Second, work through the main points one at a time, giving a short example for "
-        "each. Finally, summarise the conclusion in a sentence so the answer can be checked quickly."
-    )
-
-
-def compose_reply(template: str, scene: world.Scene | None, instruction: str | None) -> str:
-    """The correct, well-formed reply to one template (the teacher's whole 'intelligence')."""
-    if template == "text":
-        return world.solve_text_instruction(instruction or "") or _generic_text_answer(instruction or "")
-    if scene is None:
-        raise ValueError(f"template {template!r} needs a shapes-world scene")
-    description = _tag("description", world.describe(scene))
-    if template == "caption":
-        return description
-    if template in ("qa_from_caption", "qa_direct"):
-        return "\n\n".join(_qa_sections(scene))
-    if template == "caption_qa":
-        return "\n\n".join([description, *_qa_sections(scene)])
-    qtype = world.question_type(instruction or "")
-    answer = detailed_answer(scene, qtype) if qtype else f"Looking at the picture: {world.describe(scene)}"
-    return "\n\n".join([description, _tag("detailed answer", answer)])
-
-
-def _apply_content_fault(fault: str, reply: str, template: str, sequence: int) -> str:
-    if fault == "refusal":
-        return "I'm sorry, but I can't help with that request."
-    if fault == "leak":
-        leaked = "As the description above says, this follows directly."
-        for end in ("<end of answer>", "<end of detailed answer>"):
-            if end in reply:
-                return reply.replace(end, f"{leaked}\n{end}")
-        echo = f"Prompt id: allava/{template}/v1"  # nothing answer-like: echo the prompt itself
-        return reply.replace(">\n", f">\n{echo} ", 1) if template != "text" else f"{echo}\n{reply}"
-    if template == "text":  # malformed: a plain answer has no structure to break, so send nothing usable
-        return ""
-    if "<start of candidate questions>" in reply and sequence % 2:
-        return "\n".join(line for line in reply.splitlines() if not line.startswith("5. "))
-    last_end = reply.rfind("<end of ")
-    return reply[:last_end]  # the final closing tag is missing
-
-
 def _content_texts(messages: list) -> tuple[list[str], list[str]]:
     """(all text parts, all image URLs) of a chat request."""
     texts, images = [], []
@@ -358,7 +285,7 @@ class OfflineTeacher:
         instruction = _between(prompt_text, "instruction") if template == "vflan" else texts[-1].strip()
         reply = compose_reply(template, scene, instruction)
         if fault in ("malformed", "refusal", "leak"):
-            reply = _apply_content_fault(fault, reply, template, sequence)
+            reply = apply_content_fault(fault, reply, template, sequence)
         if fault == "huge":  # a runaway reply: megabytes of unclosed tags after the real one
             reply += "<start of answer>" * (self.huge_chars // 17)
         prompt_tokens = math.ceil((math.ceil(len(prompt_text) / 4) + 85 * len(images)) * self.billing_factor)
