@@ -134,8 +134,8 @@ class BatchSynthesis(Synthesis):
         await asyncio.gather(*(prepare(item) for item in self.items))
         in_flight = set().union(*self.outstanding.values())
         for pending in self.pending.values():  # what the batches still running will cost
-            if pending.custom_id in in_flight:
-                self._reserve(pending, self._messages(pending, with_image=False))
+            if pending.custom_id in in_flight:  # already committed: reserved even past the budget
+                self._reserve(pending, self._messages(pending, with_image=False), committed=True)
 
     def _messages(self, pending: _Pending, with_image: bool = True) -> list[dict]:
         image = pending.image
@@ -144,10 +144,12 @@ class BatchSynthesis(Synthesis):
         template = self.spec.templates[pending.step]
         return self.spec.messages(template, image, pending.item.question, pending.fields.get("description"))
 
-    def _reserve(self, pending: _Pending, messages: list[dict]) -> None:
+    def _reserve(self, pending: _Pending, messages: list[dict], committed: bool = False) -> None:
         pending.estimate = self.spec.estimate_prompt_tokens(messages, pending.image)
         reserved = self.meter.estimate(pending.estimate, self.max_tokens)
-        if not self.meter.try_reserve(reserved):
+        if committed:
+            self.meter.reserved += reserved
+        elif not self.meter.try_reserve(reserved):
             raise BudgetExhausted
         pending.reserved = reserved
 
@@ -229,10 +231,10 @@ class BatchSynthesis(Synthesis):
         if response.get("status_code") != 200:
             self.meter.settle(pending.reserved, 0, 0)
             pending.errors += 1
-            self.this_run["batch:resubmitted"] += 1
-            if self._given_up(pending):
-                self.this_run["batch:resubmitted"] -= 1
+            if self._given_up(pending):  # left for a rerun
                 self.failed["batch_request"] += 1
+            else:
+                self.this_run["batch:resubmitted"] += 1
             return
         template = self.spec.templates[pending.step]
         try:

@@ -195,9 +195,12 @@ class TeacherClient:
                 if endpoint.tpm is not None:
                     await endpoint.tpm.acquire(reserve)
                 try:
-                    # The low-level post skips the SDK's per-request walk over the params (milliseconds per image
-                    # request); the body is already plain JSON, and errors are the SDK's own. The SDK's timeout is
-                    # per read; wait_for makes `timeout` a deadline for the whole request, body included.
+                    # The client's low-level `post` instead of `chat.completions.with_raw_response.create`: it skips
+                    # the SDK's per-request walk over the params; the body is plain JSON and errors are the SDK's
+                    # own. Measured (112-px images, 400 requests, 32 in flight): 4.0 ms vs 5.3 ms of client CPU per
+                    # request; client CPU per request does not depend on latency, so at 1024 in flight and 8 s
+                    # median latency (~90 requests/s) that is 0.36 vs 0.48 of a core. The SDK's timeout is per
+                    # read; wait_for makes `timeout` a deadline for the whole request, body included.
                     response = await asyncio.wait_for(
                         endpoint.next_client().post("/chat/completions", cast_to=httpx2.Response, body=body),
                         self.timeout,

@@ -104,3 +104,14 @@ def test_kill_nine_while_batches_run_then_resume_polls_the_same_batches(tmp_path
     assert_nothing_paid_twice(teacher)
     summary = json.loads((out / "summary-00000-of-00001.json").read_text())
     assert summary["done"] == 12 and summary["requests"] == 24
+
+
+def test_budget_stops_batch_submission_and_a_rerun_finishes(synth, teacher, shapes_dir, tmp_path):
+    out = tmp_path / "out"
+    prices = ["--price-input", "1000", "--price-output", "1000", "--max-tokens", "300", "--batch-max-requests", "4"]
+    args = ["--mode", "caption-qa", "--input", str(shapes_dir), *prices, *BATCH]
+    _, summary = synth(*args, "--max-cost", "5", output=out, check=3)
+    assert summary["stopped"] == "budget" and 0 < summary["done"] < 24 and summary["cost_usd"] <= 5
+    _, summary = synth(*args, "--max-cost", "100", output=out)
+    assert summary["done"] == 24
+    assert_nothing_paid_twice(teacher)
