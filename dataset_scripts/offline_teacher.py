@@ -1,10 +1,10 @@
 """A deterministic, OpenAI-compatible stand-in teacher for tests, benches and the offline demo. Not a model.
 
-It serves `POST /v1/chat/completions` and `GET /v1/models` on loopback. It reads which template it was sent from the
-template's `Prompt id:` line, reads the shapes-world scene from the PNG metadata of the image in the data URL, and
-answers in exactly the tagged format the parser expects, so its captions and answers are correct by construction.
-Like a provider's prefix cache, it bills the longest run of a request's leading text parts (up to its first image)
-that it has seen before as cached tokens.
+It serves `POST /v1/chat/completions`, `GET /v1/models` and the Batch API (`/v1/files`, `/v1/batches`, see
+offline_batches.py) on loopback. It reads which template it was sent from the template's `Prompt id:` line, reads the
+shapes-world scene from the PNG metadata of the image in the data URL, and answers in exactly the tagged format the
+parser expects, so its captions and answers are correct by construction. Like a provider's prefix cache, it bills
+the longest run of a request's leading text parts (up to its first image) that it has seen before as cached tokens.
 Switchable faults (429 with Retry-After, 5xx, slow replies, hangs past the client timeout, malformed sections,
 refusals, prompt leakage, dropped connections; 200s with an HTML, non-JSON or non-UTF-8 body, a body trickled a byte
 at a time, a reply of megabytes full of unclosed tags) exercise every failure path of the synthesis client.
