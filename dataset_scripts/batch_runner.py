@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from dataset_scripts.batch_api import CHAT_ENDPOINT, TERMINAL, BatchAPI
 from dataset_scripts.images import PreparedImage
 from dataset_scripts.inputs import Item
-from dataset_scripts.runner import BudgetExhausted, Synthesis, _Usage, judge_reply
+from dataset_scripts.runner import BudgetExhausted, Synthesis, judge_reply
 from dataset_scripts.sections import Rejected, reply_char_limit
 from dataset_scripts.shards import OutputWriteError, iter_jsonl
 from dataset_scripts.teacher_client import (
@@ -34,6 +34,7 @@ from dataset_scripts.teacher_client import (
     TransientAPIError,
     parse_completion,
 )
+from dataset_scripts.usage import Usage
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class _Pending:
     step: int = 0
     attempt: int = 0
     fields: dict = field(default_factory=dict)
-    usage: _Usage = field(default_factory=_Usage)
+    usage: Usage = field(default_factory=Usage)
     errors: int = 0  # per-request errors and expiries in this run
     reserved: float = 0.0
     estimate: int = 0
@@ -128,7 +129,7 @@ class BatchSynthesis(Synthesis):
             state = progress.get(key)
             if state is not None:
                 pending.step, pending.attempt, pending.fields = state["step"], state["attempt"], state["fields"]
-                pending.usage = _Usage(**state["usage"])
+                pending.usage = Usage(**state["usage"])
             self.pending[key] = pending
 
         await asyncio.gather(*(prepare(item) for item in self.items))
@@ -251,7 +252,7 @@ class BatchSynthesis(Synthesis):
             cached_tokens=reply.cached_tokens,
         )
         pending.usage.add(reply.prompt_tokens, reply.cached_tokens, reply.completion_tokens, cost)
-        self.by_endpoint.setdefault(self.client.pool.endpoints[0].name, _Usage()).add(
+        self.by_endpoint.setdefault(self.client.pool.endpoints[0].name, Usage()).add(
             reply.prompt_tokens, reply.cached_tokens, reply.completion_tokens, cost
         )
         try:

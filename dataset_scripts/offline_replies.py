@@ -1,10 +1,13 @@
-"""What the offline teacher answers: the correct tagged reply to each allava template, and its content faults.
+"""What the offline teacher reads from a request and answers: the correct tagged reply to each allava template.
 
 The replies are built from the shapes-world scene, so captions and answers are correct by construction; the content
 faults (malformed sections, refusals, prompt leakage) are what a real teacher sometimes sends instead.
 """
 
 from __future__ import annotations
+
+import base64
+import binascii
 
 from dataset_scripts import shapes_world as world
 
@@ -86,3 +89,48 @@ def apply_content_fault(fault: str, reply: str, template: str, sequence: int) ->
         return "\n".join(line for line in reply.splitlines() if not line.startswith("5. "))
     last_end = reply.rfind("<end of ")
     return reply[:last_end]  # the final closing tag is missing
+
+
+def content_texts(messages: list) -> tuple[list[str], list[str]]:
+    """(all text parts, all image URLs) of a chat request."""
+    texts, images = [], []
+    for message in messages if isinstance(messages, list) else []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+            continue
+        for part in content or []:
+            if isinstance(part, dict) and part.get("type") == "text":
+                texts.append(str(part.get("text", "")))
+            elif isinstance(part, dict) and part.get("type") == "image_url":
+                url = part.get("image_url")
+                images.append(url.get("url", "") if isinstance(url, dict) else str(url))
+    return texts, images
+
+
+def leading_texts(messages: list) -> list[str]:
+    """The text parts a request starts with, up to its first image: what a provider's prefix cache can match."""
+    texts = []
+    for message in messages if isinstance(messages, list) else []:
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in [{"type": "text", "text": content}] if isinstance(content, str) else content or []:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                return texts
+            texts.append(str(part.get("text", "")))
+    return texts
+
+
+def scene_of(url: str) -> world.Scene | None:
+    if not url.startswith("data:") or ";base64," not in url:
+        return None
+    try:
+        return world.scene_from_image(base64.b64decode(url.split(";base64,", 1)[1], validate=True))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def between(text: str, name: str) -> str | None:
+    start, end = f"<start of {name}>", f"<end of {name}>"
+    if start in text and end in text:
+        return text.split(start, 1)[1].split(end, 1)[0].strip()
+    return None

@@ -15,8 +15,6 @@ at a time, a reply of megabytes full of unclosed tags) exercise every failure pa
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import hashlib
 import json
 import math
@@ -28,13 +26,16 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from dataset_scripts import shapes_world as world
 from dataset_scripts.offline_batches import OfflineBatches
 from dataset_scripts.offline_replies import (  # noqa: F401 (chosen_question_type, detailed_answer: re-exported)
     apply_content_fault,
+    between,
     chosen_question_type,
     compose_reply,
+    content_texts,
     detailed_answer,
+    leading_texts,
+    scene_of,
 )
 from dataset_scripts.prompt_set import marker
 
@@ -49,51 +50,6 @@ _BAD_BODIES = {
     "not_json": ("application/json", b'{"id": "chatcmpl-x", "choices": [{"message": '),
     "not_utf8": ("application/json", b'{"choices": [{"message": {"content": "\xff\xfe caf\xe9"}}]}'),
 }
-def _content_texts(messages: list) -> tuple[list[str], list[str]]:
-    """(all text parts, all image URLs) of a chat request."""
-    texts, images = [], []
-    for message in messages if isinstance(messages, list) else []:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            texts.append(content)
-            continue
-        for part in content or []:
-            if isinstance(part, dict) and part.get("type") == "text":
-                texts.append(str(part.get("text", "")))
-            elif isinstance(part, dict) and part.get("type") == "image_url":
-                url = part.get("image_url")
-                images.append(url.get("url", "") if isinstance(url, dict) else str(url))
-    return texts, images
-
-
-def _leading_texts(messages: list) -> list[str]:
-    """The text parts a request starts with, up to its first image: what a provider's prefix cache can match."""
-    texts = []
-    for message in messages if isinstance(messages, list) else []:
-        content = message.get("content") if isinstance(message, dict) else None
-        for part in [{"type": "text", "text": content}] if isinstance(content, str) else content or []:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                return texts
-            texts.append(str(part.get("text", "")))
-    return texts
-
-
-def _scene_of(url: str) -> world.Scene | None:
-    if not url.startswith("data:") or ";base64," not in url:
-        return None
-    try:
-        return world.scene_from_image(base64.b64decode(url.split(";base64,", 1)[1], validate=True))
-    except (binascii.Error, ValueError):
-        return None
-
-
-def _between(text: str, name: str) -> str | None:
-    start, end = f"<start of {name}>", f"<end of {name}>"
-    if start in text and end in text:
-        return text.split(start, 1)[1].split(end, 1)[0].strip()
-    return None
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out as separate writes: don't let them wait 40 ms
@@ -273,16 +229,16 @@ class OfflineTeacher:
             messages = body["messages"]
         except (ValueError, KeyError, TypeError):
             return 400, _error_body("the body must be JSON with a 'messages' list", "invalid_request_error")
-        texts, images = _content_texts(messages)
+        texts, images = content_texts(messages)
         found = next((marker(text) for text in texts if marker(text)), None)
         if found is None:
             return 400, _error_body("no 'Prompt id:' line found; this teacher only answers allava prompts", "invalid")
         template = found[0]
-        scene = _scene_of(images[0]) if images else None
+        scene = scene_of(images[0]) if images else None
         if template != "text" and scene is None:
             return 400, _error_body("the image carries no shapes_world scene in its PNG metadata", "invalid_request")
         prompt_text = "\n".join(texts)
-        instruction = _between(prompt_text, "instruction") if template == "vflan" else texts[-1].strip()
+        instruction = between(prompt_text, "instruction") if template == "vflan" else texts[-1].strip()
         reply = compose_reply(template, scene, instruction)
         if fault in ("malformed", "refusal", "leak"):
             reply = apply_content_fault(fault, reply, template, sequence)
@@ -290,7 +246,7 @@ class OfflineTeacher:
             reply += "<start of answer>" * (self.huge_chars // 17)
         prompt_tokens = math.ceil((math.ceil(len(prompt_text) / 4) + 85 * len(images)) * self.billing_factor)
         completion_tokens = math.ceil(len(reply) / 4)
-        cached_tokens = min(prompt_tokens, self.cached_tokens(_leading_texts(messages)))
+        cached_tokens = min(prompt_tokens, self.cached_tokens(leading_texts(messages)))
         request_id = hashlib.sha256(f"{self.seed}:{sequence}".encode()).hexdigest()[:24]
         return 200, {
             "id": f"chatcmpl-{request_id}",

@@ -27,6 +27,7 @@ from dataset_scripts.teacher_client import (
     TeacherClient,
     TransientAPIError,
 )
+from dataset_scripts.usage import USAGE_FIELDS, Usage, subsets_label
 
 
 @dataclass(frozen=True)
@@ -44,36 +45,6 @@ class RunOptions:
 
 class BudgetExhausted(Exception):
     """The next request could push the cost past --max-cost."""
-
-
-USAGE_FIELDS = ("prompt_tokens", "cached_tokens", "completion_tokens", "requests")
-
-
-@dataclass
-class _Usage:
-    prompt_tokens: int = 0
-    cached_tokens: int = 0  # of prompt_tokens, served from the provider's prefix cache
-    completion_tokens: int = 0
-    requests: int = 0
-    cost_usd: float = 0.0
-
-    def add(self, prompt_tokens: int, cached_tokens: int, completion_tokens: int, cost: float) -> None:
-        self.prompt_tokens += prompt_tokens
-        self.cached_tokens += cached_tokens
-        self.completion_tokens += completion_tokens
-        self.requests += 1
-        self.cost_usd += cost
-
-    def as_dict(self) -> dict:
-        return {**self.__dict__, "cost_usd": round(self.cost_usd, 8)}
-
-
-def subsets_label(mode: str, strategy: str, source: str) -> str:
-    """The dataset subsets a record of this recipe feeds (build_dataset.py), as one label for cost reports."""
-    if mode == "text":
-        return "text"
-    kinds = ("instruct",) if strategy == "direct" else ("caption", "instruct")
-    return "+".join(f"{kind}_{source}" for kind in kinds)
 
 
 def judge_reply(template: str, reply: Reply, max_tokens: int) -> dict:
@@ -109,7 +80,7 @@ class Synthesis:
         self.stop_message: str | None = None
         self._consecutive_failures = 0
         self.summary_written = False
-        self.by_endpoint: dict[str, _Usage] = {}  # this run's billed usage per endpoint
+        self.by_endpoint: dict[str, Usage] = {}  # this run's billed usage per endpoint
 
     def _load_previous(self) -> None:
         """What earlier runs finished: in any shard file of the folder (so changing --num-shards redoes nothing);
@@ -143,7 +114,7 @@ class Synthesis:
             await asyncio.to_thread(self.out.append, "skipped", row)
 
     async def _call_template(
-        self, template: str, item: Item, image: PreparedImage | None, description: str | None, usage: _Usage
+        self, template: str, item: Item, image: PreparedImage | None, description: str | None, usage: Usage
     ) -> tuple[dict | None, Rejected | None, str]:
         """Parsed fields of one template's reply, or the last rejection and raw text after all retries."""
         messages = self.spec.messages(template, image, item.question, description)
@@ -174,7 +145,7 @@ class Synthesis:
                 cached_tokens=reply.cached_tokens,
             )
             usage.add(reply.prompt_tokens, reply.cached_tokens, reply.completion_tokens, cost)
-            self.by_endpoint.setdefault(reply.endpoint, _Usage()).add(
+            self.by_endpoint.setdefault(reply.endpoint, Usage()).add(
                 reply.prompt_tokens, reply.cached_tokens, reply.completion_tokens, cost
             )
             raw = reply.text[:max_chars]  # a runaway reply is never stored whole
@@ -220,7 +191,7 @@ class Synthesis:
 
     async def _synthesise(self, item: Item, key: str, image: PreparedImage | None) -> None:
         """The strategy's calls in order (two-call feeds the description to the second), then one record or reject."""
-        usage, fields, description = _Usage(), {}, None
+        usage, fields, description = Usage(), {}, None
         for template in self.spec.templates:
             parsed, rejection, raw = await self._call_template(template, item, image, description, usage)
             if parsed is None:
@@ -234,7 +205,7 @@ class Synthesis:
         await asyncio.to_thread(self._write_record, item, key, usage, image, fields)
         self.this_run["done"] += 1
 
-    def _write_record(self, item: Item, key: str, usage: _Usage, image: PreparedImage | None, fields: dict) -> None:
+    def _write_record(self, item: Item, key: str, usage: Usage, image: PreparedImage | None, fields: dict) -> None:
         """Image first, then the record naming it (both fsync'd): a record never points at a missing file."""
         record = self._base(item, key, usage) | {
             "image": self.out.store_image(image.data, image.extension) if image else None,
@@ -248,7 +219,7 @@ class Synthesis:
         }
         self.out.append("records", record)
 
-    def _base(self, item: Item, key: str, usage: _Usage) -> dict:
+    def _base(self, item: Item, key: str, usage: Usage) -> dict:
         return {
             "key": key,
             "item_id": item.item_id,
@@ -336,7 +307,7 @@ class Synthesis:
         Without a configured price every cost reads "no price configured" rather than a misleading $0.
         """
         done_items, rejected, skipped = set(), {}, {}
-        total, by_subset = _Usage(), {}
+        total, by_subset = Usage(), {}
         for kind in ("records", "rejects"):
             for row in iter_jsonl(self.out.path(kind)):
                 if kind == "records":
@@ -344,7 +315,7 @@ class Synthesis:
                 else:
                     rejected[row["item_id"]] = row["reason"]
                 label = subsets_label(row["mode"], row["strategy"], row["source"])
-                for usage in (total, by_subset.setdefault(label, _Usage())):
+                for usage in (total, by_subset.setdefault(label, Usage())):
                     for name in USAGE_FIELDS:
                         setattr(usage, name, getattr(usage, name) + row["usage"].get(name, 0))
                     usage.cost_usd += row["usage"]["cost_usd"]
@@ -358,7 +329,7 @@ class Synthesis:
         stats = self.client.stats
         endpoints = {endpoint.name: endpoint for endpoint in self.client.pool.endpoints}
         by_endpoint = {
-            name: self._usage_report(self.by_endpoint.get(name, _Usage()), priced)
+            name: self._usage_report(self.by_endpoint.get(name, Usage()), priced)
             | {
                 "sent": endpoint.stats["requests"],
                 "failures": endpoint.stats["failures"],
@@ -402,6 +373,6 @@ class Synthesis:
         }
 
     @staticmethod
-    def _usage_report(usage: _Usage, priced: bool) -> dict:
+    def _usage_report(usage: Usage, priced: bool) -> dict:
         report = {name: getattr(usage, name) for name in USAGE_FIELDS}
         return report | {"cost_usd": round(usage.cost_usd, 6) if priced else NO_PRICE}
