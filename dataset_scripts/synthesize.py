@@ -4,9 +4,12 @@
         --model gpt-4o --concurrency 32 --rpm 500 --max-cost 50
 
 Runs are resumable: rerun the same command after any interruption (kill -9 included) and it continues where it
-stopped, without losing or duplicating records. Exit codes: 0 finished, 1 fatal (API refused, bad config, the output
-folder cannot be written, e.g. a full disk), 2 bad arguments or inputs, or the output folder in use by another
-process, 3 stopped early (budget reached, repeated failures): rerun to continue.
+stopped, without losing or duplicating records. `--base-url` may be repeated (requests go to the endpoint with the
+fewest outstanding; failing endpoints are taken out and probed back in); `--api batch` uses the Batch API at half
+price, and a rerun polls the batches already submitted instead of paying for them again (batch_runner.py).
+Exit codes: 0 finished, 1 fatal (API refused, bad config, the output folder cannot be written, e.g. a full disk),
+2 bad arguments or inputs, or the output folder in use by another process, 3 stopped early (budget reached, repeated
+failures): rerun to continue.
 """
 
 from __future__ import annotations
