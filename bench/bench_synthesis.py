@@ -1,11 +1,18 @@
-"""Synthesis throughput against the offline teacher with a fixed injected latency, at concurrency 1 ... 256.
+"""Synthesis throughput against a teacher with long-tailed latency, at 64, 256 and 1024 requests in flight.
 
-    python bench/bench_synthesis.py [--latency 0.5] [--levels 1 2 4 ... 256]
+    python bench/bench_synthesis.py [--median 8] [--p95 30] [--time-scale 1] [--levels 64 256 1024] [--waves 3]
 
-The teacher runs in its own process (so its CPU time does not share our GIL); the client side is the real CLI code
-path (`synthesize.main`, caption-qa, one call per image, records fsync'd). With latency L and concurrency c the ideal
-rate is c / L requests per second; the table reports how close the client gets, and the client's CPU time per
-request (which, unlike the rate, hardly depends on what else the machine is running). Prints a markdown table.
+The offline teacher runs in its own process (its CPU time does not share our GIL) and draws each request's latency
+from a log-normal with the given median and 95th percentile (8 s and 30 s by default: sigma = ln(p95/median)/1.645),
+multiplied by --time-scale (1 = real latency; 0.05 = x1/20, which needs 20x the CPU per second). The client side is
+the real CLI code path (`synthesize.main`, caption-qa one-call, one request per image, records fsync'd).
+
+Ideal rate = in-flight / mean latency (mean = median * exp(sigma^2 / 2)). Achieved rate is the steady-state rate:
+records written per second between 30% and 60% of the items, while the queue is still full (each level runs
+`waves` x in-flight items, so the queue empties only after (waves - 1) / waves of them) -- the run's end, where the
+last slow requests finish alone, is not throughput. Also reported: the client's CPU seconds per request over the
+whole run (process time of this process: client plus a 5 Hz file watcher) and the load average, since the CPUs may
+be shared. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -14,11 +21,13 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -26,60 +35,101 @@ from dataset_scripts import shapes_world
 from dataset_scripts.synthesize import main as synthesize
 
 
-HEADER = "| concurrency | items | wall s | achieved req/s | ideal req/s (c/L) | achieved / ideal | client CPU ms/req |"
+HEADER = (
+    "| in flight | items | wall s | steady req/s | ideal req/s | achieved / ideal | client CPU ms/req | load (1 min) |"
+)
 
 
-def start_teacher(latency: float) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dataset_scripts.offline_teacher", "--port", "0", "--latency", str(latency)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def start_teacher(median: float, sigma: float) -> tuple[subprocess.Popen, str]:
+    command = [sys.executable, "-m", "dataset_scripts.offline_teacher", "--port", "0", "--latency", str(median)]
+    process = subprocess.Popen([*command, "--latency-sigma", str(sigma)], stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     return process, line.rsplit(" ", 1)[1].strip()
 
 
-def run_level(images: Path, base_url: str, concurrency: int, items: int, workdir: Path) -> dict:
-    out = workdir / f"c{concurrency}"
+class Watcher(threading.Thread):
+    """Counts the lines of a growing records file a few times a second: (monotonic time, records) samples."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.samples: list[tuple[float, int]] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        offset, count = 0, 0
+        while not self.stopped.wait(0.2):
+            if self.path.exists():
+                with self.path.open("rb") as handle:
+                    handle.seek(offset)
+                    chunk = handle.read()
+                offset += len(chunk)
+                count += chunk.count(b"\n")
+            self.samples.append((time.monotonic(), count))
+
+    def rate_between(self, low: int, high: int) -> float:
+        """Records per second from the first sample with >= low records to the first with >= high."""
+        start = next(sample for sample in self.samples if sample[1] >= low)
+        end = next(sample for sample in self.samples if sample[1] >= high)
+        return (end[1] - start[1]) / max(end[0] - start[0], 1e-9)
+
+
+def run_level(images: Path, base_url: str, in_flight: int, items: int, workdir: Path) -> tuple[dict, Watcher]:
+    out = workdir / f"c{in_flight}"
     argv = [
         "--mode", "caption-qa", "--input", str(images), "--output", str(out), "--base-url", base_url,
-        "--model", "bench", "--concurrency", str(concurrency), "--limit", str(items), "--quiet",
+        "--model", "bench", "--concurrency", str(in_flight), "--limit", str(items), "--timeout", "600", "--quiet",
     ]  # fmt: skip
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        code = synthesize(argv)
+    watcher = Watcher(out / "records-00000-of-00001.jsonl")
+    watcher.start()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            code = synthesize(argv)
+    finally:
+        watcher.stopped.set()
+        watcher.join()
     summary = json.loads(next(out.glob("summary-*.json")).read_text())
     if code != 0 or summary["done"] != items:
-        raise RuntimeError(f"concurrency {concurrency}: exit {code}, {summary['done']}/{items} done")
-    return summary
+        raise RuntimeError(f"{in_flight} in flight: exit {code}, {summary['done']}/{items} done")
+    return summary, watcher
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--latency", type=float, default=0.5, help="seconds the teacher waits before answering")
-    parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128, 256])
-    parser.add_argument("--min-items", type=int, default=16, help="items per level: max(min-items, 4 x concurrency)")
+    parser.add_argument("--median", type=float, default=8.0, help="median latency in seconds, before scaling")
+    parser.add_argument("--p95", type=float, default=30.0, help="95th percentile latency in seconds, before scaling")
+    parser.add_argument("--time-scale", type=float, default=1.0, help="multiply every latency by this (1 = real)")
+    parser.add_argument("--levels", type=int, nargs="+", default=[64, 256, 1024])
+    parser.add_argument("--waves", type=int, default=3, help="items per level = waves x in-flight (default: 3)")
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "bench-key")
-    counts = {level: max(args.min_items, 4 * level) for level in args.levels}
-    teacher, base_url = start_teacher(args.latency)
+    sigma = math.log(args.p95 / args.median) / 1.645
+    median = args.median * args.time_scale
+    mean = median * math.exp(sigma**2 / 2)
+    teacher, base_url = start_teacher(median, sigma)
     try:
         with tempfile.TemporaryDirectory(prefix="allava-bench-") as tmp:
             workdir = Path(tmp)
             images = workdir / "images"
-            shapes_world.write_scenes(images, max(counts.values()), seed=0)
+            shapes_world.write_scenes(images, args.waves * max(args.levels), seed=0)
             machine = f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
-            print(f"latency {args.latency}s, caption-qa one-call; {machine}\n")
+            print(
+                f"latency log-normal: median {args.median:g} s, p95 {args.p95:g} s (sigma {sigma:.3f}), time scale "
+                f"x{args.time_scale:g} -> median {median:.3g} s, mean {mean:.3g} s; caption-qa one-call; {machine}\n"
+            )
             print(HEADER)
-            print("|---:|---:|---:|---:|---:|---:|---:|")
-            for level, items in counts.items():
+            print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+            for level in args.levels:
+                items = args.waves * level
                 cpu = time.process_time()
-                summary = run_level(images, base_url, level, items, workdir)
+                summary, watcher = run_level(images, base_url, level, items, workdir)
                 cpu_ms = (time.process_time() - cpu) * 1000 / summary["requests"]
+                rate = watcher.rate_between(int(0.3 * items), int(0.6 * items))
+                ideal = level / mean
                 wall = summary["this_run"]["wall_time_s"]
-                rate, ideal = summary["requests"] / wall, level / args.latency
-                cells = [level, items, f"{wall:.2f}", f"{rate:.1f}", f"{ideal:.1f}", f"{rate / ideal:.2f}"]
-                print("| " + " | ".join(map(str, cells)) + f" | {cpu_ms:.1f} |", flush=True)
-            print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
+                cells = [level, items, f"{wall:.1f}", f"{rate:.1f}", f"{ideal:.1f}", f"{rate / ideal:.2f}"]
+                cells += [f"{cpu_ms:.1f}", f"{os.getloadavg()[0]:.1f}"]
+                print("| " + " | ".join(map(str, cells)) + " |", flush=True)
     finally:
         teacher.terminate()
         teacher.wait()

@@ -29,6 +29,7 @@ from dataset_scripts.dataset_writer import (  # noqa: E402
     push_to_hub,
     write_subsets,
 )
+from dataset_scripts.filters import FilterOptions, QualityFilters, add_filter_arguments, options_from_args  # noqa: E402
 from dataset_scripts.report import REPORT_NAME, write_report  # noqa: E402
 from dataset_scripts.schema import IMAGE_TOKEN, make_row, subset_name  # noqa: E402
 from dataset_scripts.shards import iter_jsonl  # noqa: E402
@@ -91,7 +92,7 @@ _FACETS = {
 class Builder:
     """Streams records from the input folders (dedup by key) and gathers the stats the card reports."""
 
-    def __init__(self, inputs: list[Path]) -> None:
+    def __init__(self, inputs: list[Path], filters: FilterOptions | None = None) -> None:
         for folder in inputs:
             if not folder.is_dir() or not _shard_files(folder, "records"):
                 raise BuildError(f"{folder}: no records-*-of-*.jsonl shards (is this a synthesize.py --output?)")
@@ -102,6 +103,7 @@ class Builder:
         self.usage: Counter = Counter()
         self.cost = 0.0
         self.facets: dict[str, set] = {name: set() for name in (*_FACETS, "sampling")}
+        self.filters = QualityFilters(filters or FilterOptions())
 
     def has_records(self) -> bool:
         """Whether any shard holds a record (every record gives at least one row)."""
@@ -125,7 +127,8 @@ class Builder:
                     for facet, field in _FACETS.items():
                         self.facets[facet].add(record[field])
                     self.facets["sampling"].add(json.dumps(record["sampling"], sort_keys=True))
-                    yield from record_rows(record, self._image(folder, record))
+                    image = self._image(folder, record)
+                    yield from self.filters.keep(record, image, record_rows(record, image))
 
     def _account(self, record: dict) -> None:
         usage = record.get("usage") or {}
@@ -174,9 +177,10 @@ def build(
     pretty_name: str | None = None,
     license: str = "other",
     repo_id: str | None = None,
+    filters: FilterOptions | None = None,
 ) -> dict:
     """Write the dataset folder; returns its stats (also in stats.json and the card)."""
-    builder = Builder(inputs)
+    builder = Builder(inputs, filters)
     if not builder.has_records():  # checked before the output folder (maybe an earlier build) is replaced
         rejected, skipped, _ = builder.left_out()
         raise BuildError(
@@ -192,6 +196,7 @@ def build(
         "subsets": subsets,
         "records": len(builder.seen),
         "duplicates_dropped": builder.duplicates,
+        "filtered": builder.filters.report(),
         "rejected": rejected,
         "skipped": skipped,
         "requests": builder.usage["requests"],
@@ -224,10 +229,15 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("--license", default="other", help="licence of the annotations, for the card")
     parser.add_argument("--push-to-hub", metavar="ORG/NAME", help="also upload the folder as a Hub dataset")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    add_filter_arguments(parser)
     args = parser.parse_args(argv)
     if args.push_to_hub:  # before the build, which can take a while
         check_repo_id(args.push_to_hub, "--push-to-hub")
         require_token()
+    try:
+        filters = options_from_args(args)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     stats = build(
         [Path(p) for p in args.input],
         Path(args.output),
@@ -236,6 +246,7 @@ def _main(argv: list[str] | None) -> int:
         pretty_name=args.pretty_name,
         license=args.license,
         repo_id=args.push_to_hub,
+        filters=filters,
     )
     print(json.dumps({"subsets": stats["subsets"], "rejected": stats["rejected"], "skipped": stats["skipped"]}))
     if args.push_to_hub:

@@ -16,15 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-# USD per 1M tokens (input, output), list prices at the time of writing; override with --prices / --price-*.
-DEFAULT_PRICES: dict[str, tuple[float, float]] = {
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "gpt-4-turbo": (10.00, 30.00),
+# USD per 1M tokens (input, output, cached input), list prices at the time of writing; override with --prices /
+# --price-*. Cached input is what prompt tokens served from the provider's prefix cache cost.
+DEFAULT_PRICES: dict[str, tuple[float, float, float]] = {
+    "gpt-4o": (2.50, 10.00, 1.25),
+    "gpt-4o-mini": (0.15, 0.60, 0.075),
+    "gpt-4.1": (2.00, 8.00, 0.50),
+    "gpt-4.1-mini": (0.40, 1.60, 0.10),
+    "gpt-4.1-nano": (0.10, 0.40, 0.025),
+    "gpt-4-turbo": (10.00, 30.00, 10.00),
 }
+BATCH_DISCOUNT = 0.5  # the Batch API bills half the synchronous price, cached input included
+NO_PRICE = "no price configured"
 CHARS_PER_TOKEN = 3.0  # deliberately pessimistic (English averages ~4), so budgets are not overrun
 
 
@@ -123,9 +126,21 @@ def estimate_image_tokens(width: int, height: int, detail: str = "auto") -> int:
 class Price:
     input_per_m: float
     output_per_m: float
+    cached_input_per_m: float | None = None  # None: cached tokens cost the full input price
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.input_per_m + completion_tokens * self.output_per_m) / 1e6
+    def cost(self, prompt_tokens: float, completion_tokens: float, cached_tokens: float = 0) -> float:
+        """USD for one request; `cached_tokens` (part of `prompt_tokens`) at the cached rate."""
+        cached_rate = self.input_per_m if self.cached_input_per_m is None else self.cached_input_per_m
+        fresh = prompt_tokens - cached_tokens
+        return (fresh * self.input_per_m + cached_tokens * cached_rate + completion_tokens * self.output_per_m) / 1e6
+
+    def scaled(self, factor: float) -> Price:
+        """The same price list times `factor` (e.g. the Batch API's discount)."""
+        cached = None if self.cached_input_per_m is None else self.cached_input_per_m * factor
+        return Price(self.input_per_m * factor, self.output_per_m * factor, cached)
+
+    def as_list(self) -> list[float | None]:
+        return [self.input_per_m, self.output_per_m, self.cached_input_per_m]
 
 
 def resolve_price(
@@ -133,27 +148,38 @@ def resolve_price(
     prices_file: str | Path | None = None,
     input_per_m: float | None = None,
     output_per_m: float | None = None,
+    cached_input_per_m: float | None = None,
 ) -> Price | None:
-    """Price of `model`: explicit flags, else the JSON table (`{"model": [in, out]}`), else defaults; None if unknown.
+    """Price of `model`: explicit flags, else the JSON table (`{"model": [in, out(, cached in)]}`), else defaults;
+    None if unknown.
 
-    Dated snapshots (`gpt-4o-2024-08-06`) fall back to their family's entry, longest matching prefix first.
+    Dated snapshots (`gpt-4o-2024-08-06`) fall back to their family's entry, longest matching prefix first. A cached
+    input price not known is the full input price (no discount is assumed).
     """
-    table = dict(DEFAULT_PRICES)
+    table: dict[str, tuple] = dict(DEFAULT_PRICES)
     if prices_file is not None:
         loaded = json.loads(Path(prices_file).read_text(encoding="utf-8"))
-        table.update({name: (float(pair[0]), float(pair[1])) for name, pair in loaded.items()})
+        table.update({name: tuple(float(value) for value in entry[:3]) for name, entry in loaded.items()})
     base = None
     for name in sorted(table, key=len, reverse=True):
         if model == name or model.startswith(name + "-"):
             base = table[name]
             break
     if input_per_m is None and output_per_m is None:
-        return Price(*base) if base else None
+        if base is None:
+            if cached_input_per_m is not None:
+                raise ValueError(f"no price known for {model!r}: give --price-input and --price-output too")
+            return None
+        cached = cached_input_per_m if cached_input_per_m is not None else (base[2] if len(base) > 2 else None)
+        return Price(base[0], base[1], cached)
     if base is None and (input_per_m is None or output_per_m is None):
         raise ValueError(f"no price known for {model!r}: give both --price-input and --price-output")
+    if cached_input_per_m is None and base is not None and input_per_m is None and len(base) > 2:
+        cached_input_per_m = base[2]  # the input price is the table's, so its cached rate still applies
     return Price(
         input_per_m if input_per_m is not None else base[0],
         output_per_m if output_per_m is not None else base[1],
+        cached_input_per_m,
     )
 
 
@@ -187,14 +213,19 @@ class CostMeter:
         return True
 
     def settle(
-        self, reserved: float, prompt_tokens: int, completion_tokens: int, expected: tuple[int, int] | None = None
+        self,
+        reserved: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        expected: tuple[int, int] | None = None,
+        cached_tokens: int = 0,
     ) -> float:
-        """Replace a reservation by the billed cost; returns that cost.
+        """Replace a reservation by the billed cost (cached prompt tokens at the cached rate); returns that cost.
 
         `expected` (estimated prompt tokens, max completion tokens) lets the meter learn how far billing exceeds
         the estimates, so later reservations cover it.
         """
-        actual = self.price.cost(prompt_tokens, completion_tokens) if self.price else 0.0
+        actual = self.price.cost(prompt_tokens, completion_tokens, cached_tokens) if self.price else 0.0
         self.reserved -= reserved
         self.spent += actual
         if expected is not None:

@@ -1,8 +1,10 @@
 """A deterministic, OpenAI-compatible stand-in teacher for tests, benches and the offline demo. Not a model.
 
-It serves `POST /v1/chat/completions` and `GET /v1/models` on loopback. It reads which template it was sent from the
-template's `Prompt id:` line, reads the shapes-world scene from the PNG metadata of the image in the data URL, and
-answers in exactly the tagged format the parser expects, so its captions and answers are correct by construction.
+It serves `POST /v1/chat/completions`, `GET /v1/models` and the Batch API (`/v1/files`, `/v1/batches`, see
+offline_batches.py) on loopback. It reads which template it was sent from the template's `Prompt id:` line, reads the
+shapes-world scene from the PNG metadata of the image in the data URL, and answers in exactly the tagged format the
+parser expects, so its captions and answers are correct by construction. Like a provider's prefix cache, it bills
+the longest run of a request's leading text parts (up to its first image) that it has seen before as cached tokens.
 Switchable faults (429 with Retry-After, 5xx, slow replies, hangs past the client timeout, malformed sections,
 refusals, prompt leakage, dropped connections; 200s with an HTML, non-JSON or non-UTF-8 body, a body trickled a byte
 at a time, a reply of megabytes full of unclosed tags) exercise every failure path of the synthesis client.
@@ -13,8 +15,6 @@ at a time, a reply of megabytes full of unclosed tags) exercise every failure pa
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import hashlib
 import json
 import math
@@ -27,7 +27,17 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from dataset_scripts import shapes_world as world
+from dataset_scripts.offline_batches import OfflineBatches
+from dataset_scripts.offline_replies import (  # noqa: F401 (chosen_question_type, detailed_answer: re-exported)
+    apply_content_fault,
+    between,
+    chosen_question_type,
+    compose_reply,
+    content_texts,
+    detailed_answer,
+    leading_texts,
+    scene_of,
+)
 from dataset_scripts.prompt_set import marker
 from hub.cli import UsageError, cli_parser, run
 
@@ -42,118 +52,6 @@ _BAD_BODIES = {
     "not_json": ("application/json", b'{"id": "chatcmpl-x", "choices": [{"message": '),
     "not_utf8": ("application/json", b'{"choices": [{"message": {"content": "\xff\xfe caf\xe9"}}]}'),
 }
-_REASONING = {
-    "colour": "Every shape in the picture is filled with the same solid colour.",
-    "shape": "All of the shapes share the same outline.",
-    "count": "Counting each separate shape gives the total.",
-    "position": "All of the shapes sit together in the same part of the picture.",
-}
-_EXTRA_QUESTION = "Are the shapes small or large?"
-
-
-def detailed_answer(scene: world.Scene, qtype: str) -> str:
-    """A short reasoning step, then the `ask` answer: the fact keyword appears exactly once."""
-    return f"{_REASONING[qtype]} {world.ask(scene, qtype)[1]}"
-
-
-def chosen_question_type(scene: world.Scene) -> str:
-    """The question the teacher picks for a scene, spread evenly over QUESTION_TYPES."""
-    return world.QUESTION_TYPES[scene.layout_seed % len(world.QUESTION_TYPES)]
-
-
-def _tag(name: str, body: str) -> str:
-    return f"<start of {name}>\n{body}\n<end of {name}>"
-
-
-def _qa_sections(scene: world.Scene) -> list[str]:
-    questions = [world.QUESTIONS[q] for q in world.QUESTION_TYPES] + [_EXTRA_QUESTION]
-    candidates = "\n".join(f"{number}. {question}" for number, question in enumerate(questions, 1))
-    qtype = chosen_question_type(scene)
-    return [
-        _tag("candidate questions", candidates),
-        _tag("question", world.QUESTIONS[qtype]),
-        _tag("answer", detailed_answer(scene, qtype)),
-    ]
-
-
-def _generic_text_answer(instruction: str) -> str:
-    topic = " ".join(instruction.split()[:8]).rstrip("?.!")
-    return (
-        f"Here is a considered response to the request about {topic!r}. First, identify what is being asked and "
-        "the key terms involved. Second, work through the main points one at a time, giving a short example for "
-        "each. Finally, summarise the conclusion in a sentence so the answer can be checked quickly."
-    )
-
-
-def compose_reply(template: str, scene: world.Scene | None, instruction: str | None) -> str:
-    """The correct, well-formed reply to one template (the teacher's whole 'intelligence')."""
-    if template == "text":
-        return world.solve_text_instruction(instruction or "") or _generic_text_answer(instruction or "")
-    if scene is None:
-        raise ValueError(f"template {template!r} needs a shapes-world scene")
-    description = _tag("description", world.describe(scene))
-    if template == "caption":
-        return description
-    if template in ("qa_from_caption", "qa_direct"):
-        return "\n\n".join(_qa_sections(scene))
-    if template == "caption_qa":
-        return "\n\n".join([description, *_qa_sections(scene)])
-    qtype = world.question_type(instruction or "")
-    answer = detailed_answer(scene, qtype) if qtype else f"Looking at the picture: {world.describe(scene)}"
-    return "\n\n".join([description, _tag("detailed answer", answer)])
-
-
-def _apply_content_fault(fault: str, reply: str, template: str, sequence: int) -> str:
-    if fault == "refusal":
-        return "I'm sorry, but I can't help with that request."
-    if fault == "leak":
-        leaked = "As the description above says, this follows directly."
-        for end in ("<end of answer>", "<end of detailed answer>"):
-            if end in reply:
-                return reply.replace(end, f"{leaked}\n{end}")
-        echo = f"Prompt id: allava/{template}/v1"  # nothing answer-like: echo the prompt itself
-        return reply.replace(">\n", f">\n{echo} ", 1) if template != "text" else f"{echo}\n{reply}"
-    if template == "text":  # malformed: a plain answer has no structure to break, so send nothing usable
-        return ""
-    if "<start of candidate questions>" in reply and sequence % 2:
-        return "\n".join(line for line in reply.splitlines() if not line.startswith("5. "))
-    last_end = reply.rfind("<end of ")
-    return reply[:last_end]  # the final closing tag is missing
-
-
-def _content_texts(messages: list) -> tuple[list[str], list[str]]:
-    """(all text parts, all image URLs) of a chat request."""
-    texts, images = [], []
-    for message in messages if isinstance(messages, list) else []:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            texts.append(content)
-            continue
-        for part in content or []:
-            if isinstance(part, dict) and part.get("type") == "text":
-                texts.append(str(part.get("text", "")))
-            elif isinstance(part, dict) and part.get("type") == "image_url":
-                url = part.get("image_url")
-                images.append(url.get("url", "") if isinstance(url, dict) else str(url))
-    return texts, images
-
-
-def _scene_of(url: str) -> world.Scene | None:
-    if not url.startswith("data:") or ";base64," not in url:
-        return None
-    try:
-        return world.scene_from_image(base64.b64decode(url.split(";base64,", 1)[1], validate=True))
-    except (binascii.Error, ValueError):
-        return None
-
-
-def _between(text: str, name: str) -> str | None:
-    start, end = f"<start of {name}>", f"<end of {name}>"
-    if start in text and end in text:
-        return text.split(start, 1)[1].split(end, 1)[0].strip()
-    return None
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out as separate writes: don't let them wait 40 ms
@@ -192,7 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _error(self, status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> None:
-        self._send(status, {"error": {"message": message, "type": kind, "code": None}}, headers)
+        self._send(status, _error_body(message, kind), headers)
 
     def _authorised(self) -> bool:
         expected = self.server.teacher.api_key
@@ -204,8 +102,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if not self._authorised():
             return
-        if self.path.rstrip("/") == "/v1/models":
+        route = self.path.rstrip("/")
+        if route == "/v1/models":
             self._send(200, {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "owned_by": "allava"}]})
+        elif route.startswith(("/v1/files", "/v1/batches")):
+            self._send(*self.server.teacher.batches.get(route))
         else:
             self._error(404, f"no route {self.path}", "not_found")
 
@@ -214,19 +115,17 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length)
         if not self._authorised():
             return
-        if self.path.rstrip("/") != "/v1/chat/completions":
+        route = self.path.rstrip("/")
+        if route.startswith(("/v1/files", "/v1/batches")):
+            self._send(*self.server.teacher.batches.post(route, raw, self.headers.get("Content-Type", "")))
+            return
+        if route != "/v1/chat/completions":
             self._error(404, f"no route {self.path}", "not_found")
             return
         teacher = self.server.teacher
         sequence, fault = teacher.next_fault()
         if teacher.latency:
-            time.sleep(teacher.latency)
-        try:
-            body = json.loads(raw)
-            messages = body["messages"]
-        except (ValueError, KeyError, TypeError):
-            self._error(400, "the body must be JSON with a 'messages' list", "invalid_request_error")
-            return
+            time.sleep(teacher.latency_for(sequence))
         if fault == "drop":
             self.close_connection = True
             try:
@@ -249,42 +148,12 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(teacher.slow_seconds)
         if fault == "timeout" and teacher._stopping.wait(teacher.hang_seconds):
             return  # shutting down: leave without answering
-        texts, images = _content_texts(messages)
-        found = next((marker(text) for text in texts if marker(text)), None)
-        if found is None:
-            self._error(400, "no 'Prompt id:' line found; this teacher only answers allava prompts", "invalid_request")
-            return
-        template = found[0]
-        scene = _scene_of(images[0]) if images else None
-        if template != "text" and scene is None:
-            self._error(400, "the image carries no shapes_world scene in its PNG metadata", "invalid_request_error")
-            return
-        prompt_text = "\n".join(texts)
-        instruction = _between(prompt_text, "instruction") if template == "vflan" else texts[-1].strip()
-        reply = compose_reply(template, scene, instruction)
-        if fault in ("malformed", "refusal", "leak"):
-            reply = _apply_content_fault(fault, reply, template, sequence)
-        if fault == "huge":  # a runaway reply: megabytes of unclosed tags after the real one
-            reply += "<start of answer>" * (teacher.huge_chars // 17)
-        prompt_tokens = math.ceil((math.ceil(len(prompt_text) / 4) + 85 * len(images)) * teacher.billing_factor)
-        completion_tokens = math.ceil(len(reply) / 4)
-        request_id = hashlib.sha256(f"{teacher.seed}:{sequence}".encode()).hexdigest()[:24]
-        self._send(
-            200,
-            {
-                "id": f"chatcmpl-{request_id}",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body.get("model", MODEL_ID),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            },
-            trickle=teacher.trickle_seconds if fault == "trickle" else 0.0,
-        )
+        status, payload = teacher.completion(raw, sequence, fault)
+        self._send(status, payload, trickle=teacher.trickle_seconds if fault == "trickle" and status == 200 else 0.0)
+
+
+def _error_body(message: str, kind: str) -> dict:
+    return {"error": {"message": message, "type": kind, "code": None}}
 
 
 class _Server(ThreadingHTTPServer):
@@ -298,7 +167,9 @@ class OfflineTeacher:
     """The stand-in teacher on 127.0.0.1; a context manager that serves from a background thread.
 
     `faults` maps FAULTS names to probabilities; each request's fault is drawn from `Random(f"{seed}:{n}")` for the
-    n-th request, so a run's fault sequence is reproducible. `latency` seconds are added to every request.
+    n-th request, so a run's fault sequence is reproducible. `latency` seconds are added to every request; with
+    `latency_sigma` > 0 they are drawn per request from a log-normal with median `latency` (a long tail: sigma 0.8
+    puts the 95th percentile at 3.7 x the median). The Batch API (files + batches) is served by `self.batches`.
     `billing_factor` scales the prompt tokens it reports (a provider that bills more than the client estimates).
     """
 
@@ -310,6 +181,7 @@ class OfflineTeacher:
         api_key: str | None = None,
         faults: dict[str, float] | None = None,
         latency: float = 0.0,
+        latency_sigma: float = 0.0,
         seed: int = 0,
         retry_after: float = 0.05,
         slow_seconds: float = 0.2,
@@ -320,6 +192,7 @@ class OfflineTeacher:
     ) -> None:
         self.api_key = api_key
         self.latency = latency
+        self.latency_sigma = latency_sigma
         self.seed = seed
         self.retry_after = retry_after
         self.slow_seconds = slow_seconds
@@ -330,8 +203,10 @@ class OfflineTeacher:
         self.stats: Counter = Counter()
         self._lock = threading.Lock()
         self._sequence = 0
+        self._prefixes: set[bytes] = set()
         self._stopping = threading.Event()
         self.set_faults(faults or {})
+        self.batches = OfflineBatches(self)
         self._server = _Server((host, port), _Handler)
         self._server.teacher = self
         self._thread: threading.Thread | None = None
@@ -348,6 +223,64 @@ class OfflineTeacher:
         if sum(faults.values()) > 1.0 + 1e-9 or any(p < 0 for p in faults.values()):
             raise ValueError("fault probabilities must be >= 0 and sum to at most 1")
         self.faults = dict(faults)
+
+    def completion(self, raw: bytes, sequence: int, fault: str | None = None) -> tuple[int, dict]:
+        """(status, JSON body) answering one chat completion request body (live, or one line of a batch)."""
+        try:
+            body = json.loads(raw)
+            messages = body["messages"]
+        except (ValueError, KeyError, TypeError):
+            return 400, _error_body("the body must be JSON with a 'messages' list", "invalid_request_error")
+        texts, images = content_texts(messages)
+        found = next((marker(text) for text in texts if marker(text)), None)
+        if found is None:
+            return 400, _error_body("no 'Prompt id:' line found; this teacher only answers allava prompts", "invalid")
+        template = found[0]
+        scene = scene_of(images[0]) if images else None
+        if template != "text" and scene is None:
+            return 400, _error_body("the image carries no shapes_world scene in its PNG metadata", "invalid_request")
+        prompt_text = "\n".join(texts)
+        instruction = between(prompt_text, "instruction") if template == "vflan" else texts[-1].strip()
+        reply = compose_reply(template, scene, instruction)
+        if fault in ("malformed", "refusal", "leak"):
+            reply = apply_content_fault(fault, reply, template, sequence)
+        if fault == "huge":  # a runaway reply: megabytes of unclosed tags after the real one
+            reply += "<start of answer>" * (self.huge_chars // 17)
+        prompt_tokens = math.ceil((math.ceil(len(prompt_text) / 4) + 85 * len(images)) * self.billing_factor)
+        completion_tokens = math.ceil(len(reply) / 4)
+        cached_tokens = min(prompt_tokens, self.cached_tokens(leading_texts(messages)))
+        request_id = hashlib.sha256(f"{self.seed}:{sequence}".encode()).hexdigest()[:24]
+        return 200, {
+            "id": f"chatcmpl-{request_id}",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body.get("model", MODEL_ID),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": cached_tokens},
+            },
+        }
+
+    def latency_for(self, sequence: int) -> float:
+        if not self.latency_sigma:
+            return self.latency
+        return self.latency * math.exp(self.latency_sigma * random.Random(f"{self.seed}:latency:{sequence}").gauss())
+
+    def cached_tokens(self, parts: list[str]) -> int:
+        """Prefix caching as providers do it: the longest run of leading text parts seen before is cached."""
+        digest, cached, length = hashlib.sha256(), 0, 0
+        with self._lock:
+            for part in parts:
+                digest.update(part.encode() + b"\0")
+                length += len(part)
+                key = digest.digest()
+                if key in self._prefixes:
+                    cached = length
+                self._prefixes.add(key)
+        return math.ceil(cached / 4)
 
     def next_fault(self) -> tuple[int, str | None]:
         with self._lock:
@@ -413,7 +346,10 @@ def _main(argv: list[str] | None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8011, help="0 picks a free port (printed on start)")
     parser.add_argument("--api-key-env", help="require 'Bearer <value of this env var>' (default: accept any key)")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request (the median)")
+    parser.add_argument(
+        "--latency-sigma", type=float, default=0.0, help="log-normal spread of the latency (0: fixed; 0.8: p95 3.7x)"
+    )
     parser.add_argument("--fault", type=_parse_fault, action="append", default=[], help="e.g. rate_limit=0.1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retry-after", type=float, default=0.05, help="Retry-After seconds sent with 429s")
@@ -428,6 +364,7 @@ def _main(argv: list[str] | None) -> None:
             api_key=api_key,
             faults=dict(args.fault),
             latency=args.latency,
+            latency_sigma=args.latency_sigma,
             seed=args.seed,
             retry_after=args.retry_after,
         )

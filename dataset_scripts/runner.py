@@ -16,11 +16,18 @@ from tqdm import tqdm
 
 from dataset_scripts.images import PreparedImage, SkipImage, prepare
 from dataset_scripts.inputs import Item
-from dataset_scripts.limits import CostMeter
+from dataset_scripts.limits import NO_PRICE, CostMeter
 from dataset_scripts.sections import Rejected, parse_reply, reply_char_limit
 from dataset_scripts.shards import OutputDir, OutputWriteError, iter_jsonl
 from dataset_scripts.tasks import TaskSpec
-from dataset_scripts.teacher_client import INVALID_RESPONSE, FatalAPIError, TeacherClient, TransientAPIError
+from dataset_scripts.teacher_client import (
+    INVALID_RESPONSE,
+    FatalAPIError,
+    Reply,
+    TeacherClient,
+    TransientAPIError,
+)
+from dataset_scripts.usage import USAGE_FIELDS, Usage, subsets_label
 
 
 @dataclass(frozen=True)
@@ -40,15 +47,11 @@ class BudgetExhausted(Exception):
     """The next request could push the cost past --max-cost."""
 
 
-@dataclass
-class _Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    requests: int = 0
-    cost_usd: float = 0.0
-
-    def as_dict(self) -> dict:
-        return {**self.__dict__, "cost_usd": round(self.cost_usd, 8)}
+def judge_reply(template: str, reply: Reply, max_tokens: int) -> dict:
+    """The parsed fields of a reply, or `Rejected` (truncated, malformed, a refusal, ...)."""
+    if reply.finish_reason == "length":
+        raise Rejected("truncated", f"the reply hit max_tokens={max_tokens}")
+    return parse_reply(template, reply.text, reply_char_limit(max_tokens))
 
 
 class Synthesis:
@@ -77,6 +80,7 @@ class Synthesis:
         self.stop_message: str | None = None
         self._consecutive_failures = 0
         self.summary_written = False
+        self.by_endpoint: dict[str, Usage] = {}  # this run's billed usage per endpoint
 
     def _load_previous(self) -> None:
         """What earlier runs finished: in any shard file of the folder (so changing --num-shards redoes nothing);
@@ -110,7 +114,7 @@ class Synthesis:
             await asyncio.to_thread(self.out.append, "skipped", row)
 
     async def _call_template(
-        self, template: str, item: Item, image: PreparedImage | None, description: str | None, usage: _Usage
+        self, template: str, item: Item, image: PreparedImage | None, description: str | None, usage: Usage
     ) -> tuple[dict | None, Rejected | None, str]:
         """Parsed fields of one template's reply, or the last rejection and raw text after all retries."""
         messages = self.spec.messages(template, image, item.question, description)
@@ -133,26 +137,30 @@ class Synthesis:
             except BaseException:
                 self.meter.settle(reserved, 0, 0)
                 raise
-            usage.cost_usd += self.meter.settle(
-                reserved, reply.prompt_tokens, reply.completion_tokens, expected=(estimate, max_tokens)
+            cost = self.meter.settle(
+                reserved,
+                reply.prompt_tokens,
+                reply.completion_tokens,
+                expected=(estimate, max_tokens),
+                cached_tokens=reply.cached_tokens,
             )
-            usage.prompt_tokens += reply.prompt_tokens
-            usage.completion_tokens += reply.completion_tokens
-            usage.requests += 1
+            usage.add(reply.prompt_tokens, reply.cached_tokens, reply.completion_tokens, cost)
+            self.by_endpoint.setdefault(reply.endpoint, Usage()).add(
+                reply.prompt_tokens, reply.cached_tokens, reply.completion_tokens, cost
+            )
             raw = reply.text[:max_chars]  # a runaway reply is never stored whole
             try:
-                if reply.finish_reason == "length":
-                    raise Rejected("truncated", f"the reply hit max_tokens={max_tokens}")
-                return parse_reply(template, reply.text, max_chars), None, raw
+                return judge_reply(template, reply, max_tokens), None, raw
             except Rejected as error:
                 rejection = error
                 self.this_run[f"retry:{error.reason}"] += 1
         return None, rejection, raw
 
-    async def _process(self, item: Item) -> None:
+    async def _prepare(self, item: Item) -> tuple[str, PreparedImage | None] | None:
+        """(key, image) of an input still to do and now claimed; None if finished, skipped or a duplicate."""
         if item.item_id in self.done_items:
             self.this_run["resumed"] += 1
-            return
+            return None
         image = None
         if self.spec.mode != "text":
             try:
@@ -162,12 +170,19 @@ class Synthesis:
                 )
             except SkipImage as skip:
                 await self._skip(item, skip.reason, skip.detail)
-                return
+                return None
         key = self.spec.key(image, item.question)
         if key in self.done_keys or key in self.claimed:
             await self._skip(item, "duplicate", f"same content and recipe as record {key}")
-            return
+            return None
         self.claimed.add(key)
+        return key, image
+
+    async def _process(self, item: Item) -> None:
+        prepared = await self._prepare(item)
+        if prepared is None:
+            return
+        key, image = prepared
         try:
             await self._synthesise(item, key, image)
         except BaseException:
@@ -176,7 +191,7 @@ class Synthesis:
 
     async def _synthesise(self, item: Item, key: str, image: PreparedImage | None) -> None:
         """The strategy's calls in order (two-call feeds the description to the second), then one record or reject."""
-        usage, fields, description = _Usage(), {}, None
+        usage, fields, description = Usage(), {}, None
         for template in self.spec.templates:
             parsed, rejection, raw = await self._call_template(template, item, image, description, usage)
             if parsed is None:
@@ -190,7 +205,7 @@ class Synthesis:
         await asyncio.to_thread(self._write_record, item, key, usage, image, fields)
         self.this_run["done"] += 1
 
-    def _write_record(self, item: Item, key: str, usage: _Usage, image: PreparedImage | None, fields: dict) -> None:
+    def _write_record(self, item: Item, key: str, usage: Usage, image: PreparedImage | None, fields: dict) -> None:
         """Image first, then the record naming it (both fsync'd): a record never points at a missing file."""
         record = self._base(item, key, usage) | {
             "image": self.out.store_image(image.data, image.extension) if image else None,
@@ -204,7 +219,7 @@ class Synthesis:
         }
         self.out.append("records", record)
 
-    def _base(self, item: Item, key: str, usage: _Usage) -> dict:
+    def _base(self, item: Item, key: str, usage: Usage) -> dict:
         return {
             "key": key,
             "item_id": item.item_id,
@@ -243,7 +258,8 @@ class Synthesis:
                 self._stop("disk", str(error))
                 return
             bar.update(1)
-            bar.set_postfix(cost=f"${self.meter.spent:.4f}", rejected=self._count("rejected:"), refresh=False)
+            cost = f"${self.meter.spent:.4f}" if self.meter.price else NO_PRICE
+            bar.set_postfix(cost=cost, rejected=self._count("rejected:"), refresh=False)
 
     def _count(self, prefix: str) -> int:
         return sum(n for name, n in self.this_run.items() if name.startswith(prefix))
@@ -257,20 +273,7 @@ class Synthesis:
         self.out.open()
         try:
             self._load_previous()
-            queue: asyncio.Queue = asyncio.Queue()
-            for item in self.items:
-                queue.put_nowait(item)
-            with tqdm(total=len(self.items), disable=not self.options.progress, unit="item", smoothing=0.1) as bar:
-                workers = [
-                    asyncio.create_task(self._worker(queue, bar)) for _ in range(max(1, self.options.concurrency))
-                ]
-                try:
-                    await asyncio.gather(*workers)
-                except FatalAPIError as error:
-                    self._stop("fatal", str(error))
-                    for worker in workers:
-                        worker.cancel()
-                    await asyncio.gather(*workers, return_exceptions=True)
+            await self._work()
             summary = self.summarise(time.monotonic() - started)
             try:
                 self.out.write_summary(summary)
@@ -283,34 +286,72 @@ class Synthesis:
             await self.client.aclose()
             self.out.close()
 
+    async def _work(self) -> None:
+        """Every input through bounded-concurrency workers (the live chat API)."""
+        queue: asyncio.Queue = asyncio.Queue()
+        for item in self.items:
+            queue.put_nowait(item)
+        with tqdm(total=len(self.items), disable=not self.options.progress, unit="item", smoothing=0.1) as bar:
+            workers = [asyncio.create_task(self._worker(queue, bar)) for _ in range(max(1, self.options.concurrency))]
+            try:
+                await asyncio.gather(*workers)
+            except FatalAPIError as error:
+                self._stop("fatal", str(error))
+                for worker in workers:
+                    worker.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+
     def summarise(self, wall_time: float) -> dict:
-        """Cumulative counts over the shard folder (all runs), plus what this run did."""
+        """Cumulative counts over the shard folder (all runs), plus what this run did.
+
+        Without a configured price every cost reads "no price configured" rather than a misleading $0.
+        """
         done_items, rejected, skipped = set(), {}, {}
-        tokens, cost = Counter(), 0.0
-        for row in iter_jsonl(self.out.path("records")):
-            done_items.add(row["item_id"])
-            tokens.update({k: row["usage"][k] for k in ("prompt_tokens", "completion_tokens", "requests")})
-            cost += row["usage"]["cost_usd"]
-        for row in iter_jsonl(self.out.path("rejects")):
-            tokens.update({k: row["usage"][k] for k in ("prompt_tokens", "completion_tokens", "requests")})
-            cost += row["usage"]["cost_usd"]
-            rejected[row["item_id"]] = row["reason"]
+        total, by_subset = Usage(), {}
+        for kind in ("records", "rejects"):
+            for row in iter_jsonl(self.out.path(kind)):
+                if kind == "records":
+                    done_items.add(row["item_id"])
+                else:
+                    rejected[row["item_id"]] = row["reason"]
+                label = subsets_label(row["mode"], row["strategy"], row["source"])
+                for usage in (total, by_subset.setdefault(label, Usage())):
+                    for name in USAGE_FIELDS:
+                        setattr(usage, name, getattr(usage, name) + row["usage"].get(name, 0))
+                    usage.cost_usd += row["usage"]["cost_usd"]
         for row in iter_jsonl(self.out.path("skipped")):
             skipped[row["item_id"]] = row["reason"]
         this_run = {
             name: dict(sorted((k.split(":", 1)[1], n) for k, n in self.this_run.items() if k.startswith(name + ":")))
-            for name in ("rejected", "skipped", "retry")
+            for name in ("rejected", "skipped", "retry", "batch")
         }
+        priced = self.meter.price is not None
         stats = self.client.stats
+        endpoints = {endpoint.name: endpoint for endpoint in self.client.pool.endpoints}
+        by_endpoint = {
+            name: self._usage_report(self.by_endpoint.get(name, Usage()), priced)
+            | {
+                "sent": endpoint.stats["requests"],
+                "failures": endpoint.stats["failures"],
+                "taken_out": endpoint.stats["ejections"],
+            }
+            for name, endpoint in endpoints.items()
+        }
         return {
             **self.describe_run,
             "items_in_shard": len(self.items),
             "done": len(done_items),
             "rejected": dict(Counter(r for i, r in rejected.items() if i not in done_items)),
             "skipped": dict(Counter(r for i, r in skipped.items() if i not in done_items and i not in rejected)),
-            "tokens": {"prompt": tokens["prompt_tokens"], "completion": tokens["completion_tokens"]},
-            "requests": tokens["requests"],
-            "cost_usd": round(cost, 6),
+            "tokens": {
+                "prompt": total.prompt_tokens,
+                "cached": total.cached_tokens,
+                "completion": total.completion_tokens,
+            },
+            "requests": total.requests,
+            "cost_usd": round(total.cost_usd, 6) if priced else None,
+            "cost": f"${total.cost_usd:.4f}" if priced else NO_PRICE,
+            "by_subset": {label: self._usage_report(usage, priced) for label, usage in sorted(by_subset.items())},
             "max_cost_usd": self.meter.max_cost,
             "stopped": self.stop_reason,
             "message": self.stop_message,
@@ -320,11 +361,18 @@ class Synthesis:
                 "rejected": this_run["rejected"],
                 "skipped": this_run["skipped"],
                 "parse_retries": this_run["retry"],
+                **({"batch": this_run["batch"]} if self.describe_run.get("api") == "batch" else {}),
                 "failed": dict(self.failed),
                 "api_retries": dict(stats.retries),
                 "retry_after_honoured": stats.retry_after_honoured,
                 "backoff_seconds": round(stats.backoff_seconds, 3),
-                "cost_usd": round(self.meter.spent - self.spent_before, 6),
+                "cost_usd": round(self.meter.spent - self.spent_before, 6) if priced else None,
+                "by_endpoint": by_endpoint,
                 "wall_time_s": round(wall_time, 3),
             },
         }
+
+    @staticmethod
+    def _usage_report(usage: Usage, priced: bool) -> dict:
+        report = {name: getattr(usage, name) for name in USAGE_FIELDS}
+        return report | {"cost_usd": round(usage.cost_usd, 6) if priced else NO_PRICE}

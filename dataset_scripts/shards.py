@@ -4,6 +4,7 @@ Layout of `--output DIR` (n = --num-shards, i = --shard-index, both zero-padded 
     records-i-of-n.jsonl   one finished record per line
     rejects-i-of-n.jsonl   replies that failed validation after all retries (reason + raw text)
     skipped-i-of-n.jsonl   inputs left out (unreadable, truncated, oversized, unreachable, duplicate, ...)
+    batches-i-of-n.jsonl   --api batch only: files uploaded, batches created and collected, inputs between rounds
     summary-i-of-n.json    written at the end of every run (atomic replace)
     images/ab/<sha256>.<ext>   content-addressed copies of the images exactly as sent (records point here)
 
@@ -30,7 +31,7 @@ from pathlib import Path
 from dataset_scripts.jsonl_store import JsonlStore, atomic_write, cut_torn_tail, iter_jsonl  # noqa: F401 (re-exported)
 
 
-KINDS = ("records", "rejects", "skipped")
+KINDS = ("records", "rejects", "skipped")  # opened by every run; "batches" only once a batch run writes to it
 
 
 class ShardLockedError(RuntimeError):
@@ -138,6 +139,10 @@ class OutputDir:
     def append(self, kind: str, row: dict) -> None:
         """One line, one write(), then fsync: a reader never sees half a record except as a torn last line."""
         try:
+            if kind not in self._stores:
+                store = JsonlStore(self.path(kind))
+                store.open()
+                self._stores[kind] = store
             self._stores[kind].append(row)
         except OSError as error:
             raise OutputWriteError(self.path(kind), error) from None

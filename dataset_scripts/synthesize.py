@@ -4,9 +4,12 @@
         --model gpt-4o --concurrency 32 --rpm 500 --max-cost 50
 
 Runs are resumable: rerun the same command after any interruption (kill -9 included) and it continues where it
-stopped, without losing or duplicating records. Exit codes: 0 finished, 1 fatal (API refused, bad config, the output
-folder cannot be written, e.g. a full disk), 2 bad arguments or inputs, or the output folder in use by another
-process, 3 stopped early (budget reached, repeated failures): rerun to continue.
+stopped, without losing or duplicating records. `--base-url` may be repeated (requests go to the endpoint with the
+fewest outstanding; failing endpoints are taken out and probed back in); `--api batch` uses the Batch API at half
+price, and a rerun polls the batches already submitted instead of paying for them again (batch_runner.py).
+Exit codes: 0 finished, 1 fatal (API refused, bad config, the output folder cannot be written, e.g. a full disk),
+2 bad arguments or inputs, or the output folder in use by another process, 3 stopped early (budget reached, repeated
+failures): rerun to continue.
 """
 
 from __future__ import annotations
@@ -17,15 +20,16 @@ import json
 import os
 import random
 import sys
-import urllib.parse
 from pathlib import Path
 
 
 if not __package__:  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dataset_scripts.batch_runner import BatchOptions, BatchSynthesis  # noqa: E402
+from dataset_scripts.endpoints import read_url_file, safe_url  # noqa: E402
 from dataset_scripts.inputs import InputError, load_items, select_shard  # noqa: E402
-from dataset_scripts.limits import CostMeter, TokenBucket, resolve_price  # noqa: E402
+from dataset_scripts.limits import BATCH_DISCOUNT, CostMeter, resolve_price  # noqa: E402
 from dataset_scripts.prompt_set import MODES, STRATEGIES, PromptError, load_prompt_set  # noqa: E402
 from dataset_scripts.runner import RunOptions, Synthesis  # noqa: E402
 from dataset_scripts.sections import reply_char_limit  # noqa: E402
@@ -76,8 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     teacher = parser.add_argument_group("teacher")
     teacher.add_argument(
         "--base-url",
-        default=os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1"),
-        help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (vLLM); default: $OPENAI_BASE_URL or OpenAI",
+        action="append",
+        help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (vLLM); repeat for several endpoints serving "
+        "the same model; default: $OPENAI_BASE_URL or OpenAI",
+    )
+    teacher.add_argument("--base-url-file", help="a text file of endpoints, one URL a line (added to --base-url)")
+    teacher.add_argument(
+        "--api",
+        choices=("chat", "batch"),
+        default="chat",
+        help="chat: live requests; batch: the Batch API (files + batches, half price, results within 24 h) "
+        "(default: %(default)s)",
     )
     teacher.add_argument("--model", required=True, help="teacher model name as the endpoint knows it")
     teacher.add_argument(
@@ -101,21 +114,57 @@ def build_parser() -> argparse.ArgumentParser:
     teacher.add_argument(
         "--image-detail", choices=("low", "high", "auto"), default="auto", help="(default: %(default)s)"
     )
+    batch = parser.add_argument_group("--api batch")
+    batch.add_argument(
+        "--batch-poll-interval", type=float, default=30.0, help="seconds between polls (default: %(default)s)"
+    )
+    batch.add_argument(
+        "--batch-max-requests", type=int, default=50_000, help="requests per batch at most (default: %(default)s)"
+    )
+    batch.add_argument(
+        "--batch-max-bytes",
+        type=int,
+        default=190_000_000,
+        help="bytes per batch input file at most (default: %(default)s, under the 200 MB limit)",
+    )
     limits = parser.add_argument_group("limits")
     limits.add_argument(
         "--concurrency", type=int, default=16, help="requests in flight at once (default: %(default)s)"
     )
-    limits.add_argument("--rpm", type=float, help="requests per minute budget")
-    limits.add_argument("--tpm", type=float, help="tokens per minute budget (prompt estimate + max-tokens)")
+    limits.add_argument("--rpm", type=float, help="requests per minute budget, per endpoint")
+    limits.add_argument(
+        "--tpm", type=float, help="tokens per minute budget (prompt estimate + max-tokens), per endpoint"
+    )
+    limits.add_argument(
+        "--endpoint-failures",
+        type=int,
+        default=5,
+        help="take an endpoint out after this many failures in a row (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--endpoint-cooldown",
+        type=float,
+        default=30.0,
+        help="seconds an endpoint stays out before one probe request (doubling while probes fail) "
+        "(default: %(default)s)",
+    )
     limits.add_argument(
         "--max-cost",
         type=float,
         help="USD; no request is started that could exceed it (billed usage above the estimate can overshoot it by "
         "at most --concurrency requests)",
     )
-    limits.add_argument("--prices", help='JSON price table {"model": [input, output]} in USD per 1M tokens')
+    limits.add_argument(
+        "--prices", help='JSON price table {"model": [input, output, cached input]} in USD per 1M tokens'
+    )
     limits.add_argument("--price-input", type=float, help="USD per 1M input tokens (overrides the table)")
     limits.add_argument("--price-output", type=float, help="USD per 1M output tokens (overrides the table)")
+    limits.add_argument(
+        "--price-cached-input",
+        type=float,
+        help="USD per 1M prompt tokens served from the provider's prefix cache (default: the table's, else the "
+        "input price)",
+    )
     limits.add_argument(
         "--timeout",
         type=float,
@@ -169,12 +218,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _safe_url(url: str) -> str:
-    """The base URL without any user:password part, for summaries and logs."""
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(parts._replace(netloc=parts.hostname or "")) if parts.username else url
-
-
 def _sampling(args: argparse.Namespace) -> dict:
     sampling = {"temperature": args.temperature, "max_tokens": args.max_tokens}
     if args.top_p is not None:
@@ -195,7 +238,15 @@ def main(argv: list[str] | None = None) -> int:
     if not api_key:
         parser.error(f"no API key: set the environment variable {args.api_key_env} (any value for keyless servers)")
     try:
-        price = resolve_price(args.model, args.prices, args.price_input, args.price_output)
+        base_urls = list(args.base_url or [])
+        if args.base_url_file:
+            base_urls += read_url_file(args.base_url_file)
+        base_urls = base_urls or [os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")]
+        if args.api == "batch" and len(base_urls) > 1:
+            parser.error("--api batch sends its batches to one endpoint: give one --base-url")
+        price = resolve_price(args.model, args.prices, args.price_input, args.price_output, args.price_cached_input)
+        if price is not None and args.api == "batch":
+            price = price.scaled(BATCH_DISCOUNT)
         if args.max_cost is not None and price is None:
             parser.error(f"--max-cost needs a price for {args.model!r}: give --price-input/--price-output or --prices")
         prompts = load_prompt_set(args.prompt_version, args.prompt_dir)
@@ -208,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     spec = TaskSpec(args.mode, args.strategy, args.model, prompts, _sampling(args), args.image_detail)
     client = TeacherClient(
-        base_url=args.base_url,
+        base_url=base_urls,
         api_key=api_key,
         model=args.model,
         sampling=spec.sampling,
@@ -216,10 +267,12 @@ def main(argv: list[str] | None = None) -> int:
         max_retries=args.max_retries,
         backoff_base=args.backoff_base,
         concurrency=args.concurrency,
-        rpm=TokenBucket(args.rpm) if args.rpm else None,
-        tpm=TokenBucket(args.tpm) if args.tpm else None,
+        rpm=args.rpm,
+        tpm=args.tpm,
         rng=random.Random(),
         max_reply_chars=reply_char_limit(args.max_tokens),
+        failures_to_eject=args.endpoint_failures,
+        eject_seconds=args.endpoint_cooldown,
     )
     options = RunOptions(
         concurrency=args.concurrency,
@@ -238,17 +291,23 @@ def main(argv: list[str] | None = None) -> int:
         "mode": args.mode,
         "strategy": args.strategy,
         "teacher_model": args.model,
-        "base_url": _safe_url(args.base_url),
+        "base_url": [safe_url(url) for url in base_urls],
+        "api": args.api,
         "prompt_version": prompts.version,
         "prompt_hash": spec.prompt_hash,
         "prompts": prompts.texts_for(args.mode, args.strategy),
         "sampling": spec.sampling,
         "image_detail": args.image_detail,
         "max_side": args.max_side,
-        "price_usd_per_1m": [price.input_per_m, price.output_per_m] if price else None,
+        "price_usd_per_1m": price.as_list() if price else None,
     }
     out = OutputDir(args.output, args.shard_index, args.num_shards)
-    synthesis = Synthesis(spec, items, out, client, CostMeter(price, args.max_cost), options, describe_run)
+    meter = CostMeter(price, args.max_cost)
+    if args.api == "batch":
+        limits = BatchOptions(args.batch_poll_interval, args.batch_max_requests, args.batch_max_bytes)
+        synthesis = BatchSynthesis(spec, items, out, client, meter, options, describe_run, batch=limits)
+    else:
+        synthesis = Synthesis(spec, items, out, client, meter, options, describe_run)
     try:
         summary = asyncio.run(synthesis.run())
     except ShardLockedError as error:
@@ -260,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished records are kept; rerun the same command to continue", file=sys.stderr)
         return EXIT_INCOMPLETE
-    report = {key: summary[key] for key in ("done", "rejected", "skipped", "tokens", "cost_usd", "stopped")}
+    report = {key: summary[key] for key in ("done", "rejected", "skipped", "tokens", "cost", "stopped")}
     print(scrub(json.dumps(report), (api_key,)))
     if synthesis.summary_written:
         print(f"summary: {out.path('summary')}", file=sys.stderr)

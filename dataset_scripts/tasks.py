@@ -62,7 +62,11 @@ class TaskSpec:
         instruction: str | None = None,
         description: str | None = None,
     ) -> list[dict]:
-        """Chat messages for one template: image first, then the filled prompt (text mode: system + instruction)."""
+        """Chat messages for one template: the prompt, then the image (text mode: system prompt, then instruction).
+
+        The fixed instruction goes first so that every request of a run shares the longest possible prefix, which
+        providers' automatic prefix caching bills at the cached rate; the image and any filled-in text vary.
+        """
         text = self.prompts.templates[template]
         if template == "text":
             return [{"role": "system", "content": text}, {"role": "user", "content": instruction or ""}]
@@ -76,8 +80,8 @@ class TaskSpec:
             {
                 "role": "user",
                 "content": [
-                    {"type": "image_url", "image_url": {"url": image.data_url(), "detail": self.detail}},
                     {"type": "text", "text": text},
+                    {"type": "image_url", "image_url": {"url": image.data_url(), "detail": self.detail}},
                 ],
             }
         ]

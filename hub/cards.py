@@ -164,6 +164,10 @@ Skipped inputs, by reason:
 
 Duplicate records dropped while merging shards: {stats.get("duplicates_dropped", 0)}.
 
+Rows dropped by the quality filters (dataset_scripts/filters.py), by filter:
+
+{_table(("filter", "rows"), (stats.get("filtered") or {}).get("dropped_rows") or {})}
+
 ## Licence and caveats
 
 {_caveats(stats)}

@@ -196,6 +196,8 @@ def main(argv: list[str] | None = None) -> dict:
             "--output",
             str(out / "dataset"),
             "--overwrite",
+            # distinct shapes-world scenes at 84 px can share a dHash (a few pixels apart); the filter is for photos
+            "--no-dedup-images",
             "--pretty-name",
             "ALLaVA shapes-world demo",
         ],

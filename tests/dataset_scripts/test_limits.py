@@ -76,11 +76,11 @@ def test_image_token_estimates_follow_the_tile_rule():
 
 
 def test_price_resolution(tmp_path):
-    assert resolve_price("gpt-4o-2024-08-06") == Price(2.50, 10.00)
-    assert resolve_price("gpt-4o-mini") == Price(0.15, 0.60)
+    assert resolve_price("gpt-4o-2024-08-06") == Price(2.50, 10.00, 1.25)
+    assert resolve_price("gpt-4o-mini") == Price(0.15, 0.60, 0.075)
     assert resolve_price("my-vllm-model") is None
     assert resolve_price("my-vllm-model", input_per_m=1, output_per_m=2) == Price(1, 2)
-    assert resolve_price("gpt-4o", output_per_m=20) == Price(2.50, 20)
+    assert resolve_price("gpt-4o", output_per_m=20) == Price(2.50, 20, 1.25)
     with pytest.raises(ValueError, match="--price-input"):
         resolve_price("my-vllm-model", input_per_m=1)
     table = tmp_path / "prices.json"
@@ -128,3 +128,13 @@ def test_cost_meter_learns_billed_usage_and_stops_before_the_cap():
     meter = CostMeter(Price(1e6, 1e6), max_cost=None)
     meter.settle(0, 5, 3, expected=(10, 10))  # billed below the estimate: estimates are never lowered
     assert meter.estimate(10, 10) == 20
+
+
+def test_cached_input_and_batch_prices():
+    price = Price(2.0, 8.0, 0.5)
+    assert price.cost(1_000_000, 0, cached_tokens=400_000) == 0.6 * 2.0 + 0.4 * 0.5
+    assert Price(2.0, 8.0).cost(1_000_000, 0, cached_tokens=400_000) == 2.0  # no cached rate known: full price
+    assert price.scaled(0.5) == Price(1.0, 4.0, 0.25)
+    assert resolve_price("my-vllm-model", input_per_m=1, output_per_m=2, cached_input_per_m=0.1) == Price(1, 2, 0.1)
+    with pytest.raises(ValueError, match="--price-input"):
+        resolve_price("my-vllm-model", cached_input_per_m=0.1)

@@ -1,0 +1,156 @@
+"""Several OpenAI-compatible endpoints serving one model (vLLM replicas, gateways): which one gets the next request.
+
+Each request goes to the endpoint with the fewest requests outstanding, so a slow replica gets less work. Each
+endpoint has its own RPM/TPM buckets and its own Retry-After pause. An endpoint whose requests fail
+`failures_to_eject` times in a row (connection errors, timeouts, 5xx, broken bodies; not 429s, which are a rate
+signal) is taken out for `cooldown` seconds; then exactly one probe request goes to it: success puts it back, failure
+takes it out again for twice as long (up to `max_cooldown`). While every endpoint is out, requests still go to the
+one due back first, so a single endpoint behaves as before (the client's own backoff paces it).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import httpx2
+import openai
+
+from dataset_scripts.limits import TokenBucket
+
+
+CONNECTIONS_PER_POOL = 16
+
+
+def safe_url(url: str) -> str:
+    """The URL without any user:password part, for summaries and logs."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.hostname or "")) if parts.username else url
+
+
+def read_url_file(path: str) -> list[str]:
+    """Base URLs from a text file, one a line; blank lines and `#` comments are ignored."""
+    with open(path, encoding="utf-8") as handle:
+        lines = [line.split("#", 1)[0].strip() for line in handle]
+    urls = [line for line in lines if line]
+    if not urls:
+        raise ValueError(f"{path}: no base URLs in the file")
+    return urls
+
+
+class Endpoint:
+    """One base URL: its HTTP pools, its rate buckets, and its health."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str,
+        timeout: float,
+        concurrency: int,
+        rpm: float | None,
+        tpm: float | None,
+        ssl_context: object,
+    ) -> None:
+        self.url = url
+        self.name = safe_url(url)
+        # The HTTP pool scans every connection for each request (cost grows with concurrency squared), so big
+        # concurrency is spread over several small pools.
+        pools = math.ceil(max(concurrency, 1) / CONNECTIONS_PER_POOL)
+        per_pool = math.ceil(max(concurrency, 1) / pools)
+        limits = httpx2.Limits(max_connections=per_pool + 4, max_keepalive_connections=per_pool)
+        self.clients = [
+            openai.AsyncOpenAI(
+                base_url=url,
+                api_key=api_key,
+                max_retries=0,
+                timeout=timeout,
+                http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout, verify=ssl_context),
+            )
+            for _ in range(pools)
+        ]
+        self._turn = 0
+        self.rpm = TokenBucket(rpm) if rpm else None
+        self.tpm = TokenBucket(tpm) if tpm else None
+        self.outstanding = 0
+        self.paused_until = 0.0  # Retry-After
+        self.failures_in_row = 0
+        self.out_until = 0.0
+        self.cooldown = 0.0  # of the current ejection; 0 while in service
+        self.probing = False
+        self.stats: Counter = Counter()  # requests, failures, ejections
+
+    def next_client(self) -> openai.AsyncOpenAI:
+        self._turn = (self._turn + 1) % len(self.clients)
+        return self.clients[self._turn]
+
+
+class EndpointPool:
+    """Chooses the endpoint of each request and keeps track of which endpoints are in service."""
+
+    def __init__(
+        self,
+        endpoints: list[Endpoint],
+        *,
+        failures_to_eject: int = 5,
+        cooldown: float = 30.0,
+        max_cooldown: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("need at least one endpoint")
+        self.endpoints = endpoints
+        self.failures_to_eject = failures_to_eject
+        self.base_cooldown = cooldown
+        self.max_cooldown = max_cooldown
+        self.clock = clock
+
+    def _choose(self) -> Endpoint:
+        now = self.clock()
+        ready = [e for e in self.endpoints if e.out_until <= now and e.paused_until <= now and not e.probing]
+        if not ready:  # all out, probing or paused: the one due back first
+            return min(self.endpoints, key=lambda e: (max(e.out_until, e.paused_until), e.outstanding))
+        return min(ready, key=lambda e: (e.outstanding, e.stats["requests"]))
+
+    @contextmanager
+    def use(self) -> Iterator[Endpoint]:
+        """The endpoint for one request, counted as outstanding while the request runs."""
+        endpoint = self._choose()
+        if endpoint.cooldown and endpoint.out_until <= self.clock() and not endpoint.probing:
+            endpoint.probing = True  # this request is its probe; nothing else goes there until it returns
+        endpoint.outstanding += 1
+        endpoint.stats["requests"] += 1
+        try:
+            yield endpoint
+        finally:
+            endpoint.outstanding -= 1
+
+    def succeeded(self, endpoint: Endpoint) -> None:
+        endpoint.failures_in_row = 0
+        endpoint.cooldown = 0.0
+        endpoint.probing = False
+
+    def failed(self, endpoint: Endpoint) -> None:
+        """A failure that says something about the endpoint's health (not a 429, not a fatal 4xx)."""
+        endpoint.stats["failures"] += 1
+        endpoint.failures_in_row += 1
+        if endpoint.probing or endpoint.failures_in_row >= self.failures_to_eject:
+            longer = 2 * endpoint.cooldown if endpoint.probing else self.base_cooldown
+            endpoint.cooldown = min(self.max_cooldown, longer)
+            endpoint.out_until = max(endpoint.out_until, self.clock() + endpoint.cooldown)
+            endpoint.probing = False
+            endpoint.failures_in_row = 0
+            endpoint.stats["ejections"] += 1
+
+    def released(self, endpoint: Endpoint) -> None:
+        """A request that ended without saying anything about health (429, fatal): a probe slot is freed."""
+        endpoint.probing = False
+
+    async def aclose(self) -> None:
+        for endpoint in self.endpoints:
+            for client in endpoint.clients:
+                await client.close()

@@ -1,0 +1,119 @@
+"""Several endpoints: fewest outstanding first, a failing one taken out and probed back in, budgets per endpoint."""
+
+import pytest
+
+from dataset_scripts.endpoints import EndpointPool, read_url_file
+from dataset_scripts.offline_teacher import OfflineTeacher
+from dataset_scripts.teacher_client import TeacherClient
+from tests.dataset_scripts.helpers_synthesis import API_KEY, records
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def make_pool(urls=("http://a/v1", "http://b/v1"), **kwargs):
+    client = TeacherClient(
+        base_url=list(urls), api_key=API_KEY, model="m", sampling={}, timeout=1.0, max_retries=0, concurrency=4,
+        rpm=60, tpm=6000,
+    )  # fmt: skip
+    clock = Clock()
+    return EndpointPool(client.pool.endpoints, clock=clock, **kwargs), clock
+
+
+def test_requests_go_to_the_endpoint_with_fewest_outstanding():
+    pool, _ = make_pool(("http://a/v1", "http://b/v1", "http://c/v1"))
+    a, b, c = pool.endpoints
+    with pool.use() as first, pool.use() as second, pool.use() as third:
+        assert {first, second, third} == {a, b, c}
+        with pool.use() as fourth:
+            assert fourth.outstanding == 2
+    a.outstanding = 5
+    with pool.use() as chosen:
+        assert chosen is not a
+
+
+def test_a_failing_endpoint_is_taken_out_then_probed_back_in():
+    pool, clock = make_pool(failures_to_eject=3, cooldown=10.0)
+    bad, good = pool.endpoints
+    for _ in range(3):
+        pool.failed(bad)
+    assert bad.stats["ejections"] == 1
+    for _ in range(5):  # while out, everything goes to the good one
+        with pool.use() as endpoint:
+            assert endpoint is good
+    clock.now += 10.0
+    with pool.use() as probe:  # due back: exactly one probe
+        assert probe is bad and bad.probing
+        with pool.use() as other:
+            assert other is good
+        pool.failed(bad)  # the probe fails: out again, twice as long
+    assert bad.cooldown == 20.0 and bad.stats["ejections"] == 2
+    clock.now += 19.0
+    with pool.use() as endpoint:
+        assert endpoint is good
+    clock.now += 1.0
+    with pool.use() as probe:
+        assert probe is bad
+        pool.succeeded(bad)
+    assert bad.cooldown == 0 and not bad.probing
+    with pool.use() as one, pool.use() as two:  # back in service: it shares the load again
+        assert {one, two} == {bad, good}
+
+
+def test_with_every_endpoint_out_requests_still_go_somewhere():
+    pool, clock = make_pool(failures_to_eject=1, cooldown=10.0)
+    first, second = pool.endpoints
+    pool.failed(first)
+    clock.now += 1
+    pool.failed(second)
+    with pool.use() as endpoint:
+        assert endpoint is first  # due back first
+
+
+def test_rate_budgets_are_per_endpoint():
+    pool, _ = make_pool()
+    a, b = pool.endpoints
+    assert a.rpm is not b.rpm and a.tpm is not b.tpm and a.rpm.rate == b.rpm.rate == 1.0
+
+
+def test_url_file(tmp_path):
+    path = tmp_path / "urls.txt"
+    path.write_text("# replicas\nhttp://a:8000/v1\n\nhttp://b:8000/v1  # second\n")
+    assert read_url_file(str(path)) == ["http://a:8000/v1", "http://b:8000/v1"]
+    path.write_text("# nothing\n")
+    with pytest.raises(ValueError, match="no base URLs"):
+        read_url_file(str(path))
+
+
+def test_two_teachers_one_failing(synth, shapes_dir, tmp_path):
+    with OfflineTeacher(api_key=API_KEY) as good, OfflineTeacher(api_key=API_KEY) as bad:
+        bad.set_faults({"server_error": 1.0})
+        urls = tmp_path / "urls.txt"
+        urls.write_text(f"{bad.base_url}\n")
+        out = tmp_path / "out"
+        args = ["--mode", "caption-qa", "--input", str(shapes_dir), "--concurrency", "2", "--base-url-file", str(urls)]
+        args += ["--endpoint-failures", "2", "--endpoint-cooldown", "600"]
+        _, summary = synth(*args, base_url=good.base_url, output=out)
+    assert summary["done"] == 24 and len(records(out)) == 24
+    # at most the failures that take it out, plus what was already in flight then
+    assert bad.stats["requests"] <= 2 + 2
+    assert good.stats["requests"] >= 24
+    by_endpoint = summary["this_run"]["by_endpoint"]
+    assert by_endpoint[bad.base_url] | {"taken_out": 1, "requests": 0, "sent": bad.stats["requests"]} == (
+        by_endpoint[bad.base_url]
+    )
+    assert by_endpoint[good.base_url]["requests"] == 24
+
+
+def test_work_is_spread_over_healthy_endpoints(synth, shapes_dir, tmp_path):
+    with OfflineTeacher(api_key=API_KEY, latency=0.05) as first, OfflineTeacher(api_key=API_KEY, latency=0.05) as two:
+        out = tmp_path / "out"
+        args = ["--mode", "caption-qa", "--input", str(shapes_dir), "--concurrency", "4"]
+        _, summary = synth(*args, "--base-url", two.base_url, base_url=first.base_url, output=out)
+        assert summary["done"] == 24
+        assert first.stats["requests"] >= 6 and two.stats["requests"] >= 6

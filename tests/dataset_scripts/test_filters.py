@@ -1,0 +1,106 @@
+"""Quality filters at build time: near-duplicate images (dHash), answer length, reply script, answer in caption."""
+
+import io
+import json
+import random
+
+from PIL import Image
+
+from dataset_scripts.build_dataset import build, main
+from dataset_scripts.filters import FilterOptions, NearDuplicateIndex, QualityFilters, dhash, script_share
+from dataset_scripts.shards import OutputDir
+from tests.dataset_scripts.helpers_synthesis import records
+
+
+def reencoded(data: bytes, size: int, fmt: str = "JPEG") -> bytes:
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("RGB").resize((size, size)).save(buffer, fmt, quality=70)
+    return buffer.getvalue()
+
+
+def test_near_duplicates_are_found_and_distinct_images_are_not(shapes_dir):
+    images = [path.read_bytes() for path in sorted(shapes_dir.glob("*.png"))]
+    index = NearDuplicateIndex(4)
+    assert not any(index.seen(dhash(data)) for data in images)  # 24 distinct scenes
+    assert index.seen(dhash(reencoded(images[3], 100)))  # the same picture, smaller and as JPEG
+
+
+def test_banded_lookup_agrees_with_a_full_scan():
+    rng = random.Random(0)
+    base = [rng.getrandbits(256) for _ in range(50)]
+    probes = [value ^ sum(1 << rng.randrange(256) for _ in range(rng.randrange(8))) for value in base]
+    index = NearDuplicateIndex(4)
+    kept = [value for value in base if not index.seen(value)]
+    for probe in probes:
+        expected = any((probe ^ other).bit_count() <= 4 for other in kept)
+        index_copy = NearDuplicateIndex(4)
+        for value in kept:
+            index_copy.seen(value)
+        assert index_copy.seen(probe) == expected
+
+
+def record(answer="The red circle sits to the left of the blue square.", description="A red circle and a square."):
+    return {"key": "k", "mode": "caption-qa", "description": description, "answer": answer}
+
+
+def rows_of(filters, rec):
+    rows = [("caption_laion", {}), ("instruct_laion", {})]
+    return [subset for subset, _ in filters.keep(rec, None, rows)]
+
+
+def test_row_filters_and_their_counts():
+    filters = QualityFilters(FilterOptions())
+    assert rows_of(filters, record()) == ["caption_laion", "instruct_laion"]
+    assert rows_of(filters, record(answer="Yes.")) == ["caption_laion"]
+    assert rows_of(filters, record(answer="x" * 10_001)) == ["caption_laion"]
+    assert rows_of(filters, record(answer="Красный круг слева от синего квадрата.")) == ["caption_laion"]
+    assert rows_of(filters, record(description="画像には赤い円と青い四角があります。")) == ["instruct_laion"]
+    caption = "A red circle. The circle is to the LEFT of the blue square. Nothing else."
+    assert rows_of(filters, record(answer="the circle is to the left of  the blue square.", description=caption)) == [
+        "caption_laion"
+    ]
+    assert filters.report()["dropped_rows"] == {
+        "answer_too_short": 1,
+        "answer_too_long": 1,
+        "wrong_language": 2,
+        "answer_in_caption": 1,
+    }
+    off = QualityFilters(FilterOptions(length=False, language=None, answer_in_caption=False))
+    assert rows_of(off, record(answer="Красный")) == ["caption_laion", "instruct_laion"]
+    assert script_share("Tokyo 東京です", ("CJK", "HIRAGANA", "KATAKANA")) == 4 / 9
+    assert script_share("42!", ("LATIN",)) is None
+
+
+def with_near_duplicate(out):
+    """Append a copy of the first record whose image is the same picture re-encoded (another key, another file)."""
+    first = records(out)[0]
+    folder = OutputDir(out)
+    folder.open()
+    try:
+        image = folder.store_image(reencoded((out / first["image"]).read_bytes(), 96, "PNG"), "png")
+        folder.append("records", first | {"key": "f" * 32, "item_id": "copy", "image": image})
+    finally:
+        folder.close()
+
+
+def test_build_drops_near_duplicate_images_and_reports_the_counts(synth, shapes_dir, tmp_path):
+    out = tmp_path / "out"
+    synth("--mode", "caption-qa", "--input", str(shapes_dir), "--source-name", "shapes", output=out)
+    with_near_duplicate(out)
+    stats = build([out], tmp_path / "ds")
+    assert stats["subsets"] == {"caption_shapes": 24, "instruct_shapes": 24}
+    assert stats["filtered"]["dropped_rows"] == {"near_duplicate_image": 2}
+    assert stats["filtered"]["settings"]["hash_distance"] == 4
+    assert "near_duplicate_image | 2" in (tmp_path / "ds" / "README.md").read_text()
+    assert main(["--input", str(out), "--output", str(tmp_path / "ds2"), "--no-dedup-images"]) == 0
+    saved = json.loads((tmp_path / "ds2" / "stats.json").read_text())
+    assert saved["subsets"] == {"caption_shapes": 25, "instruct_shapes": 25}
+    assert saved["filtered"]["dropped_rows"] == {}
+
+
+def test_unknown_language_is_a_usage_error(synth, shapes_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    synth("--mode", "caption-qa", "--input", str(shapes_dir), "--limit", "2", output=out)
+    assert main(["--input", str(out), "--output", str(tmp_path / "ds"), "--language", "xx"]) == 2
+    assert "--language 'xx'" in capsys.readouterr().err
+
