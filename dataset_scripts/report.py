@@ -26,12 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-if not __package__:  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dataset_scripts.jsonl_store import atomic_write, iter_jsonl  # noqa: E402
-from dataset_scripts.schema import IMAGE_TOKEN, SPLIT  # noqa: E402
+from dataset_scripts.jsonl_store import atomic_write, iter_jsonl
+from dataset_scripts.schema import IMAGE_TOKEN, SPLIT
 
 
 REPORT_NAME = "report.html"

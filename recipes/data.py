@@ -26,8 +26,7 @@ import datasets
 from datasets import Dataset, Features, Image, List, Value, concatenate_datasets
 
 from dataset_scripts.schema import FEATURES, conversations_to_messages
-from recipes.errors import InputError
-from recipes.sft_args import is_path_like
+from hub.cli import InputError, is_path_like
 
 
 logger = logging.getLogger(__name__)

@@ -26,14 +26,12 @@ import sys
 import time
 from pathlib import Path
 
+from dataset_scripts import shapes_world
+from dataset_scripts.offline_teacher import OfflineTeacher
+from recipes.loss_curve import plot_loss_curves
+
 
 REPO = Path(__file__).resolve().parents[1]
-if not __package__:
-    sys.path.insert(0, str(REPO))
-
-from dataset_scripts import shapes_world  # noqa: E402
-from dataset_scripts.offline_teacher import OfflineTeacher  # noqa: E402
-from recipes.loss_curve import plot_loss_curves  # noqa: E402
 
 
 # (train scenes, held-out scenes, text instructions, stage-1 steps, stage-2 steps)

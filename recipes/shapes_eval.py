@@ -16,17 +16,13 @@ import random
 import sys
 from pathlib import Path
 
+import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
-if not __package__:  # run as a script: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
-
-from dataset_scripts import shapes_world  # noqa: E402
-from modeling_allava.processing_allava import open_image  # noqa: E402
-from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument, load_pretrained  # noqa: E402
+from dataset_scripts import shapes_world
+from modeling_allava.processing_allava import open_image
+from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument, load_pretrained
 
 
 CAPTION_REQUEST = "Describe this image in detail."
