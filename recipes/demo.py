@@ -16,7 +16,6 @@
    about a new image
 """
 
-import argparse
 import json
 import os
 import random
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from dataset_scripts import shapes_world
 from dataset_scripts.offline_teacher import OfflineTeacher
+from hub.cli import Parser
 from recipes.loss_curve import plot_loss_curves
 
 
@@ -99,7 +99,7 @@ def write_text_instructions(path: Path, count: int, seed: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description="Run the whole ALLaVA loop offline with tiny models.")
+    parser = Parser("Run the whole ALLaVA loop offline with tiny models.", "python recipes/demo.py --quick")
     parser.add_argument("--quick", action="store_true", help="fewer scenes and steps (CI)")
     parser.add_argument("--output", type=Path, default=REPO / "outputs" / "tiny", help="where everything goes")
     args = parser.parse_args(argv)

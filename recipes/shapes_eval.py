@@ -10,10 +10,8 @@ that language use survived image training (the forgetting check). Results use th
 model card reads.
 """
 
-import argparse
 import json
 import random
-import sys
 from pathlib import Path
 
 import torch
@@ -21,6 +19,7 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from dataset_scripts import shapes_world
+from hub.cli import Parser, run
 from modeling_allava.processing_allava import open_image
 from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument, load_pretrained
 
@@ -140,7 +139,15 @@ def evaluate(model, processor, images_dir: Path, num_text: int, batch_size: int,
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """The command line (module docstring): the results; a refused checkpoint ends in one line and SystemExit(2)."""
+    return run(_main, argv, expected=(RemoteCodeRefusedError,), exit_now=True)
+
+
+def _main(argv: list[str] | None) -> dict:
+    parser = Parser(
+        __doc__.split("\n\n")[0],
+        "python recipes/shapes_eval.py --model outputs/tiny/finetune --images outputs/tiny/images/heldout",
+    )
     parser.add_argument("--model", required=True, help="checkpoint folder or hub id")
     parser.add_argument("--images", required=True, type=Path, help="folder of held-out shapes-world PNG scenes")
     parser.add_argument("--output", type=Path, help="results.json to write (default: <model>/results.json)")
@@ -151,12 +158,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
-    try:
-        model = load_pretrained(AutoModelForImageTextToText, args.model, args.trust_remote_code).eval()
-        processor = load_pretrained(AutoProcessor, args.model, args.trust_remote_code)
-    except RemoteCodeRefusedError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    model = load_pretrained(AutoModelForImageTextToText, args.model, args.trust_remote_code).eval()
+    processor = load_pretrained(AutoProcessor, args.model, args.trust_remote_code)
     results = {
         "model": args.model,
         **evaluate(model, processor, args.images, args.num_text, args.batch_size, args.limit),

@@ -37,6 +37,8 @@ CLIS = [
     (["-m", "dataset_scripts.offline_teacher"], "Serve the offline", "python -m dataset_scripts.offline_teacher "),
     (["recipes/evaluate.py"], "Evaluate a model on the", "python recipes/evaluate.py --model "),
     (["dataset_scripts/synthesize.py"], "Synthesise ALLaVA-style data", "python dataset_scripts/synthesize.py --mode"),
+    (["dataset_scripts/report.py"], "Write a static HTML report", "python dataset_scripts/report.py "),
+    (["-m", "dataset_scripts.shapes_world"], "Write shapes-world scenes", "python -m dataset_scripts.shapes_world "),
 ]
 # A mistyped local folder for each tool that reads one: one line, exit 2, no traceback.
 TYPOS = [
