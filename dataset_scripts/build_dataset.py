@@ -17,11 +17,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
-
-if not __package__:  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dataset_scripts.dataset_writer import (  # noqa: E402
+from dataset_scripts.dataset_writer import (
     DatasetFolderError,
     finish,
     merge_counts,
@@ -29,15 +25,15 @@ from dataset_scripts.dataset_writer import (  # noqa: E402
     push_to_hub,
     write_subsets,
 )
-from dataset_scripts.filters import FilterOptions, QualityFilters, add_filter_arguments, options_from_args  # noqa: E402
-from dataset_scripts.report import REPORT_NAME, write_report  # noqa: E402
-from dataset_scripts.schema import IMAGE_TOKEN, make_row, subset_name  # noqa: E402
-from dataset_scripts.shards import iter_jsonl  # noqa: E402
-from hub.cli import UsageError, check_repo_id, cli_parser, run  # noqa: E402
-from hub.upload import require_token  # noqa: E402
+from dataset_scripts.filters import FilterOptions, QualityFilters, add_filter_arguments, options_from_args
+from dataset_scripts.report import REPORT_NAME, write_report
+from dataset_scripts.schema import IMAGE_TOKEN, make_row, subset_name
+from dataset_scripts.shards import iter_jsonl
+from hub.cli import InputError, Parser, check_repo_id, run
+from hub.upload import require_token
 
 
-class BuildError(UsageError):
+class BuildError(InputError):
     """The synthesis outputs are incomplete, inconsistent or empty (exit code 2)."""
 
 
@@ -213,11 +209,11 @@ def build(
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; expected errors print one line and return exit code 2."""
-    return run(_main, argv, expected=(UsageError, DatasetFolderError, ValueError, OSError))
+    return run(_main, argv, expected=(DatasetFolderError, ValueError, OSError))
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = cli_parser(
+    parser = Parser(
         "Merge synthesis output folders into an ALLaVA-format dataset folder (parquet subsets + card).",
         "python dataset_scripts/build_dataset.py --input out/ --output my_dataset/",
     )
@@ -237,7 +233,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         filters = options_from_args(args)
     except ValueError as error:
-        raise UsageError(str(error)) from None
+        raise InputError(str(error)) from None
     stats = build(
         [Path(p) for p in args.input],
         Path(args.output),

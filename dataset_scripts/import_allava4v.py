@@ -19,21 +19,17 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-
-if not __package__:  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dataset_scripts.dataset_writer import (  # noqa: E402
+from dataset_scripts.dataset_writer import (
     DatasetFolderError,
     finish,
     prepare_output,
     push_to_hub,
     write_subsets,
 )
-from dataset_scripts.schema import KNOWN_SUBSETS, make_row  # noqa: E402
-from hub.cli import UsageError, check_repo_id, cli_parser, run  # noqa: E402
-from hub.upload import require_token  # noqa: E402
-from modeling_allava.processing_allava import ImageTooLargeError, open_image  # noqa: E402
+from dataset_scripts.schema import KNOWN_SUBSETS, make_row
+from hub.cli import InputError, Parser, check_repo_id, run
+from hub.upload import require_token
+from modeling_allava.processing_allava import ImageTooLargeError, open_image
 
 
 PROMPT_VERSION = "allava-4v-release"
@@ -161,11 +157,11 @@ def _parse_file(text: str) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; expected errors print one line and return exit code 2."""
-    return run(_main, argv, expected=(UsageError, ReleaseError, DatasetFolderError))
+    return run(_main, argv, expected=(ReleaseError, DatasetFolderError))
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = cli_parser(
+    parser = Parser(
         "Import the ALLaVA-4V release (JSON files + image folders) into this repo's dataset format.",
         "python dataset_scripts/import_allava4v.py --root ALLaVA-4V/ --output allava4v/",
     )
@@ -188,7 +184,7 @@ def _main(argv: list[str] | None) -> int:
         files.setdefault(subset, []).append(Path(path) if Path(path).is_absolute() else root / path)
     files = files or discover(root)
     if not files:
-        raise UsageError(f"no release JSON files found under {root} (or pass --file SUBSET=PATH)")
+        raise InputError(f"no release JSON files found under {root} (or pass --file SUBSET=PATH)")
     importer = Importer(root, files, args.limit)
     out = prepare_output(args.output, args.overwrite)
     subsets = write_subsets(importer.rows(), out, args.rows_per_file)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from dataset_scripts.images import SkipImage, read_file
 from dataset_scripts.schema import check_source_name
 from dataset_scripts.url_fetch import fetch_url
+from hub.cli import InputError
 
 
 if TYPE_CHECKING:
@@ -28,10 +29,6 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".ti
 MANIFEST_SUFFIXES = {".jsonl", ".json", ".csv", ".txt"}
 QUESTION_KEYS = ("question", "instruction")
 CAPTION_KEYS = ("original_caption", "caption")
-
-
-class InputError(ValueError):
-    """The input cannot be used as given; the message says where and why."""
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from dataset_scripts.offline_replies import (  # noqa: F401 (chosen_question_typ
     scene_of,
 )
 from dataset_scripts.prompt_set import marker
-from hub.cli import UsageError, cli_parser, run
+from hub.cli import InputError, Parser, run
 
 
 MODEL_ID = "offline-shapes-teacher"
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> None:
-    parser = cli_parser(
+    parser = Parser(
         "Serve the offline shapes-world teacher: an OpenAI-compatible stand-in for tests and the demo (not a model).",
         "python -m dataset_scripts.offline_teacher --port 8011",
     )
@@ -370,7 +370,7 @@ def _main(argv: list[str] | None) -> None:
         )
     except OSError as error:
         where = f"--host {args.host} --port {args.port}"
-        raise UsageError(f"{where}: cannot listen there ({error.strerror or error})") from None
+        raise InputError(f"{where}: cannot listen there ({error.strerror or error})") from None
     print(f"offline teacher (a test stand-in, not a model) listening on {teacher.base_url}", flush=True)
     teacher.serve_forever()
 

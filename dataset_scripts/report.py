@@ -14,7 +14,6 @@ as data: URIs, no script) and every string from the data is escaped.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io
 import itertools
@@ -26,12 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-if not __package__:  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dataset_scripts.jsonl_store import atomic_write, iter_jsonl  # noqa: E402
-from dataset_scripts.schema import IMAGE_TOKEN, SPLIT  # noqa: E402
+from dataset_scripts.jsonl_store import atomic_write, iter_jsonl
+from dataset_scripts.schema import IMAGE_TOKEN, SPLIT
+from hub.cli import Parser, run
 
 
 REPORT_NAME = "report.html"
@@ -255,7 +251,14 @@ def write_report(folder: str | Path, output: str | Path, **options) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write a static HTML report of a dataset folder.")
+    return run(_main, argv, expected=(ReportError, OSError))
+
+
+def _main(argv: list[str] | None) -> None:
+    parser = Parser(
+        "Write a static HTML report of a dataset folder.",
+        "python dataset_scripts/report.py datasets/allava-tiny --output report.html",
+    )
     parser.add_argument("folder", help="dataset folder written by build_dataset.py or import_allava4v.py")
     parser.add_argument("--output", help=f"HTML file to write (default: <folder>/{REPORT_NAME})")
     parser.add_argument("--samples", type=int, default=8, help="gallery rows per subset (seeded random sample)")
@@ -268,20 +271,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.samples < 0:
         parser.error("--samples must be 0 or more")
     output = Path(args.output) if args.output else Path(args.folder) / REPORT_NAME
-    try:
-        written = write_report(
-            args.folder,
-            output,
-            samples=args.samples,
-            seed=args.seed,
-            tokenizer=args.tokenizer,
-            synthesis=[Path(p) for p in args.synthesis] if args.synthesis else None,
-        )
-    except (ReportError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    written = write_report(
+        args.folder,
+        output,
+        samples=args.samples,
+        seed=args.seed,
+        tokenizer=args.tokenizer,
+        synthesis=[Path(p) for p in args.synthesis] if args.synthesis else None,
+    )
     print(f"report: {written}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ canvas. Answers use fixed keywords so an evaluator can check any model answer wi
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import random
@@ -21,6 +20,7 @@ from typing import IO
 from PIL import Image, ImageDraw, PngImagePlugin
 
 from dataset_scripts.schema import make_row
+from hub.cli import Parser
 
 
 PNG_KEY = "shapes_world"
@@ -307,7 +307,10 @@ def dataset_rows(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write shapes-world scenes as PNG files (scene in PNG metadata).")
+    parser = Parser(
+        "Write shapes-world scenes as PNG files (scene in PNG metadata).",
+        "python -m dataset_scripts.shapes_world --output shapes/train --num 64 --seed 0",
+    )
     parser.add_argument("--output", required=True, help="folder to write scene-<seed>-<i>.png into")
     parser.add_argument("--num", type=int, required=True, help="number of scenes")
     parser.add_argument("--seed", type=int, default=0, help="random seed (use a different one for held-out data)")

@@ -20,37 +20,34 @@ import json
 import os
 import random
 import sys
-from pathlib import Path
 
-
-if not __package__:  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dataset_scripts.batch_runner import BatchOptions, BatchSynthesis  # noqa: E402
-from dataset_scripts.endpoints import read_url_file, safe_url  # noqa: E402
-from dataset_scripts.inputs import InputError, load_items, select_shard  # noqa: E402
-from dataset_scripts.limits import BATCH_DISCOUNT, CostMeter, resolve_price  # noqa: E402
-from dataset_scripts.prompt_set import MODES, STRATEGIES, PromptError, load_prompt_set  # noqa: E402
-from dataset_scripts.runner import RunOptions, Synthesis  # noqa: E402
-from dataset_scripts.sections import reply_char_limit  # noqa: E402
-from dataset_scripts.shards import OutputDir, OutputWriteError, ShardLockedError  # noqa: E402
-from dataset_scripts.tasks import TaskSpec  # noqa: E402
-from dataset_scripts.teacher_client import TeacherClient  # noqa: E402
-from modeling_allava.processing_allava import (  # noqa: E402
+from dataset_scripts.batch_runner import BatchOptions, BatchSynthesis
+from dataset_scripts.endpoints import read_url_file, safe_url
+from dataset_scripts.inputs import load_items, select_shard
+from dataset_scripts.limits import BATCH_DISCOUNT, CostMeter, resolve_price
+from dataset_scripts.prompt_set import MODES, STRATEGIES, PromptError, load_prompt_set
+from dataset_scripts.runner import RunOptions, Synthesis
+from dataset_scripts.sections import reply_char_limit
+from dataset_scripts.shards import OutputDir, OutputWriteError, ShardLockedError
+from dataset_scripts.tasks import TaskSpec
+from dataset_scripts.teacher_client import TeacherClient
+from hub.cli import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_USAGE, InputError, Parser, one_line
+from modeling_allava.processing_allava import (
     DEFAULT_MAX_IMAGE_PIXELS,
     MAX_IMAGE_PIXELS_ENV,
     max_image_pixels,
 )
-from modeling_allava.safety import scrub  # noqa: E402
+from modeling_allava.safety import scrub
 
 
 DEFAULT_SOURCE = {"caption-qa": "laion", "vflan": "vflan", "text": "evol"}
-EXIT_FATAL, EXIT_USAGE, EXIT_INCOMPLETE = 1, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Synthesise ALLaVA-style data with an OpenAI-compatible teacher (resumable; rerun to continue)."
+    parser = Parser(
+        "Synthesise ALLaVA-style data with an OpenAI-compatible teacher (resumable; rerun to continue).",
+        "python dataset_scripts/synthesize.py --mode caption-qa --input images/ --output out/ --model gpt-4o "
+        "--base-url https://api.openai.com/v1",
     )
     what = parser.add_argument_group("what to make")
     what.add_argument("--mode", choices=MODES, required=True)
@@ -255,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         items = load_items(args.input, args.mode, source, args.image_column, args.allow_private_urls)
         items = select_shard(items, args.num_shards, args.shard_index, args.limit)
     except (InputError, PromptError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     spec = TaskSpec(args.mode, args.strategy, args.model, prompts, _sampling(args), args.image_detail)
     client = TeacherClient(
@@ -311,11 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = asyncio.run(synthesis.run())
     except ShardLockedError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     except OutputWriteError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_FATAL
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted: finished records are kept; rerun the same command to continue", file=sys.stderr)
         return EXIT_INCOMPLETE
@@ -330,10 +327,10 @@ def main(argv: list[str] | None = None) -> int:
             "free space and rerun the same command to continue",
             file=sys.stderr,
         )
-        return EXIT_FATAL
+        return EXIT_FAILED
     if summary["stopped"] == "fatal":
-        print(f"error: {scrub(summary['message'], (api_key,))}", file=sys.stderr)
-        return EXIT_FATAL
+        print(f"error: {one_line(scrub(summary['message'], (api_key,)))}", file=sys.stderr)
+        return EXIT_FAILED
     if summary["stopped"] or summary["this_run"]["failed"]:
         reason = summary["message"] or "some items failed"
         print(f"stopped early: {reason}; rerun the same command to continue", file=sys.stderr)

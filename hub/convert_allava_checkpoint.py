@@ -16,16 +16,11 @@ import sys
 from pathlib import Path
 
 import torch
-
-
-if __package__ in (None, ""):  # run as `python hub/convert_allava_checkpoint.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from transformers import AutoConfig, GenerationConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-from hub.cli import UsageError, cli_parser, existing_folder, folder_or_repo_id, run
+from hub.cli import Parser, existing_folder, folder_or_repo_id, run
 from hub.push_model import read_json
 from modeling_allava import (
     IMAGE_TOKEN,
@@ -281,11 +276,11 @@ def convert(original_dir: Path, output_dir: Path, vision_config: str | None = No
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; expected errors print one line and return exit code 2."""
-    return run(_main, argv, expected=(UsageError, ValueError, OSError))
+    return run(_main, argv, expected=(ValueError, OSError))
 
 
 def _main(argv: list[str] | None) -> None:
-    parser = cli_parser(
+    parser = Parser(
         "Convert a released FreedomIntelligence ALLaVA checkpoint into one that loads with plain transformers.",
         "python hub/convert_allava_checkpoint.py path/to/ALLaVA-Phi2-2_7B out/allava-phi2",
     )

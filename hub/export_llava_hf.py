@@ -17,17 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-
-if __package__ in (None, ""):  # run as `python hub/export_llava_hf.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from huggingface_hub import save_torch_state_dict
 from PIL import Image
 from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-from hub.cli import UsageError, cli_parser, existing_folder, run
+from hub.cli import Parser, existing_folder, run
 from hub.push_model import read_allava_config
 from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor
 
@@ -162,11 +157,11 @@ def export(checkpoint: Path, output_dir: Path, drop_lm_head_bias: bool = False, 
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; expected errors print one line and return exit code 2."""
-    return run(_main, argv, expected=(UsageError, ValueError, OSError))
+    return run(_main, argv, expected=(ValueError, OSError))
 
 
 def _main(argv: list[str] | None) -> None:
-    parser = cli_parser(
+    parser = Parser(
         "Export an ALLaVA checkpoint to transformers' native Llava format (no remote code; vLLM, SGLang, lmms-eval).",
         "python hub/export_llava_hf.py runs/allava-phi2/finetune out/allava-phi2-llava-hf",
     )

@@ -17,12 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-
-if __package__ in (None, ""):  # run as `python hub/push_model.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from hub.cards import build_model_card, incomplete_benchmarks, scored_benchmarks
-from hub.cli import UsageError, check_repo_id, cli_parser, existing_folder, run
+from hub.cli import InputError, Parser, check_repo_id, existing_folder, run
 from hub.upload import require_token, upload_folder
 
 
@@ -58,7 +54,7 @@ def check_not_adapter(checkpoint: Path) -> None:
     """A LoRA run's folder holds an adapter, not a model: name the merge step instead of failing on missing weights."""
     has_weights = any((checkpoint / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
     if (checkpoint / "adapter_config.json").is_file() and not has_weights:
-        raise UsageError(
+        raise InputError(
             f"{checkpoint} holds a LoRA adapter (adapter_config.json), not full weights: merge it first with "
             f"python recipes/merge_lora.py {checkpoint} <output_dir>"
         )
@@ -159,11 +155,11 @@ def build_upload_folder(
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; expected errors print one line and return exit code 2."""
-    return run(_main, argv, expected=(UsageError, ValueError, OSError))
+    return run(_main, argv, expected=(ValueError, OSError))
 
 
 def _main(argv: list[str] | None) -> None:
-    parser = cli_parser(
+    parser = Parser(
         "Publish an ALLaVA checkpoint to the Hub with its remote code, processor and model card.",
         "python hub/push_model.py runs/allava-phi2/finetune --repo-id my-org/allava-phi2 --dry-run",
     )

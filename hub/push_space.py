@@ -12,13 +12,8 @@ from `HF_TOKEN` or `hf auth login`, as for hub/push_model.py.
 import argparse
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
-
-
-if __package__ in (None, ""):  # run as `python hub/push_space.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from huggingface_hub import SpaceCard
 

@@ -17,7 +17,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from recipes.errors import InputError
+from hub.cli import InputError
 
 
 logger = logging.getLogger("allava.sft")

@@ -16,7 +16,6 @@
    about a new image
 """
 
-import argparse
 import json
 import os
 import random
@@ -26,14 +25,13 @@ import sys
 import time
 from pathlib import Path
 
+from dataset_scripts import shapes_world
+from dataset_scripts.offline_teacher import OfflineTeacher
+from hub.cli import Parser
+from recipes.loss_curve import plot_loss_curves
+
 
 REPO = Path(__file__).resolve().parents[1]
-if not __package__:
-    sys.path.insert(0, str(REPO))
-
-from dataset_scripts import shapes_world  # noqa: E402
-from dataset_scripts.offline_teacher import OfflineTeacher  # noqa: E402
-from recipes.loss_curve import plot_loss_curves  # noqa: E402
 
 
 # (train scenes, held-out scenes, text instructions, stage-1 steps, stage-2 steps)
@@ -101,7 +99,7 @@ def write_text_instructions(path: Path, count: int, seed: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description="Run the whole ALLaVA loop offline with tiny models.")
+    parser = Parser("Run the whole ALLaVA loop offline with tiny models.", "python recipes/demo.py --quick")
     parser.add_argument("--quick", action="store_true", help="fewer scenes and steps (CI)")
     parser.add_argument("--output", type=Path, default=REPO / "outputs" / "tiny", help="where everything goes")
     args = parser.parse_args(argv)

@@ -17,6 +17,8 @@ import os
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
+from hub.cli import InputError
+
 
 logger = logging.getLogger("allava.distributed")
 
@@ -35,7 +37,7 @@ def restore_fsdp_on_cpu(state: AcceleratorState) -> bool:
     if state.distributed_type != DistributedType.MULTI_CPU:
         return False
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        raise ValueError(
+        raise InputError(
             "DeepSpeed on CPU: launch without --use_cpu and with --ddp_backend gloo (with --use_cpu accelerate "
             "would silently run DDP instead)"
         )
@@ -43,7 +45,7 @@ def restore_fsdp_on_cpu(state: AcceleratorState) -> bool:
         return False
     plugin = FullyShardedDataParallelPlugin()
     if plugin.fsdp_version != 2:
-        raise ValueError("FSDP on CPU runs with fsdp_version: 2 (fully_shard) only: set it in the accelerate config")
+        raise InputError("FSDP on CPU runs with fsdp_version: 2 (fully_shard) only: set it in the accelerate config")
     state.fsdp_plugin = plugin
     state.distributed_type = DistributedType.FSDP
     PartialState._shared_state["distributed_type"] = DistributedType.FSDP

@@ -19,12 +19,11 @@ from urllib.parse import urlsplit
 
 
 if __name__ == "__main__" and not __package__:
-    # Run as a script: drop recipes/ from the path (this file would shadow the `evaluate` library) and add the root.
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _here]
-    sys.path.insert(0, str(_here.parent))
+    # The one path edit left: `python recipes/evaluate.py` puts recipes/ first on sys.path, where this file would
+    # shadow the `evaluate` library that recipes/benchmarks imports. The repo itself comes from `pip install -e .`.
+    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
-from recipes.cli_errors import InputError, Parser, RunFailed, check_local_path, one_line, public_url, run_cli  # noqa: E402
+from hub.cli import InputError, Parser, RunFailed, check_local_path, one_line, public_url, run  # noqa: E402
 from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument  # noqa: E402
 
 
@@ -145,7 +144,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     # Usage errors and mistyped paths end here, before the imports below (several seconds).
-    run_cli(lambda: parse_args(sys.argv[1:]))
+    run(parse_args, sys.argv[1:], exit_now=True)
 
 import importlib  # noqa: E402
 import json  # noqa: E402
@@ -324,10 +323,17 @@ def answer_missing(
             progress.update(missing)
 
 
-def main(argv: list[str] | None = None) -> dict | None:
-    """The command line (module docstring). What a user can fix ends in one line on stderr and SystemExit(2); a run
-    whose judge answered no call ends in SystemExit(1); both reasons also go into results.json as `stopped`."""
-    return run_cli(lambda: evaluate_all(parse_args(argv)))
+def main(argv: list[str] | None = None) -> dict | int:
+    """The command line (module docstring): the results (0 for --list). What a user can fix ends in one line on
+    stderr and SystemExit(2); a run whose judge answered no call ends in SystemExit(1); both reasons also go into
+    results.json as `stopped`."""
+    return run(lambda argv: evaluate_all(parse_args(argv)), argv, exit_now=True)
+
+
+def command() -> int:
+    """`allava-eval`: `main` on sys.argv, as an exit code (failures exit from `main`)."""
+    main()
+    return 0
 
 
 def evaluate_all(args: argparse.Namespace) -> dict | None:

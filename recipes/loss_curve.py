@@ -9,11 +9,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-
-if not __package__:  # run as a script: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from hub.cli import UsageError, cli_parser, existing_folder, run  # noqa: E402
+from hub.cli import Parser, existing_folder, run
 
 
 COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)]
@@ -82,11 +78,11 @@ def plot_loss_curves(runs: dict[str, str | Path], output: str | Path, size: tupl
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; expected errors print one line and return exit code 2."""
-    return run(_main, argv, expected=(UsageError, ValueError, OSError))
+    return run(_main, argv, expected=(ValueError, OSError))
 
 
 def _main(argv: list[str] | None) -> None:
-    parser = cli_parser(
+    parser = Parser(
         "Plot the training-loss curves of one or more Trainer output folders into a PNG.",
         "python recipes/loss_curve.py outputs/tiny/stage1 outputs/tiny/stage2 --output loss_curve.png",
     )

@@ -15,13 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-
-REPO = Path(__file__).resolve().parents[1]
-if not __package__:  # run as a script (python recipes/x.py, accelerate launch): make the repo importable
-    sys.path.insert(0, str(REPO))
-
-from hub.cli import UsageError, cli_parser, existing_folder, folder_or_repo_id, run  # noqa: E402
-from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument, load_pretrained  # noqa: E402
+from hub.cli import InputError, Parser, existing_folder, folder_or_repo_id, run
+from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument, load_pretrained
 
 
 def resolve_base_model(adapter_dir: Path, recorded: str, what: str) -> str:
@@ -44,16 +39,16 @@ def merge(
     existing_folder(adapter_dir, "adapter_dir")
     config_file = adapter_dir / "adapter_config.json"
     if not config_file.is_file():
-        raise UsageError(f"{adapter_dir}: no adapter_config.json (is this a LoRA run's output folder?)")
+        raise InputError(f"{adapter_dir}: no adapter_config.json (is this a LoRA run's output folder?)")
     if base_model:
         base_model = folder_or_repo_id(base_model, "--base_model")
     else:
         try:
             recorded = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
         except (json.JSONDecodeError, AttributeError) as error:
-            raise UsageError(f"{config_file}: not a JSON object ({error})") from None
+            raise InputError(f"{config_file}: not a JSON object ({error})") from None
         if not recorded:
-            raise UsageError(f"{config_file}: no base_model_name_or_path; pass --base_model")
+            raise InputError(f"{config_file}: no base_model_name_or_path; pass --base_model")
         base_model = resolve_base_model(adapter_dir, recorded, f"{config_file}: base_model_name_or_path")
 
     from peft import PeftModel
@@ -74,11 +69,11 @@ def merge(
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; expected errors print one line and return exit code 2."""
-    return run(_main, argv, expected=(UsageError, OSError, RemoteCodeRefusedError))
+    return run(_main, argv, expected=(OSError, RemoteCodeRefusedError))
 
 
 def _main(argv: list[str] | None) -> None:
-    parser = cli_parser(
+    parser = Parser(
         "Merge a LoRA adapter into a standalone ALLaVA checkpoint (no peft needed to load it).",
         "python recipes/merge_lora.py outputs/phi2-lora outputs/phi2-lora-merged",
     )

@@ -18,8 +18,8 @@ from typing import Any
 from datasets import Dataset
 from datasets.fingerprint import Hasher
 
+from hub.cli import InputError
 from recipes.collator import AllavaCollator
-from recipes.errors import InputError
 from recipes.lengths import collator_fingerprint
 
 

@@ -16,7 +16,7 @@ which `recipes/merge_lora.py` turns into such a checkpoint.
 Rerunning the same command continues: an output folder with complete checkpoints resumes from the newest
 (recipes/checkpoints.py). Every row is checked before the first step (recipes/row_checks.py). The finished folder
 holds training_summary.json and our model card as README.md (recipes/training_summary.py). Bad input is one line
-and exit 2, Ctrl-C one line and exit 3 (recipes/errors.py, docs/failure-behaviour.md).
+and exit 2, Ctrl-C one line and exit 3 (hub/cli.py, docs/failure-behaviour.md).
 """
 
 from __future__ import annotations
@@ -28,17 +28,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub.cli import InputError, Interrupted, run
+from recipes.sft_args import mixture_not_a_list, parse_checked, precheck
 
-REPO = Path(__file__).resolve().parents[1]
-if not __package__:  # run as a script (python recipes/x.py, accelerate launch): make the repo importable
-    sys.path.insert(0, str(REPO))
 
-from recipes.errors import InputError, Interrupted, run_cli  # noqa: E402
-from recipes.sft_args import mixture_not_a_list, parse_checked, precheck  # noqa: E402
-
+CTRL_C_BEFORE_TRAINING = "before any training step; nothing to keep"  # later, the trainer keeps a checkpoint
 
 if __name__ == "__main__":  # a missing file or path fails here, before seconds of torch / transformers imports
-    if code := run_cli(lambda: precheck(sys.argv[1:])):
+    if code := run(precheck, sys.argv[1:]):
         sys.exit(code)
 
 import json  # noqa: E402
@@ -416,6 +413,11 @@ def cli(argv: list[str]) -> None:
     main(*parse_arguments(argv), argv=argv)
 
 
-if __name__ == "__main__":
+def command() -> int:
+    """`python recipes/sft.py` and `allava-sft`: log to stderr, run `cli` on sys.argv, return the exit code."""
     logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"), format="%(asctime)s %(name)s: %(message)s")
-    sys.exit(run_cli(lambda: cli(sys.argv[1:])))
+    return run(cli, sys.argv[1:], on_ctrl_c=CTRL_C_BEFORE_TRAINING)
+
+
+if __name__ == "__main__":
+    sys.exit(command())

@@ -5,9 +5,8 @@ carries a stray control character. `check_settings` runs once the argument datac
 a known setting (else the closest one is named), YAML values have the field's type and sane ranges. Each failure is
 an `InputError` naming the file or flag and the field.
 
-Path-like rule: a value is a local path when it starts with `/`, `./`, `../` or `~`, contains two or more `/`
-(`outputs/tiny/stage1`), or ends with a file extension below (`my.jinja`). `org/name` is a hub id; a value that is
-not path-like may still be a local folder (transformers and datasets try that first).
+Path-like values follow `hub.cli.is_path_like` (`./x`, `outputs/tiny/stage1`, `my.jinja`; `org/name` is a hub id);
+a value that is not path-like may still be a local folder (transformers and datasets try that first).
 """
 
 from __future__ import annotations
@@ -24,12 +23,9 @@ from typing import Any
 
 import yaml
 
-from recipes.errors import InputError
+from hub.cli import InputError, is_path_like
 
 
-FILE_SUFFIXES = {
-    ".yaml", ".yml", ".json", ".jsonl", ".jinja", ".parquet", ".arrow", ".csv", ".txt", ".safetensors", ".bin", ".pt",
-}  # fmt: skip
 MODEL_FIELDS = ("model_name_or_path", "vision_model_name_or_path", "text_model_name_or_path")
 RESUME_LATEST = ("latest", "true", "True")
 # Fields whose value must fall in a range; the check reads the raw value (YAML or command line) before parsing.
@@ -45,13 +41,6 @@ RANGES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
     "warmup_steps": (lambda v: v >= 0, "a number >= 0"),
 }
 NULLABLE = {"max_length"}
-
-
-def is_path_like(value: str) -> bool:
-    """The module docstring's rule: True for values meant as local paths, False for hub ids such as `org/name`."""
-    if value.startswith(("/", "./", "../", "~")) or value in (".", ".."):
-        return True
-    return value.count("/") >= 2 or Path(value).suffix.lower() in FILE_SUFFIXES
 
 
 def split_arguments(argv: list[str]) -> tuple[str | None, dict[str, list[str]]]:

@@ -10,22 +10,21 @@ that language use survived image training (the forgetting check). Results use th
 model card reads.
 """
 
-import argparse
 import json
 import random
 import sys
 from pathlib import Path
 
 
-if not __package__:  # run as a script: make the repo importable; recipes/evaluate.py must not shadow `evaluate`
+if not __package__:  # run as a script: recipes/evaluate.py must not shadow the `evaluate` library (see evaluate.py)
     sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
 
 from dataset_scripts import shapes_world  # noqa: E402
+from hub.cli import Parser, run  # noqa: E402
 from modeling_allava.processing_allava import open_image  # noqa: E402
 from recipes.benchmarks.common import Sample  # noqa: E402
 from recipes.benchmarks.generation import fixed_batches, generate  # noqa: E402
@@ -132,7 +131,15 @@ def evaluate(model, processor, images_dir: Path, num_text: int, batch_size: int,
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """The command line (module docstring): the results; a refused checkpoint ends in one line and SystemExit(2)."""
+    return run(_main, argv, expected=(RemoteCodeRefusedError,), exit_now=True)
+
+
+def _main(argv: list[str] | None) -> dict:
+    parser = Parser(
+        __doc__.split("\n\n")[0],
+        "python recipes/shapes_eval.py --model outputs/tiny/finetune --images outputs/tiny/images/heldout",
+    )
     parser.add_argument("--model", required=True, help="checkpoint folder or hub id")
     parser.add_argument("--images", required=True, type=Path, help="folder of held-out shapes-world PNG scenes")
     parser.add_argument("--output", type=Path, help="results.json to write (default: <model>/results.json)")
@@ -143,12 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
-    try:
-        model = load_pretrained(AutoModelForImageTextToText, args.model, args.trust_remote_code).eval()
-        processor = load_pretrained(AutoProcessor, args.model, args.trust_remote_code)
-    except RemoteCodeRefusedError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    model = load_pretrained(AutoModelForImageTextToText, args.model, args.trust_remote_code).eval()
+    processor = load_pretrained(AutoProcessor, args.model, args.trust_remote_code)
     results = {
         "model": args.model,
         **evaluate(model, processor, args.images, args.num_text, args.batch_size, args.limit),

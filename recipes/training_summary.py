@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from hub.cards import build_model_card
-from recipes.sft_args import is_path_like, split_arguments
+from hub.cli import is_path_like
+from recipes.sft_args import split_arguments
 
 
 SUMMARY_FILE = "training_summary.json"

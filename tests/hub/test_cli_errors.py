@@ -1,12 +1,27 @@
-"""The shared command-line behaviour: help that opens with a summary and an example, one-line errors with exit code 2
-(traceback only with LOGLEVEL=DEBUG), and mistyped local paths named before any Hub lookup."""
+"""hub/cli.py, the one command-line module: help that opens with a summary and an example, one-line errors with
+exit codes 2 / 1 / 3 (traceback only with LOGLEVEL=DEBUG), one path rule, mistyped local paths named before any Hub
+lookup, URLs safe to print, and the console scripts of setup.cfg."""
 
+import configparser
+import importlib
 import subprocess
 import sys
 
 import pytest
 
-from hub.cli import UsageError, check_repo_id, folder_or_repo_id, run
+from hub.cli import (
+    EXIT_INCOMPLETE,
+    EXIT_USAGE,
+    InputError,
+    Interrupted,
+    RunFailed,
+    check_local_path,
+    check_repo_id,
+    folder_or_repo_id,
+    is_path_like,
+    public_url,
+    run,
+)
 from tests.hub.processes import REPO_ROOT
 
 
@@ -20,6 +35,10 @@ CLIS = [
     (["dataset_scripts/build_dataset.py"], "Merge synthesis output", "python dataset_scripts/build_dataset.py"),
     (["dataset_scripts/import_allava4v.py"], "Import the ALLaVA-4V release", "python dataset_scripts/import_allava4v"),
     (["-m", "dataset_scripts.offline_teacher"], "Serve the offline", "python -m dataset_scripts.offline_teacher "),
+    (["recipes/evaluate.py"], "Evaluate a model on the", "python recipes/evaluate.py --model "),
+    (["dataset_scripts/synthesize.py"], "Synthesise ALLaVA-style data", "python dataset_scripts/synthesize.py --mode"),
+    (["dataset_scripts/report.py"], "Write a static HTML report", "python dataset_scripts/report.py "),
+    (["-m", "dataset_scripts.shapes_world"], "Write shapes-world scenes", "python -m dataset_scripts.shapes_world "),
 ]
 # A mistyped local folder for each tool that reads one: one line, exit 2, no traceback.
 TYPOS = [
@@ -59,7 +78,7 @@ def test_a_mistyped_folder_is_one_line_and_exit_2(command, message, tmp_path):
 
 def test_expected_errors_print_one_line_and_a_traceback_only_with_debug(capsys, monkeypatch):
     def main(argv):
-        raise UsageError("rows.jsonl: row 3: field 'image'\nis missing")
+        raise InputError("rows.jsonl: row 3: field 'image'\nis missing")
 
     monkeypatch.delenv("LOGLEVEL", raising=False)
     assert run(main, ["x"]) == 2
@@ -82,13 +101,155 @@ def test_folders_and_repo_ids(tmp_path, monkeypatch):
     assert folder_or_repo_id("runs/stage1", "--base_model") == "runs/stage1"
     assert folder_or_repo_id("microsoft/phi-2", "--base_model") == "microsoft/phi-2"
     for typo in ("./runs/stage2", "runs/stage1/checkpoint-5", "/data/models/phi-2", "~/phi-2"):
-        with pytest.raises(UsageError, match=f"--base_model: {typo}: no such folder"):
+        with pytest.raises(InputError, match=f"--base_model: {typo}: no such folder"):
             folder_or_repo_id(typo, "--base_model")
-    with pytest.raises(UsageError, match=r"runs/stage2: no such folder \(read as a local path because runs/ exists"):
+    with pytest.raises(InputError, match=r"runs/stage2: no such folder \(read as a local path because runs/ exists"):
         folder_or_repo_id("runs/stage2", "--base_model")  # shaped like a repo id, but `runs/` is local
-    with pytest.raises(UsageError, match="--base_model: 'phi 2' is not a Hub repo id and no such local folder"):
+    with pytest.raises(InputError, match="--base_model: 'phi 2' is not a Hub repo id and no such local folder"):
         folder_or_repo_id("phi 2", "--base_model")
     assert check_repo_id("my-org/allava.tiny_2", "--repo-id") == "my-org/allava.tiny_2"
     for bad in ("not a repo id", "a/b/c", "org/-name"):
-        with pytest.raises(UsageError, match="--repo-id: .* is not a Hub repo id"):
+        with pytest.raises(InputError, match="--repo-id: .* is not a Hub repo id"):
             check_repo_id(bad, "--repo-id")
+
+
+@pytest.mark.parametrize(
+    ("value", "path_like"),
+    [
+        ("/abs/model", True),
+        ("./model", True),
+        ("../model", True),
+        ("~/model", True),
+        ("outputs/tiny/stage1", True),  # more than one '/'
+        ("have/stage2", True),  # first component exists here
+        ("my.jinja", True),  # a known file extension
+        ("t.yaml", True),
+        ("C:\\models\\phi", True),
+        ("org/name", False),  # a Hub id
+        ("gpt2", False),
+        ("FreedomIntelligence/ALLaVA-Phi2-2_7B", False),
+        ("microsoft/phi-2", False),
+        ("openai/clip-vit-large-patch14-336", False),
+        ("Qwen/Qwen2.5-0.5B", False),
+    ],
+)
+def test_one_path_rule(value, path_like, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "have").mkdir()
+    assert is_path_like(value) == path_like
+
+
+def test_check_local_path_names_the_flag_and_the_missing_part(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    assert check_local_path("org/name", "--model") == "org/name"
+    assert check_local_path("./runs", "--model") == "./runs"  # as given: it names the model in results and caches
+    with pytest.raises(InputError) as error:
+        check_local_path("./rnus/tiny/stage2", "--model")
+    assert str(error.value) == (
+        "--model ./rnus/tiny/stage2: no such local path ('rnus' is not in .); a Hub id looks like org/name"
+    )
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert check_local_path("~/runs", "--model") == str(tmp_path / "runs")
+
+
+def test_public_url_drops_credentials_query_and_fragment():
+    assert public_url("https://user:pw@judge.example:8443/v1?key=sk-1#x") == "https://judge.example:8443/v1"
+    assert public_url("http://[::1]:9/v1") == "http://[::1]:9/v1"
+    assert public_url(None) is None
+
+
+def test_run_gives_one_line_and_an_exit_code_per_kind_of_failure(capsys, monkeypatch):
+    def fail(error):
+        def main(argv):
+            raise error
+
+        return main
+
+    monkeypatch.delenv("LOGLEVEL", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        run(fail(InputError("data.jsonl, line 3:\n  bad field")), exit_now=True)
+    assert exit_info.value.code == 2 and capsys.readouterr().err == "error: data.jsonl, line 3: bad field\n"
+    with pytest.raises(SystemExit) as exit_info:
+        run(fail(RunFailed("judge unreachable")), exit_now=True)
+    assert exit_info.value.code == 1 and capsys.readouterr().err == "failed: judge unreachable\n"
+    assert run(fail(RunFailed("judge unreachable"))) == 1
+    capsys.readouterr()
+    assert run(fail(Interrupted("stopped at step 2; rerun to resume"))) == EXIT_INCOMPLETE
+    assert capsys.readouterr().err == "interrupted: stopped at step 2; rerun to resume\n"
+    assert run(fail(KeyboardInterrupt()), on_ctrl_c="nothing to keep") == EXIT_INCOMPLETE
+    assert capsys.readouterr().err == "interrupted: nothing to keep\n"
+    with pytest.raises(KeyboardInterrupt):  # without a message for it, Ctrl-C is left alone
+        run(fail(KeyboardInterrupt()))
+    with pytest.raises(KeyError):  # a bug keeps its traceback
+        run(fail(KeyError("x")), exit_now=True)
+    assert run(fail(OSError("disk full")), expected=(OSError,)) == 2
+    assert capsys.readouterr().err == "error: disk full\n"
+    monkeypatch.setenv("LOGLEVEL", "DEBUG")
+    with pytest.raises(SystemExit):
+        run(fail(InputError("bad")), exit_now=True)
+    assert "Traceback" in capsys.readouterr().err
+    assert run(lambda argv: 7) == 7
+    assert run(lambda argv: None) == 0
+
+
+def test_tracebacks_only_with_loglevel_debug(monkeypatch, capsys, caplog):
+    def bad_input(argv):
+        raise InputError("max_length (recipe.yaml): must be a whole number >= 1, got -5")
+
+    monkeypatch.delenv("LOGLEVEL", raising=False)
+    assert run(bad_input) == EXIT_USAGE
+    assert capsys.readouterr().err == "error: max_length (recipe.yaml): must be a whole number >= 1, got -5\n"
+    assert not caplog.records
+    monkeypatch.setenv("LOGLEVEL", "DEBUG")
+    assert run(bad_input) == EXIT_USAGE
+    assert "Traceback" in capsys.readouterr().err  # the traceback, for whoever asked for it
+
+
+def _console_scripts() -> dict[str, str]:
+    config = configparser.ConfigParser()
+    config.read(REPO_ROOT / "setup.cfg")
+    lines = config["options.entry_points"]["console_scripts"].strip().splitlines()
+    return dict(tuple(part.strip() for part in line.split("=")) for line in lines)
+
+
+def test_console_scripts_point_at_callables():
+    scripts = _console_scripts()
+    assert set(scripts) == {
+        "allava-synthesize", "allava-build-dataset", "allava-report", "allava-sft", "allava-eval",
+        "allava-merge-lora", "allava-push", "allava-export-llava", "allava-convert",
+    }  # fmt: skip
+    for name, target in scripts.items():
+        module, _, attribute = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), attribute)), name
+
+
+def test_parse_errors_are_one_line_with_exit_2(tmp_path):
+    result = _run([str(REPO_ROOT / "hub/push_model.py"), "--no-such-flag"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "--help" in result.stderr
+
+
+@pytest.mark.parametrize(("name", "summary"), [("allava-eval", "Evaluate a model on the"), ("allava-push", "Publish")])
+def test_console_script_targets_run_as_commands(name, summary, tmp_path):
+    """What the installed `allava-*` wrapper does: set sys.argv, call the target, exit with its value."""
+    module, _, attribute = _console_scripts()[name].partition(":")
+    wrapper = f"import sys; from {module} import {attribute}; sys.argv = ['{name}', '--help']; sys.exit({attribute}())"
+    result = _run(["-c", wrapper], REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: {name} ") and result.stdout.split("\n\n")[1].startswith(summary)
+
+
+def test_scripts_import_the_installed_packages_without_editing_sys_path():
+    """Only the scripts in recipes/ that import recipes/benchmarks touch sys.path (evaluate.py, shapes_eval.py): run
+    as files, their folder comes first on sys.path, where recipes/evaluate.py would shadow the `evaluate` library."""
+    folders = ("hub", "recipes", "dataset_scripts", "bench", "modeling_allava")
+    edited = sorted(
+        path.relative_to(REPO_ROOT).as_posix()
+        for folder in folders
+        for path in (REPO_ROOT / folder).rglob("*.py")
+        if "sys.path" in path.read_text() or "noqa: E402" in path.read_text()
+    )
+    # E402 in evaluate.py and sft.py: their argument checks precede heavy imports.
+    assert edited == ["recipes/evaluate.py", "recipes/sft.py", "recipes/shapes_eval.py"]

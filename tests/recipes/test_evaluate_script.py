@@ -170,7 +170,7 @@ def test_usage_errors_are_one_line_and_help_opens_with_a_summary_and_an_example(
     assert bad_url.returncode == 2 and bad_url.stderr.startswith("error: --judge-base-url: expected http(s)://")
     assert "key=k" not in bad_url.stderr and "u:p" not in bad_url.stderr
     helped = script("--help")
-    lines = helped.stdout.splitlines()
+    after_usage = helped.stdout.split("\n\n")[1:]  # the shared layout: usage, summary, example, options
     assert helped.returncode == 0
-    assert lines[0] == evaluate.__doc__.splitlines()[0]
-    assert lines[1].startswith("example: python recipes/evaluate.py --model ")
+    assert after_usage[0] == evaluate.__doc__.splitlines()[0]
+    assert after_usage[1].startswith("example:\n  python recipes/evaluate.py --model ")

@@ -9,11 +9,10 @@ import pytest
 import torch
 import yaml
 
+from hub.cli import EXIT_USAGE, InputError
 from modeling_allava import AllavaForConditionalGeneration
 from recipes import sft
 from recipes.data import parse_mixture
-from recipes.errors import EXIT_USAGE, InputError, run_cli
-from recipes.sft_args import is_path_like
 from tests.recipes.conftest import (
     REPO,
     log_history,
@@ -197,25 +196,6 @@ def test_the_script_reports_bad_input_in_one_line_with_exit_2(tmp_path):
     ]
     assert result.stdout.strip() == "torch imported: False"
     assert not (tmp_path / "out").exists()
-
-
-def test_tracebacks_only_with_loglevel_debug(monkeypatch, capsys, caplog):
-    def bad_input():
-        raise InputError("max_length (recipe.yaml): must be a whole number >= 1, got -5")
-
-    assert run_cli(bad_input) == EXIT_USAGE
-    assert capsys.readouterr().err == "error: max_length (recipe.yaml): must be a whole number >= 1, got -5\n"
-    assert not caplog.records
-    monkeypatch.setenv("LOGLEVEL", "DEBUG")
-    assert run_cli(bad_input) == EXIT_USAGE
-    assert caplog.records[-1].exc_info is not None  # the traceback, for whoever asked for it
-
-
-def test_hub_ids_and_paths_are_told_apart():
-    for hub_id in ("microsoft/phi-2", "openai/clip-vit-large-patch14-336", "Qwen/Qwen2.5-0.5B", "gpt2"):
-        assert not is_path_like(hub_id)
-    for path in ("/abs/model", "./model", "../model", "~/model", "outputs/tiny/stage1", "my.jinja", "t.yaml"):
-        assert is_path_like(path)
 
 
 @pytest.mark.parametrize(
