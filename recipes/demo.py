@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
             str(out / "stage1"),
             *data,
             json.dumps({"path": str(out / "dataset"), "name": "instruct_shapes"}),
-            json.dumps({"path": str(out / "dataset"), "name": "caption_shapes", "fraction": 0.3}),
+            json.dumps({"path": str(out / "dataset"), "name": "caption_shapes", "take_fraction": 0.3}),
             json.dumps({"path": str(out / "dataset"), "name": "text"}),
             "--output_dir",
             str(out / "stage2"),
