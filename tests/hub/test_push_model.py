@@ -1,7 +1,9 @@
 """hub/push_model.py against a loopback fake Hub: push, re-push, download back, run the card's snippet."""
 
+import ast
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import yaml
 from huggingface_hub import ModelCard
 from PIL import Image
 
+from hub import checkpoint_files
 from hub.cards import USAGE_IMAGE_URL
 from hub.push_model import build_upload_folder, main
 from hub.upload import upload_folder
@@ -18,6 +21,7 @@ from tests.hub.fake_hub import FakeHub, check_model_index
 from tests.hub.processes import run_python
 
 
+REPO = Path(__file__).resolve().parents[2]
 TOKEN = "hf_FakeTokenForTests0123456789abcdef"
 REPO_ID = "tester/allava-tiny"
 RESULTS = {
@@ -218,3 +222,17 @@ def test_repo_ids_are_validated_before_anything_is_built(tmp_path, capsys):
     assert not (tmp_path / "up").exists()
     with pytest.raises(ValueError, match="repo id: 'a/b/c' is not a Hub repo id"):
         upload_folder(tmp_path, "a/b/c", commit_message="x")
+
+
+def test_push_model_is_only_the_command():
+    """The converter and exporter share checkpoint helpers with the pusher through hub/checkpoint_files.py, never by
+    importing the push command (whose module would then be both a CLI and a library)."""
+    importers = []
+    for path in sorted((REPO / "hub").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if "hub.push_model" in names:
+                importers.append(path.name)
+    assert importers == []
+    assert {"read_json", "read_allava_config", "check_upload_folder"} <= set(vars(checkpoint_files))
