@@ -20,8 +20,8 @@ from transformers import AutoConfig, GenerationConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+from hub.checkpoint_files import read_json
 from hub.cli import Parser, existing_folder, folder_or_repo_id, run
-from hub.push_model import read_json
 from modeling_allava import (
     IMAGE_TOKEN,
     TEXT_BACKBONES,

@@ -22,8 +22,8 @@ from PIL import Image
 from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+from hub.checkpoint_files import read_allava_config
 from hub.cli import Parser, existing_folder, run
-from hub.push_model import read_allava_config
 from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor
 
 

@@ -1,15 +1,17 @@
-"""The training data mixture: several datasets (hub ids or local folders), each with a fraction and a repeat count.
+"""The training data mixture: several datasets (hub ids or local folders), each with a row share and a repeat count.
 
 A recipe lists its mixture as YAML:
 
     dataset_mixture:
-      - {path: outputs/tiny/dataset, name: caption_shapes}
+      - {path: outputs/tiny/dataset, name: caption_shapes, take_fraction: 0.3}
       - {path: outputs/tiny/dataset, name: text, epochs: 2}
 
-Each entry is loaded with `datasets.load_dataset(path, name, split=split)`, reduced to `fraction` of its rows (a seeded
-random subset), repeated `epochs` times, and brought to the three columns the collator reads: `id`, `messages`,
-`images`. Datasets in the ALLaVA release layout (`conversations` + `image`) are converted with
+Each entry is loaded with `datasets.load_dataset(path, name, split=split)`, reduced to `take_fraction` of its own
+rows (a seeded random subset), repeated `epochs` times, and brought to the three columns the collator reads: `id`,
+`messages`, `images`. Datasets in the ALLaVA release layout (`conversations` + `image`) are converted with
 `dataset_scripts.schema`.
+Entries are independent: unlike TRL's `DatasetConfig.fraction` (a target share of the whole mixture, normalised
+across entries, first rows kept), `take_fraction` never looks at the other entries, so `fraction` is refused.
 Images stay encoded until the collator opens them, so a broken image is reported with its row id.
 """
 
@@ -36,6 +38,11 @@ COLUMNS = ("id", "messages", "images")
 TRAINING_FEATURES = Features(
     {"id": Value("string"), "messages": FEATURES["messages"], "images": List(Image(decode=False))}
 )
+# TRL's DatasetConfig.fraction means something else (see the module docstring): refuse it rather than misread it.
+TRL_FRACTION = (
+    "{where}: 'fraction' is TRL's share of the whole mixture, which this recipe does not implement; for a seeded "
+    "random share of this dataset's own rows write 'take_fraction: {value}' (recipes/data.py, docs/training.md)"
+)
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,7 @@ class MixtureEntry:
     name: str | None = None
     split: str = "train"
     revision: str | None = None  # a hub dataset's branch, tag or commit
-    fraction: float = 1.0
+    take_fraction: float = 1.0  # a seeded random share of this dataset's rows (not TRL's mixture-wide `fraction`)
     epochs: int = 1
     where: str = "dataset_mixture"
 
@@ -58,7 +65,7 @@ def parse_mixture(mixture: Sequence[Mapping[str, Any]] | None) -> list[MixtureEn
     """Validate the YAML list; every error names the entry and the key at fault."""
     if not mixture or isinstance(mixture, (str, Mapping)):
         raise InputError(
-            "dataset_mixture must be a non-empty list of {path, name, split, revision, fraction, epochs} entries"
+            "dataset_mixture must be a non-empty list of {path, name, split, revision, take_fraction, epochs} entries"
         )
     allowed = {f.name for f in fields(MixtureEntry)} - {"where"}
     entries = []
@@ -66,6 +73,8 @@ def parse_mixture(mixture: Sequence[Mapping[str, Any]] | None) -> list[MixtureEn
         where = f"dataset_mixture[{index}]"
         if not isinstance(raw, Mapping):
             raise InputError(f"{where}: expected a mapping with keys {sorted(allowed)}, got {raw!r}")
+        if "fraction" in raw:
+            raise InputError(TRL_FRACTION.format(where=where, value=raw["fraction"]))
         unknown = sorted(set(raw) - allowed)
         if unknown:
             raise InputError(f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(allowed)}")
@@ -74,13 +83,13 @@ def parse_mixture(mixture: Sequence[Mapping[str, Any]] | None) -> list[MixtureEn
         for key in ("name", "split", "revision"):
             if raw.get(key) is not None and not isinstance(raw[key], str):
                 raise InputError(f"{where}: '{key}' must be a string, got {raw[key]!r}")
-        fraction = raw.get("fraction", 1.0)
+        fraction = raw.get("take_fraction", 1.0)
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-            raise InputError(f"{where}: 'fraction' must be a number in (0, 1], got {fraction!r}")
+            raise InputError(f"{where}: 'take_fraction' must be a number in (0, 1], got {fraction!r}")
         epochs = raw.get("epochs", 1)
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise InputError(f"{where}: 'epochs' must be a whole number >= 1, got {epochs!r}")
-        entries.append(MixtureEntry(**{**raw, "fraction": float(fraction), "where": where}))
+        entries.append(MixtureEntry(**{**raw, "take_fraction": float(fraction), "where": where}))
     return entries
 
 
@@ -90,7 +99,7 @@ def load_mixture(
     """Load, subsample, repeat and concatenate the mixture (the Trainer's sampler shuffles it).
 
     `sources`, when given, receives one record per entry for the training summary: path, name, split, revision
-    (a local folder's is its content key, see `local_cache_dir`), fraction, epochs and rows used.
+    (a local folder's is its content key, see `local_cache_dir`), take_fraction, epochs and rows used.
     """
     parts = []
     cache_dirs: dict[str, str] = {}  # one walk per local folder, however many subsets of it the mixture reads
@@ -98,15 +107,16 @@ def load_mixture(
         if Path(entry.path).is_dir() and entry.path not in cache_dirs:
             cache_dirs[entry.path] = local_cache_dir(Path(entry.path))
         dataset = load_entry(entry, cache_dirs.get(entry.path))
-        if entry.fraction < 1:
-            keep = max(1, round(len(dataset) * entry.fraction))
+        if entry.take_fraction < 1:
+            keep = max(1, round(len(dataset) * entry.take_fraction))
             dataset = dataset.shuffle(seed=seed).select(range(keep)).flatten_indices()
         logger.info("%s: %d rows x %d epoch(s)", entry.describe(), len(dataset), entry.epochs)
         if sources is not None:
             local = cache_dirs.get(entry.path)
             revision = f"local:{Path(local).name}" if local else entry.revision
             record = {"path": entry.path, "name": entry.name, "split": entry.split, "revision": revision}
-            sources.append({**record, "fraction": entry.fraction, "epochs": entry.epochs, "rows": len(dataset)})
+            shares = {"take_fraction": entry.take_fraction, "epochs": entry.epochs, "rows": len(dataset)}
+            sources.append({**record, **shares})
         parts.extend([dataset] * entry.epochs)
     return concatenate_datasets(parts)
 

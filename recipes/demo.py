@@ -40,7 +40,7 @@ SIZES = {"full": (6000, 200, 400, 2600, 3200), "quick": (3000, 100, 60, 1600, 12
 # are its three shape slots, so every shape sits inside one image token (at 56 px / 14 px, shape and count stayed
 # near chance within the time budget; docs/benchmarks.md).
 IMAGE_SIZE, PATCH_SIZE = 84, 28
-# The tiny Phi is 128 wide: at 64 (measured with the earlier std-0.02 projector) it learned colour and count, then
+# The tiny Phi is 128 wide: at 64 (measured with a normal(0, 0.02) projector init) it learned colour and count, then
 # shape or position but rarely both within the time budget; at 128 it learns all four in fewer steps, each ~30%
 # dearer (docs/benchmarks.md).
 TEXT_WIDTH = 128
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
             str(out / "stage1"),
             *data,
             json.dumps({"path": str(out / "dataset"), "name": "instruct_shapes"}),
-            json.dumps({"path": str(out / "dataset"), "name": "caption_shapes", "fraction": 0.3}),
+            json.dumps({"path": str(out / "dataset"), "name": "caption_shapes", "take_fraction": 0.3}),
             json.dumps({"path": str(out / "dataset"), "name": "text"}),
             "--output_dir",
             str(out / "stage2"),

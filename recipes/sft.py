@@ -80,7 +80,7 @@ class AllavaScriptArguments:
     dataset_mixture: list[str] | None = field(
         default=None,
         metadata={
-            "help": "Datasets to train on: a YAML list of {path, name, split, fraction, epochs} mappings (on the "
+            "help": "Datasets to train on: a YAML list of {path, name, split, take_fraction, epochs} mappings (on the "
             "command line: one JSON object per entry). See recipes/data.py."
         },
     )
@@ -111,7 +111,8 @@ class AllavaScriptArguments:
         metadata={
             "help": "Pack each batch's samples into rows of up to max_length tokens instead of padding them: "
             "position_ids restart per sample, attention stays inside each sample, same loss (recipes/packing.py). "
-            "Used where the model supports it, padded batches otherwise (the log says why)."
+            "Used where the model supports it, padded batches otherwise (the log says why). The only packing "
+            "switch: SFTConfig's packing / padding_free are refused (TRL's dataset packing has no images)."
         },
     )
 
@@ -146,6 +147,18 @@ class AllavaScriptArguments:
             raise InputError(mixture_not_a_list(self.dataset_mixture, "recipe"))
         if self.dataset_mixture is not None:
             self.dataset_mixture = [_json_entry(entry, index) for index, entry in enumerate(self.dataset_mixture)]
+
+
+def refuse_trl_packing(training_args: SFTConfig) -> None:
+    """TRL's `packing` / `padding_free` pack text-only datasets (TRL refuses them for images after the model loads);
+    ours is `pack_batches`: say so at once, in one line, instead of two switches that look alike."""
+    for name in ("packing", "padding_free"):
+        if getattr(training_args, name):
+            raise InputError(
+                f"{name}: TRL's {name} is not used for ALLaVA's image+text rows; packing is pack_batches "
+                "(on by default where the model supports it; docs/packing.md): remove "
+                f"{name} or set it to false"
+            )
 
 
 def _json_entry(entry, index: int):
@@ -310,6 +323,7 @@ def main(
     argv: list[str] | None = None,
 ) -> None:
     """Train one stage. `argv` (the command line, when run as a script) is recorded in training_summary.json."""
+    refuse_trl_packing(training_args)
     # Our collator reads the raw `messages` / `images` columns: SFTTrainer must neither drop nor re-tokenise them.
     training_args.remove_unused_columns = False
     training_args.dataset_kwargs = {**(training_args.dataset_kwargs or {}), "skip_prepare_dataset": True}

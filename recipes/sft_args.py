@@ -171,7 +171,7 @@ def check_settings(argv: list[str], known: Mapping[str, Any], flags: Iterable[st
 
 def mixture_not_a_list(value: Any, where: str | None) -> str:
     return (
-        f"dataset_mixture ({where}): expected a list of {{path, name, split, fraction, epochs}} entries, got "
+        f"dataset_mixture ({where}): expected a list of {{path, name, split, take_fraction, epochs}} entries, got "
         f"{value!r}; write one entry per line, e.g. `- {{path: {value if isinstance(value, str) else '...'}}}`"
     )
 

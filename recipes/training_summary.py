@@ -3,7 +3,7 @@
 The summary has the shape `hub/cards.py` and `hub/push_model.py` read: `base_models` (`{"vision": ..., "text": ...}`),
 `datasets` (hub dataset ids, the card's metadata), `stages` (one row per training stage: stage 2 carries over stage
 1's rows from its base model's summary) and other keys shown as bullets (recipe, overrides, data mixture with
-revisions and fractions, steps, tokens seen, final loss, package versions, hardware). The README is
+revisions, take_fraction and epochs, steps, tokens seen, final loss, package versions, hardware). The README is
 `hub.cards.build_model_card` on that summary, so the folder's card is the one `hub/push_model.py` would upload.
 """
 

@@ -1,7 +1,9 @@
 """hub/push_model.py against a loopback fake Hub: push, re-push, download back, run the card's snippet."""
 
+import ast
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,15 +11,21 @@ import torch
 import yaml
 from huggingface_hub import ModelCard
 from PIL import Image
+from transformers import TrainerState
+from trl import ModelConfig, SFTConfig
 
+from hub import checkpoint_files
 from hub.cards import USAGE_IMAGE_URL
 from hub.push_model import build_upload_folder, main
 from hub.upload import upload_folder
 from modeling_allava.tiny import build_tiny_model_and_processor
+from recipes.sft import AllavaScriptArguments
+from recipes.training_summary import summary_of_run, write_summary_and_card
 from tests.hub.fake_hub import FakeHub, check_model_index
 from tests.hub.processes import run_python
 
 
+REPO = Path(__file__).resolve().parents[2]
 TOKEN = "hf_FakeTokenForTests0123456789abcdef"
 REPO_ID = "tester/allava-tiny"
 RESULTS = {
@@ -34,15 +42,34 @@ RESULTS = {
                            "limit": 6, "dataset_source": "local", "num_samples": 6},
     },
 }  # fmt: skip
-TRAINING = {
-    "recipe": "recipes/allava-phi2",
-    "base_models": {"vision": "openai/clip-vit-large-patch14-336", "text": "microsoft/phi-2"},
-    "datasets": ["FreedomIntelligence/ALLaVA-4V"],
-    "stages": [
-        {"name": "pretrain", "epochs": 1, "learning_rate": 2e-5, "global_batch_size": 256},
-        {"name": "finetune", "epochs": 1, "learning_rate": 2e-5, "global_batch_size": 128},
-    ],
-}
+ALLAVA_4V = "FreedomIntelligence/ALLaVA-4V"
+
+
+def write_training_summaries(root: Path, checkpoint: Path, processor) -> None:
+    """Stage 1's and stage 2's training_summary.json written by sft.py's own writer (`recipes.training_summary`) from
+    the run's argument objects and trainer state, so the card is tested on what training really writes."""
+    stage1 = root / "stage1"
+    for folder, argv, batch in ((stage1, "pretrain", 32), (checkpoint, "finetune", 16)):
+        config = ["--config", f"recipes/allava-phi2/{argv}.yaml", "--hub_token", TOKEN]
+        if folder == stage1:
+            script = AllavaScriptArguments(
+                vision_model_name_or_path="openai/clip-vit-large-patch14-336",
+                text_model_name_or_path="microsoft/phi-2",
+            )
+            model_args = ModelConfig()
+        else:
+            script, model_args = AllavaScriptArguments(), ModelConfig(model_name_or_path=str(stage1))
+        training = SFTConfig(
+            output_dir=str(folder), learning_rate=2e-5, per_device_train_batch_size=batch,
+            gradient_accumulation_steps=8, max_length=2048, use_cpu=True, bf16=False,
+        )  # fmt: skip
+        state = TrainerState(global_step=40, epoch=1.0, num_input_tokens_seen=5120, log_history=[{"loss": 1.25}])
+        name = "allava_laion" if folder == stage1 else "allava_vflan"
+        sources = [{"path": ALLAVA_4V, "name": name, "split": "instruct", "revision": "main", "take_fraction": 1.0,
+                    "epochs": 1, "rows": 640}]  # fmt: skip
+        summary = summary_of_run(script, training, model_args, state, sources, 0, config)
+        folder.mkdir(exist_ok=True)
+        write_summary_and_card(str(folder), summary, json.loads((checkpoint / "config.json").read_text()), processor)
 # Download the pushed repo, run the card's snippet (repo id and image URL swapped for local paths) in this fresh
 # process without our package, and keep what it computed for the parent to compare.
 DRIVER = """
@@ -66,7 +93,7 @@ def pushed(tmp_path_factory):
     model.save_pretrained(checkpoint)
     processor.save_pretrained(checkpoint)
     (checkpoint / "results.json").write_text(json.dumps(RESULTS))
-    (checkpoint / "training_summary.json").write_text(json.dumps(TRAINING))
+    write_training_summaries(root, checkpoint, processor)
     state = {"global_step": 40, "num_train_epochs": 1, "train_batch_size": 4, "log_history": [{"loss": 1.25}]}
     (checkpoint / "trainer_state.json").write_text(json.dumps(state))
     image = root / "cat.png"
@@ -148,7 +175,10 @@ def test_card_yaml_validates_and_model_index_round_trips(pushed, tmp_path):
         ("gqa", "lmms-lab/GQA", "testdev_balanced", "accuracy", 48.8),
         ("mmvet", "lmms-lab/MMVet", "test", "gpt_score", 32.2),
     }  # mmmu_val has no score and is left out; the --limit 6 smoke test is not a benchmark result
-    for expected in ("| pretrain | 1 | 2e-05 | 256 |", "judge gpt-4-0613", "loss 1.2500", "[INST] <image>"):
+    header = "| name | recipe | trainable | steps | epochs | learning_rate | global_batch_size | max_length |"
+    pretrain = "| pretrain | recipes/allava-phi2/pretrain.yaml | allava | 40 | 1.0 | 2e-05 | 256 | 2048 | 5120 |"
+    finetune = "| finetune | recipes/allava-phi2/finetune.yaml | allava | 40 | 1.0 | 2e-05 | 128 | 2048 | 5120 |"
+    for expected in (header, pretrain, finetune, "judge gpt-4-0613", "loss 1.2500", "[INST] <image>"):
         assert expected in readme, expected
     assert "mme_score = 116.7 (**partial**; 6 samples; rule-scored)" in readme
     assert "**Warning: partial results.**" in readme
@@ -218,3 +248,17 @@ def test_repo_ids_are_validated_before_anything_is_built(tmp_path, capsys):
     assert not (tmp_path / "up").exists()
     with pytest.raises(ValueError, match="repo id: 'a/b/c' is not a Hub repo id"):
         upload_folder(tmp_path, "a/b/c", commit_message="x")
+
+
+def test_push_model_is_only_the_command():
+    """The converter and exporter share checkpoint helpers with the pusher through hub/checkpoint_files.py, never by
+    importing the push command (whose module would then be both a CLI and a library)."""
+    importers = []
+    for path in sorted((REPO / "hub").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if "hub.push_model" in names:
+                importers.append(path.name)
+    assert importers == []
+    assert {"read_json", "read_allava_config", "check_upload_folder"} <= set(vars(checkpoint_files))

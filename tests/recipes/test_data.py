@@ -1,4 +1,4 @@
-"""Dataset mixtures: loading local folders, fraction / epochs, the release layout, and errors that name the culprit."""
+"""Dataset mixtures: local folders, take_fraction / epochs, the release layout, and errors that name the culprit."""
 
 import re
 
@@ -15,9 +15,9 @@ from recipes.row_checks import check_rows, drop_or_refuse
 from tests.recipes.conftest import PROVENANCE, REPO, mixture_args, quick_args, shapes_rows, write_dataset_folder
 
 
-def test_mixture_applies_fraction_and_epochs(shapes_dataset):
+def test_mixture_applies_take_fraction_and_epochs(shapes_dataset):
     mixture = [
-        {"path": str(shapes_dataset), "name": "caption_shapes", "fraction": 0.5},
+        {"path": str(shapes_dataset), "name": "caption_shapes", "take_fraction": 0.5},
         {"path": str(shapes_dataset), "name": "text", "split": "train", "epochs": 2},
     ]
     dataset = load_mixture(mixture, seed=0)
@@ -82,7 +82,10 @@ def test_release_layout_and_plain_chat_datasets_are_converted(tmp_path, shapes_d
     [
         ([{"path": "x", "weight": 2}], r"dataset_mixture\[0\]: unknown key\(s\) \['weight'\]"),
         ([{"name": "text"}], r"dataset_mixture\[0\]: 'path'"),
-        ([{"path": "x"}, {"path": "y", "fraction": 1.5}], r"dataset_mixture\[1\]: 'fraction'"),
+        ([{"path": "x"}, {"path": "y", "take_fraction": 1.5}], r"dataset_mixture\[1\]: 'take_fraction' must be"),
+        # TRL's `fraction` (a share of the whole mixture) is not ours: refused, pointing to `take_fraction`
+        ([{"path": "x"}, {"path": "y", "fraction": 0.3}], r"^dataset_mixture\[1\]: 'fraction' is TRL's share of the "
+         r"whole mixture.*write 'take_fraction: 0.3'"),
         ([{"path": "x", "epochs": 0.5}], r"dataset_mixture\[0\]: 'epochs'"),
         ([], r"non-empty list"),
         ({"path": "x"}, r"non-empty list"),
