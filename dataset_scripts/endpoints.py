@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import time
-import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,15 +20,10 @@ import httpx2
 import openai
 
 from dataset_scripts.limits import TokenBucket
+from hub.cli import public_url
 
 
 CONNECTIONS_PER_POOL = 16
-
-
-def safe_url(url: str) -> str:
-    """The URL without any user:password part, for summaries and logs."""
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(parts._replace(netloc=parts.hostname or "")) if parts.username else url
 
 
 def read_url_file(path: str) -> list[str]:
@@ -57,7 +51,7 @@ class Endpoint:
         ssl_context: object,
     ) -> None:
         self.url = url
-        self.name = safe_url(url)
+        self.name = public_url(url)
         # The HTTP pool scans every connection for each request (cost grows with concurrency squared), so big
         # concurrency is spread over several small pools.
         pools = math.ceil(max(concurrency, 1) / CONNECTIONS_PER_POOL)

@@ -252,7 +252,11 @@ class Synthesis:
                 self.failed[error.kind] += 1
                 self._consecutive_failures += 1
                 if self._consecutive_failures >= self.options.max_consecutive_failures:
-                    self._stop("failures", f"{self._consecutive_failures} items failed in a row; last: {error}")
+                    teacher = ", ".join(endpoint.name for endpoint in self.client.pool.endpoints)
+                    self._stop(
+                        "failures",
+                        f"{self._consecutive_failures} items failed in a row at {teacher}; last: {error}",
+                    )
             except OutputWriteError as error:  # e.g. a full disk: keep what is saved, start nothing new
                 self.failed["write"] += 1
                 self._stop("disk", str(error))
@@ -355,6 +359,7 @@ class Synthesis:
             "max_cost_usd": self.meter.max_cost,
             "stopped": self.stop_reason,
             "message": self.stop_message,
+            "outcome": self.stop_message or "finished: every input of this shard is done, rejected or skipped",
             "this_run": {
                 "done": self.this_run["done"],
                 "resumed": self.this_run["resumed"],

@@ -22,7 +22,7 @@ import random
 import sys
 
 from dataset_scripts.batch_runner import BatchOptions, BatchSynthesis
-from dataset_scripts.endpoints import read_url_file, safe_url
+from dataset_scripts.endpoints import read_url_file
 from dataset_scripts.inputs import load_items, select_shard
 from dataset_scripts.limits import BATCH_DISCOUNT, CostMeter, resolve_price
 from dataset_scripts.prompt_set import MODES, STRATEGIES, PromptError, load_prompt_set
@@ -31,7 +31,7 @@ from dataset_scripts.sections import reply_char_limit
 from dataset_scripts.shards import OutputDir, OutputWriteError, ShardLockedError
 from dataset_scripts.tasks import TaskSpec
 from dataset_scripts.teacher_client import TeacherClient
-from hub.cli import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_USAGE, InputError, Parser, one_line
+from hub.cli import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_USAGE, InputError, Parser, one_line, public_url
 from modeling_allava.processing_allava import (
     DEFAULT_MAX_IMAGE_PIXELS,
     MAX_IMAGE_PIXELS_ENV,
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         "mode": args.mode,
         "strategy": args.strategy,
         "teacher_model": args.model,
-        "base_url": [safe_url(url) for url in base_urls],
+        "base_url": [public_url(url) for url in base_urls],
         "api": args.api,
         "prompt_version": prompts.version,
         "prompt_hash": spec.prompt_hash,
@@ -331,6 +331,14 @@ def main(argv: list[str] | None = None) -> int:
     if summary["stopped"] == "fatal":
         print(f"error: {one_line(scrub(summary['message'], (api_key,)))}", file=sys.stderr)
         return EXIT_FAILED
+    if summary["items_in_shard"] and not summary["done"] and not summary["stopped"]:
+        rejected, skipped = summary["rejected"] or "none", summary["skipped"] or "none"
+        left_out = f"rejected by reason: {rejected}; skipped by reason: {skipped}"
+        if summary["rejected"]:  # the teacher answered, but never usably
+            print(f"error: no records: every input was rejected or skipped ({left_out})", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"error: no records: every input was skipped ({left_out}); check --input", file=sys.stderr)
+        return EXIT_USAGE
     if summary["stopped"] or summary["this_run"]["failed"]:
         reason = summary["message"] or "some items failed"
         print(f"stopped early: {reason}; rerun the same command to continue", file=sys.stderr)
