@@ -33,12 +33,21 @@ TEXT_BACKBONES: dict[str, TextBackbone] = {
     "phi": TextBackbone("allava", packable=True, decoder_layer="PhiDecoderLayer"),  # ALLaVA-Phi2
     "phi3": TextBackbone("phi3", packable=True, decoder_layer="Phi3DecoderLayer"),  # ALLaVA-Phi3-mini
     "stablelm": TextBackbone("allava", packable=True, decoder_layer="StableLmDecoderLayer"),  # ALLaVA-StableLM2
-    "llama": TextBackbone("allava", packable=True, decoder_layer="LlamaDecoderLayer"),
-    "qwen2": TextBackbone("allava", packable=True, decoder_layer="Qwen2DecoderLayer"),
+    "llama": TextBackbone("llama3", packable=True, decoder_layer="LlamaDecoderLayer"),  # Llama-3.x
+    "qwen2": TextBackbone("chatml", packable=True, decoder_layer="Qwen2DecoderLayer"),  # Qwen2.5
+    "qwen3": TextBackbone("chatml", packable=True, decoder_layer="Qwen3DecoderLayer"),
+    "smollm3": TextBackbone("chatml", packable=True, decoder_layer="SmolLM3DecoderLayer"),  # (SmolLM2 is "llama")
+    "gemma3_text": TextBackbone("gemma", packable=True, decoder_layer="Gemma3DecoderLayer"),  # Gemma-3 1B (text)
 }
 VISION_BACKBONES: dict[str, VisionBackbone] = {
     "clip_vision_model": VisionBackbone(has_cls=True, encoder_layer="CLIPEncoderLayer"),
+    # SigLIP and SigLIP2's fixed-resolution checkpoints (google/siglip2-so400m-patch14-384 is a "siglip" model)
     "siglip_vision_model": VisionBackbone(has_cls=False, encoder_layer="SiglipEncoderLayer"),
+}
+# Vision types Llava's forward cannot drive (it passes pixel_values alone), refused with the reason.
+UNSUPPORTED_VISION: dict[str, str] = {
+    "siglip2_vision_model": "SigLIP2's NaFlex tower needs pixel_attention_mask and spatial_shapes, which Llava never "
+    "passes; use a fixed-resolution SigLIP2 checkpoint (e.g. google/siglip2-so400m-patch14-384, model_type 'siglip')",
 }
 DEFAULT_CHAT_TEMPLATE = "allava"
 
@@ -67,8 +76,10 @@ def image_seq_length(
 
 def _check_sub_config(field: str, value) -> None:
     """Fail with the field name and the tested choices instead of transformers' list of 400 model types."""
+    model_type = value.get("model_type") if isinstance(value, dict) else getattr(value, "model_type", None)
+    if field == "vision_config" and model_type in UNSUPPORTED_VISION:
+        raise ValueError(f"AllavaConfig.vision_config: {model_type!r} is not supported: {UNSUPPORTED_VISION[model_type]}.")
     if isinstance(value, dict):
-        model_type = value.get("model_type")
         if model_type is not None and model_type not in CONFIG_MAPPING:
             tested = VISION_BACKBONES if field == "vision_config" else TEXT_BACKBONES
             raise ValueError(
@@ -130,6 +141,7 @@ class AllavaConfig(LlavaConfig):
 __all__ = [
     "AllavaConfig",
     "TEXT_BACKBONES",
+    "UNSUPPORTED_VISION",
     "VISION_BACKBONES",
     "TextBackbone",
     "VisionBackbone",

@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from transformers import AutoConfig, AutoTokenizer, BatchFeature, LlavaProcessor
-from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, get_image_size, to_numpy_array
+from transformers.image_utils import (
+    IMAGENET_STANDARD_MEAN,
+    IMAGENET_STANDARD_STD,
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    get_image_size,
+    to_numpy_array,
+)
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 from transformers.processing_utils import MultiModalData
 from transformers.utils.chat_template_utils import render_jinja_template
@@ -125,6 +132,32 @@ def _flatten(images) -> list:
     return [images]
 
 
+# The special tokens each template writes; the tokenizer must know them as single tokens.
+TEMPLATE_TOKENS: dict[str, tuple[str, ...]] = {
+    "allava": (),
+    "phi3": ("<|user|>", "<|assistant|>", "<|end|>"),
+    "chatml": ("<|im_start|>", "<|im_end|>"),
+    "llama3": ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+    "gemma": ("<start_of_turn>", "<end_of_turn>"),
+}
+
+
+def backbone_template(text_model_type: str, tokenizer) -> str:
+    """The text backbone's template (the table's), unless its tokenizer speaks another format: SmolLM2 is a "llama"
+    model with a ChatML tokenizer. A tokenizer with none of the needed tokens is refused (its turns would be text)."""
+    vocab = tokenizer.get_vocab()
+    name = chat_template_name(text_model_type)
+    if all(token in vocab for token in TEMPLATE_TOKENS[name]):
+        return name
+    for other, tokens in TEMPLATE_TOKENS.items():
+        if tokens and all(token in vocab for token in tokens):
+            return other
+    raise ValueError(
+        f"The {text_model_type!r} chat template ({name}) needs the special tokens {', '.join(TEMPLATE_TOKENS[name])}, "
+        "which the tokenizer lacks; pass chat_template= explicitly."
+    )
+
+
 class AllavaProcessor(LlavaProcessor):
     r"""LlavaProcessor with ALLaVA defaults: pad-to-square with the CLIP mean colour, CLS-aware token count, ALLaVA's
     chat templates (literal `<image>` in message text cannot add placeholders), images made RGB with clear errors.
@@ -162,12 +195,12 @@ class AllavaProcessor(LlavaProcessor):
         `image_aspect_ratio` (pad to square or not); the chat template defaults to the text backbone's."""
         vision = config.vision_config
         return cls(
-            image_processor=build_image_processor(vision.image_size, config.image_aspect_ratio),
+            image_processor=build_image_processor(vision.image_size, config.image_aspect_ratio, vision.model_type),
             tokenizer=tokenizer,
             patch_size=vision.patch_size,
             vision_feature_select_strategy=config.vision_feature_select_strategy,
             num_additional_image_tokens=int(has_cls_token(vision.model_type)),
-            chat_template=chat_template or CHAT_TEMPLATES[chat_template_name(config.text_config.model_type)],
+            chat_template=chat_template or CHAT_TEMPLATES[backbone_template(config.text_config.model_type, tokenizer)],
         )
 
     @classmethod
@@ -282,15 +315,22 @@ class AllavaProcessor(LlavaProcessor):
         return out if return_dict else out["input_ids"]
 
 
-def build_image_processor(image_size: int = 336, image_aspect_ratio: str = "pad") -> LlavaImageProcessorPil:
-    """LLaVA-1.5 preprocessing: `"pad"` pads to a square with the CLIP mean colour first; then (any other value: only)
-    resize the shortest edge, centre crop and CLIP-normalise."""
+def build_image_processor(
+    image_size: int = 336, image_aspect_ratio: str = "pad", vision_model_type: str = "clip_vision_model"
+) -> LlavaImageProcessorPil:
+    """LLaVA-1.5 preprocessing: `"pad"` pads to a square with the tower's mean colour first. Then, as the tower was
+    trained: CLIP resizes the shortest edge, centre crops and CLIP-normalises; SigLIP resizes straight to the square
+    (no crop, aspect ratio not kept unless padded) and normalises with mean = std = 0.5 (padding colour 127)."""
+    if vision_model_type.startswith("siglip"):
+        mean, std, size = IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD, {"height": image_size, "width": image_size}
+    else:
+        mean, std, size = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, {"shortest_edge": image_size}
     return LlavaImageProcessorPil(
         do_pad=image_aspect_ratio == "pad",
-        size={"shortest_edge": image_size},
+        size=size,
         crop_size={"height": image_size, "width": image_size},
-        image_mean=OPENAI_CLIP_MEAN,
-        image_std=OPENAI_CLIP_STD,
+        image_mean=mean,
+        image_std=std,
     )
 
 
@@ -370,6 +410,8 @@ def _tokenize_pieces(tokenizer, pieces: list[str], owner: list[int]) -> list[lis
 
 __all__ = [
     "AllavaProcessor",
+    "TEMPLATE_TOKENS",
+    "backbone_template",
     "ImageTooLargeError",
     "build_image_processor",
     "check_pixel_budget",
