@@ -78,7 +78,8 @@ def _check_sub_config(field: str, value) -> None:
     """Fail with the field name and the tested choices instead of transformers' list of 400 model types."""
     model_type = value.get("model_type") if isinstance(value, dict) else getattr(value, "model_type", None)
     if field == "vision_config" and model_type in UNSUPPORTED_VISION:
-        raise ValueError(f"AllavaConfig.vision_config: {model_type!r} is not supported: {UNSUPPORTED_VISION[model_type]}.")
+        reason = UNSUPPORTED_VISION[model_type]
+        raise ValueError(f"AllavaConfig.vision_config: {model_type!r} is not supported: {reason}.")
     if isinstance(value, dict):
         if model_type is not None and model_type not in CONFIG_MAPPING:
             tested = VISION_BACKBONES if field == "vision_config" else TEXT_BACKBONES

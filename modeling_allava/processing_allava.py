@@ -132,13 +132,14 @@ def _flatten(images) -> list:
     return [images]
 
 
-# The special tokens each template writes; the tokenizer must know them as single tokens.
+# The special tokens each template writes; the tokenizer must know them as single tokens. `backbone_template`
+# tries them in this order (Phi-3's last: tokenizers of other families may carry `<|user|>` and `<|end|>` as well).
 TEMPLATE_TOKENS: dict[str, tuple[str, ...]] = {
-    "allava": (),
-    "phi3": ("<|user|>", "<|assistant|>", "<|end|>"),
     "chatml": ("<|im_start|>", "<|im_end|>"),
     "llama3": ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
     "gemma": ("<start_of_turn>", "<end_of_turn>"),
+    "phi3": ("<|user|>", "<|assistant|>", "<|end|>"),
+    "allava": (),
 }
 
 

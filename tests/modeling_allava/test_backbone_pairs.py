@@ -110,4 +110,4 @@ def test_siglip_processor_normalises_and_resizes_as_siglip(tmp_path):
 
 def test_siglip2_naflex_tower_is_refused_with_the_reason():
     with pytest.raises(ValueError, match="NaFlex.*pixel_attention_mask.*fixed-resolution"):
-        AllavaConfig(vision_config={"model_type": "siglip2_vision_model"}, text_config=tiny_config("qwen3").text_config)
+        AllavaConfig(vision_config={"model_type": "siglip2_vision_model"}, text_config={"model_type": "qwen3"})
