@@ -111,3 +111,19 @@ def test_siglip_processor_normalises_and_resizes_as_siglip(tmp_path):
 def test_siglip2_naflex_tower_is_refused_with_the_reason():
     with pytest.raises(ValueError, match="NaFlex.*pixel_attention_mask.*fixed-resolution"):
         AllavaConfig(vision_config={"model_type": "siglip2_vision_model"}, text_config={"model_type": "qwen3"})
+
+
+@pytest.mark.parametrize("table", ["MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "MODEL_MAPPING_NAMES"])
+def test_a_backbone_llava_cannot_build_is_refused_with_the_reason(tmp_path, monkeypatch, table):
+    """Llava builds its parts through the Auto tables: a type missing there is refused before anything is written."""
+    import hub.export_llava_hf as exporter
+    from modeling_allava.tiny import build_tiny_model_and_processor
+
+    model, processor = build_tiny_model_and_processor("qwen3")
+    model.save_pretrained(tmp_path / "ckpt")
+    processor.save_pretrained(tmp_path / "ckpt")
+    missing = "qwen3" if table == "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES" else "clip_vision_model"
+    monkeypatch.setattr(exporter, table, {k: v for k, v in getattr(exporter, table).items() if k != missing})
+    with pytest.raises(ValueError, match=f"cannot be exported to native Llava: .*{missing!r} has no Auto"):
+        export(tmp_path / "ckpt", tmp_path / "llava")
+    assert not (tmp_path / "llava").exists()

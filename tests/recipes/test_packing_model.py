@@ -53,7 +53,9 @@ def loss_and_gradients(model, batch: dict) -> tuple[list[torch.Tensor], dict[str
 @pytest.mark.parametrize(
     "backbone, with_images, attention",
     [(backbone, images, "sdpa") for backbone in ("phi", "phi3", "stablelm") for images in (True, False)]
-    + [(backbone, True, SDPA_PER_SAMPLE) for backbone in ("phi", "phi3", "stablelm")],
+    + [(backbone, True, SDPA_PER_SAMPLE) for backbone in ("phi", "phi3", "stablelm")]
+    # The other 1-D RoPE backbones of the table (SmolLM3 with a RoPE-less layer, Gemma-3 with a sliding-window one).
+    + [(backbone, True, "sdpa") for backbone in ("llama", "qwen2", "qwen3", "smollm3", "gemma3_text")],
 )
 def test_packed_and_padded_batches_give_the_same_losses_and_gradients(backbone, with_images, attention):
     model, processor = build_tiny_model_and_processor(backbone)
