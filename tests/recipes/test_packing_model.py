@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
+from modeling_allava import TEXT_BACKBONES
 from modeling_allava.tiny import build_tiny_model_and_processor
 from recipes.collator import IGNORE_INDEX, AllavaCollator
 from recipes.packing import SDPA_PER_SAMPLE, PackedAllavaCollator
@@ -50,13 +51,20 @@ def loss_and_gradients(model, batch: dict) -> tuple[list[torch.Tensor], dict[str
     return [loss.detach() for loss in per_sample_losses(logits.detach(), labels, spans)], grads
 
 
-@pytest.mark.parametrize(
-    "backbone, with_images, attention",
+PACKING_CASES = (
     [(backbone, images, "sdpa") for backbone in ("phi", "phi3", "stablelm") for images in (True, False)]
     + [(backbone, True, SDPA_PER_SAMPLE) for backbone in ("phi", "phi3", "stablelm")]
     # The other 1-D RoPE backbones of the table (SmolLM3 with a RoPE-less layer, Gemma-3 with a sliding-window one).
-    + [(backbone, True, "sdpa") for backbone in ("llama", "qwen2", "qwen3", "smollm3", "gemma3_text")],
+    + [(backbone, True, "sdpa") for backbone in ("llama", "qwen2", "qwen3", "smollm3", "gemma3_text")]
 )
+
+
+def test_every_packable_backbone_is_tested_here():
+    """The table's `packable` is a claim this file backs: a backbone marked packable must be in the cases below."""
+    assert {name for name, backbone in TEXT_BACKBONES.items() if backbone.packable} == {c[0] for c in PACKING_CASES}
+
+
+@pytest.mark.parametrize("backbone, with_images, attention", PACKING_CASES)
 def test_packed_and_padded_batches_give_the_same_losses_and_gradients(backbone, with_images, attention):
     model, processor = build_tiny_model_and_processor(backbone)
     model.set_trainable_modules("full")  # the vision tower too: its gradients depend on the image order
