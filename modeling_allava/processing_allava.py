@@ -143,6 +143,25 @@ TEMPLATE_TOKENS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The token that ends an assistant turn in each template (None: the tokenizer's eos); generation stops there too.
+END_OF_TURN: dict[str, str | None] = {
+    "chatml": "<|im_end|>",
+    "llama3": "<|eot_id|>",
+    "gemma": "<end_of_turn>",
+    "phi3": "<|end|>",
+    "allava": None,
+}
+
+
+def end_of_turn_ids(text_model_type: str, tokenizer, eos_token_id: int | list[int] | None) -> list[int]:
+    """The ids generation stops at: the LM's own eos id(s) plus its template's end-of-turn token (a base model's
+    generation config knows only its eos: Qwen3-Base would talk past `<|im_end|>`)."""
+    ids = [] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+    token = END_OF_TURN[backbone_template(text_model_type, tokenizer)] or tokenizer.eos_token
+    end = tokenizer.convert_tokens_to_ids(token) if token is not None else None
+    return ids + [end] if end is not None and end not in ids else ids
+
+
 def backbone_template(text_model_type: str, tokenizer) -> str:
     """The text backbone's template (the table's), unless its tokenizer speaks another format: SmolLM2 is a "llama"
     model with a ChatML tokenizer. A tokenizer with none of the needed tokens is refused (its turns would be text)."""
@@ -410,12 +429,14 @@ def _tokenize_pieces(tokenizer, pieces: list[str], owner: list[int]) -> list[lis
 
 
 __all__ = [
+    "END_OF_TURN",
     "AllavaProcessor",
     "TEMPLATE_TOKENS",
     "backbone_template",
     "ImageTooLargeError",
     "build_image_processor",
     "check_pixel_budget",
+    "end_of_turn_ids",
     "encode_chats",
     "load_image",
     "load_tokenizer_with_image_token",

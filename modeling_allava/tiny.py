@@ -21,12 +21,10 @@ from transformers import (
 
 from .configuration_allava import TEXT_BACKBONES, AllavaConfig
 from .modeling_allava import AllavaForConditionalGeneration
-from .processing_allava import IMAGE_TOKEN, TEMPLATE_TOKENS, AllavaProcessor
+from .processing_allava import IMAGE_TOKEN, TEMPLATE_TOKENS, AllavaProcessor, end_of_turn_ids
 
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<pad>", IMAGE_TOKEN, "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
-# Each template's end-of-turn token: generation stops there too.
-END_OF_TURN = {"phi3": "<|end|>", "chatml": "<|im_end|>", "llama3": "<|eot_id|>", "gemma": "<end_of_turn>"}
 # Tiny configs of the tested vision towers (patch features only; the SigLIP head is not used by Llava).
 VISION_TYPES = ("clip_vision_model", "siglip_vision_model")
 
@@ -184,10 +182,7 @@ def build_tiny_model_and_processor(
     torch.manual_seed(seed)
     model = AllavaForConditionalGeneration(config)
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
-    end_ids = [processor.tokenizer.eos_token_id]
-    if TEXT_BACKBONES[text_backbone].chat_template in END_OF_TURN:
-        end_ids.append(processor.tokenizer.convert_tokens_to_ids(END_OF_TURN[TEXT_BACKBONES[text_backbone].chat_template]))
-    model.generation_config.eos_token_id = end_ids
+    model.generation_config.eos_token_id = end_of_turn_ids(text_backbone, tokenizer, tokenizer.eos_token_id)
     return model.eval(), processor
 
 

@@ -15,6 +15,7 @@ import torch
 
 from hub.export_llava_hf import export
 from modeling_allava import TEXT_BACKBONES, AllavaConfig, AllavaForConditionalGeneration, AllavaProcessor
+from modeling_allava.processing_allava import END_OF_TURN
 from modeling_allava.tiny import build_tiny_tokenizer, save_tiny_backbones, tiny_config
 from recipes.collator import AllavaCollator
 from tests.recipes.test_packing import chat_rows
@@ -45,6 +46,9 @@ def test_compose_train_save_reload_export(tmp_path, text_backbone, vision_type):
     has_cls = vision_type == "clip_vision_model"
     assert model.config.vision_feature_select_strategy == ("default" if has_cls else "full")
     assert model.config.image_seq_length == processor.image_seq_length == 16  # 4x4 patches, CLS dropped or absent
+    # generation stops at the template's end of turn (a base LM's own config knows only its eos)
+    end = END_OF_TURN[TEXT_BACKBONES[text_backbone].chat_template] or processor.tokenizer.eos_token
+    assert processor.tokenizer.convert_tokens_to_ids(end) in model.generation_config.eos_token_id
 
     model.set_trainable_modules("allava")
     model.train()
