@@ -7,7 +7,7 @@ so whichever one a user picks, the model generates. Saved checkpoints carry the 
 import transformers
 from transformers import AutoConfig, AutoProcessor
 
-from .configuration_allava import TEXT_BACKBONES, VISION_BACKBONES, AllavaConfig, image_seq_length
+from .configuration_allava import TEXT_BACKBONES, VISION_BACKBONES, AllavaConfig, backbone_template, image_seq_length
 from .modeling_allava import (
     AUTO_MODEL_CLASSES,
     TRAINABLE_STAGES,
@@ -19,7 +19,6 @@ from .processing_allava import (
     CHAT_TEMPLATES,
     IMAGE_TOKEN,
     AllavaProcessor,
-    backbone_template,
     build_image_processor,
     load_image,
     load_tokenizer_with_image_token,

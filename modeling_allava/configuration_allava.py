@@ -58,6 +58,52 @@ def chat_template_name(text_model_type: str) -> str:
     return backbone.chat_template if backbone else DEFAULT_CHAT_TEMPLATE
 
 
+# The special tokens each template writes; the tokenizer must know them as single tokens. `backbone_template`
+# tries them in this order (Phi-3's last: tokenizers of other families may carry `<|user|>` and `<|end|>` as well).
+TEMPLATE_TOKENS: dict[str, tuple[str, ...]] = {
+    "chatml": ("<|im_start|>", "<|im_end|>"),
+    "llama3": ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+    "gemma": ("<start_of_turn>", "<end_of_turn>"),
+    "phi3": ("<|user|>", "<|assistant|>", "<|end|>"),
+    "allava": (),
+}
+
+
+# The token that ends an assistant turn in each template (None: the tokenizer's eos); generation stops there too.
+END_OF_TURN: dict[str, str | None] = {
+    "chatml": "<|im_end|>",
+    "llama3": "<|eot_id|>",
+    "gemma": "<end_of_turn>",
+    "phi3": "<|end|>",
+    "allava": None,
+}
+
+
+def end_of_turn_ids(text_model_type: str, tokenizer, eos_token_id: int | list[int] | None) -> list[int]:
+    """The ids generation stops at: the LM's own eos id(s) plus its template's end-of-turn token (a base model's
+    generation config knows only its eos: Qwen3-Base would talk past `<|im_end|>`)."""
+    ids = [] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+    token = END_OF_TURN[backbone_template(text_model_type, tokenizer)] or tokenizer.eos_token
+    end = tokenizer.convert_tokens_to_ids(token) if token is not None else None
+    return ids + [end] if end is not None and end not in ids else ids
+
+
+def backbone_template(text_model_type: str, tokenizer) -> str:
+    """The text backbone's template (the table's), unless its tokenizer speaks another format: SmolLM2 is a "llama"
+    model with a ChatML tokenizer. A tokenizer with none of the needed tokens is refused (its turns would be text)."""
+    vocab = tokenizer.get_vocab()
+    name = chat_template_name(text_model_type)
+    if all(token in vocab for token in TEMPLATE_TOKENS[name]):
+        return name
+    for other, tokens in TEMPLATE_TOKENS.items():
+        if tokens and all(token in vocab for token in tokens):
+            return other
+    raise ValueError(
+        f"The {text_model_type!r} chat template ({name}) needs the special tokens {', '.join(TEMPLATE_TOKENS[name])}, "
+        "which the tokenizer lacks; pass chat_template= explicitly."
+    )
+
+
 def has_cls_token(vision_model_type: str) -> bool:
     """Whether the vision tower prepends a CLS token to its patch features."""
     backbone = VISION_BACKBONES.get(vision_model_type)
@@ -140,13 +186,17 @@ class AllavaConfig(LlavaConfig):
 
 
 __all__ = [
+    "END_OF_TURN",
+    "TEMPLATE_TOKENS",
     "AllavaConfig",
     "TEXT_BACKBONES",
     "UNSUPPORTED_VISION",
     "VISION_BACKBONES",
     "TextBackbone",
     "VisionBackbone",
+    "backbone_template",
     "chat_template_name",
+    "end_of_turn_ids",
     "has_cls_token",
     "image_seq_length",
 ]

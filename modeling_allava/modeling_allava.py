@@ -17,7 +17,7 @@ from transformers.models.llava.modeling_llava import (
     LlavaPreTrainedModel,
 )
 
-from .configuration_allava import AllavaConfig
+from .configuration_allava import AllavaConfig, end_of_turn_ids
 
 
 # What `set_trainable_modules` trains: see its docstring.
@@ -107,7 +107,7 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
         vision_tower = load_vision_half(vision, vision_config, **loading)
         causal_lm = AutoModelForCausalLM.from_pretrained(text, **loading)
         implementation = causal_lm.config._attn_implementation  # AllavaConfig below resets the sub-config's
-        from .processing_allava import IMAGE_TOKEN, end_of_turn_ids, load_tokenizer_with_image_token
+        from .processing_allava import IMAGE_TOKEN, load_tokenizer_with_image_token
 
         tokenizer = load_tokenizer_with_image_token(text)
         if image_token_index is None:

@@ -20,7 +20,7 @@ from transformers.models.llava.image_processing_pil_llava import LlavaImageProce
 from transformers.processing_utils import MultiModalData
 from transformers.utils.chat_template_utils import render_jinja_template
 
-from .configuration_allava import AllavaConfig, chat_template_name, has_cls_token, image_seq_length
+from .configuration_allava import AllavaConfig, backbone_template, has_cls_token, image_seq_length
 
 
 # The chat templates, by name: the `.jinja` files next to this module (see TEXT_BACKBONES for which backbone uses
@@ -130,52 +130,6 @@ def _flatten(images) -> list:
     if isinstance(images, np.ndarray) and images.ndim == 4:
         return list(images)
     return [images]
-
-
-# The special tokens each template writes; the tokenizer must know them as single tokens. `backbone_template`
-# tries them in this order (Phi-3's last: tokenizers of other families may carry `<|user|>` and `<|end|>` as well).
-TEMPLATE_TOKENS: dict[str, tuple[str, ...]] = {
-    "chatml": ("<|im_start|>", "<|im_end|>"),
-    "llama3": ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
-    "gemma": ("<start_of_turn>", "<end_of_turn>"),
-    "phi3": ("<|user|>", "<|assistant|>", "<|end|>"),
-    "allava": (),
-}
-
-
-# The token that ends an assistant turn in each template (None: the tokenizer's eos); generation stops there too.
-END_OF_TURN: dict[str, str | None] = {
-    "chatml": "<|im_end|>",
-    "llama3": "<|eot_id|>",
-    "gemma": "<end_of_turn>",
-    "phi3": "<|end|>",
-    "allava": None,
-}
-
-
-def end_of_turn_ids(text_model_type: str, tokenizer, eos_token_id: int | list[int] | None) -> list[int]:
-    """The ids generation stops at: the LM's own eos id(s) plus its template's end-of-turn token (a base model's
-    generation config knows only its eos: Qwen3-Base would talk past `<|im_end|>`)."""
-    ids = [] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
-    token = END_OF_TURN[backbone_template(text_model_type, tokenizer)] or tokenizer.eos_token
-    end = tokenizer.convert_tokens_to_ids(token) if token is not None else None
-    return ids + [end] if end is not None and end not in ids else ids
-
-
-def backbone_template(text_model_type: str, tokenizer) -> str:
-    """The text backbone's template (the table's), unless its tokenizer speaks another format: SmolLM2 is a "llama"
-    model with a ChatML tokenizer. A tokenizer with none of the needed tokens is refused (its turns would be text)."""
-    vocab = tokenizer.get_vocab()
-    name = chat_template_name(text_model_type)
-    if all(token in vocab for token in TEMPLATE_TOKENS[name]):
-        return name
-    for other, tokens in TEMPLATE_TOKENS.items():
-        if tokens and all(token in vocab for token in tokens):
-            return other
-    raise ValueError(
-        f"The {text_model_type!r} chat template ({name}) needs the special tokens {', '.join(TEMPLATE_TOKENS[name])}, "
-        "which the tokenizer lacks; pass chat_template= explicitly."
-    )
 
 
 class AllavaProcessor(LlavaProcessor):
@@ -429,14 +383,10 @@ def _tokenize_pieces(tokenizer, pieces: list[str], owner: list[int]) -> list[lis
 
 
 __all__ = [
-    "END_OF_TURN",
     "AllavaProcessor",
-    "TEMPLATE_TOKENS",
-    "backbone_template",
     "ImageTooLargeError",
     "build_image_processor",
     "check_pixel_budget",
-    "end_of_turn_ids",
     "encode_chats",
     "load_image",
     "load_tokenizer_with_image_token",

@@ -19,9 +19,9 @@ from transformers import (
     SiglipVisionConfig,
 )
 
-from .configuration_allava import TEXT_BACKBONES, AllavaConfig
+from .configuration_allava import TEMPLATE_TOKENS, TEXT_BACKBONES, AllavaConfig, end_of_turn_ids
 from .modeling_allava import AllavaForConditionalGeneration
-from .processing_allava import IMAGE_TOKEN, TEMPLATE_TOKENS, AllavaProcessor, end_of_turn_ids
+from .processing_allava import IMAGE_TOKEN, AllavaProcessor
 
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<pad>", IMAGE_TOKEN, "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]

@@ -15,7 +15,7 @@ import torch
 
 from hub.export_llava_hf import export
 from modeling_allava import TEXT_BACKBONES, AllavaConfig, AllavaForConditionalGeneration, AllavaProcessor
-from modeling_allava.processing_allava import END_OF_TURN
+from modeling_allava.configuration_allava import END_OF_TURN
 from modeling_allava.tiny import build_tiny_tokenizer, save_tiny_backbones, tiny_config
 from recipes.collator import AllavaCollator
 from tests.recipes.test_packing import chat_rows
