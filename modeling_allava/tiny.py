@@ -10,12 +10,13 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoConfig,
-    AutoModel,
     AutoModelForCausalLM,
     CLIPConfig,
     CLIPModel,
     CLIPVisionConfig,
     PreTrainedTokenizerFast,
+    SiglipConfig,
+    SiglipModel,
     SiglipVisionConfig,
 )
 
@@ -196,14 +197,17 @@ def save_tiny_backbones(
     text_hidden_size: int = 64,
     vision_type: str = "clip_vision_model",
 ) -> tuple[Path, Path]:
-    """Write a tiny full CLIP checkpoint (or a SigLIP vision tower) and a tiny causal LM + tokenizer, shaped like the
-    hub repos `from_backbones` reads (e.g. openai/clip-vit-large-patch14-336 and microsoft/phi-2)."""
+    """Write a tiny full CLIP (or SigLIP) checkpoint and a tiny causal LM + tokenizer, shaped like the hub repos
+    `from_backbones` reads (e.g. openai/clip-vit-large-patch14-336 and microsoft/phi-2)."""
     folder = Path(folder)
     tokenizer = build_tiny_tokenizer(text_backbone=text_backbone)
     torch.manual_seed(seed)
     vision_config = tiny_vision_config(image_size, patch_size, vision_hidden_size, vision_type)
-    if vision_type != "clip_vision_model":
-        AutoModel.from_config(vision_config).save_pretrained(folder / "vision")
+    if vision_type == "siglip_vision_model":  # a full dual encoder, as google/siglip-so400m-patch14-384 is
+        text = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4}
+        SiglipModel(SiglipConfig(vision_config=vision_config.to_dict(), text_config=text)).save_pretrained(
+            folder / "vision"
+        )
         return _save_tiny_text(folder, text_backbone, tokenizer, text_hidden_size)
     clip = CLIPModel(
         CLIPConfig(

@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from hub.export_llava_hf import export
 from modeling_allava import TEXT_BACKBONES, AllavaConfig, AllavaForConditionalGeneration, AllavaProcessor
@@ -43,6 +44,11 @@ def test_compose_train_save_reload_export(tmp_path, text_backbone, vision_type):
     vision_dir, text_dir = save_tiny_backbones(tmp_path, text_backbone, vision_type=vision_type)
     model = AllavaForConditionalGeneration.from_backbones(str(vision_dir), str(text_dir))
     processor = AllavaProcessor.from_backbones(str(vision_dir), str(text_dir))
+    with safe_open(vision_dir / "model.safetensors", "pt") as full:  # the vision half of a full CLIP / SigLIP
+        saved = full.get_tensor("vision_model.embeddings.patch_embedding.weight")
+    tower = model.model.vision_tower.state_dict()  # CLIP's tower keeps a `vision_model.` level, SigLIP's does not
+    patch = tower.get("vision_model.embeddings.patch_embedding.weight", tower.get("embeddings.patch_embedding.weight"))
+    torch.testing.assert_close(patch, saved)
     has_cls = vision_type == "clip_vision_model"
     assert model.config.vision_feature_select_strategy == ("default" if has_cls else "full")
     assert model.config.image_seq_length == processor.image_seq_length == 16  # 4x4 patches, CLS dropped or absent
