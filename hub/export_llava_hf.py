@@ -7,8 +7,9 @@ Weights are written in the llava-hf layout (`language_model.model.*`, `language_
 `vision_tower.vision_model.*`, `multi_modal_projector.*`), the layout the serving engines map from; transformers
 5.24 reads it too. The processor is a plain `LlavaProcessor` (CLIP CLS counted, pad-to-square) carrying the chat
 template. The export then reloads the folder with `LlavaForConditionalGeneration` and checks its logits against the
-source model on a probe input. What native Llava cannot express is refused: the `linear` projector always, an
-LM-head bias unless `--drop-lm-head-bias` (the measured logit change is then reported).
+source model on a probe input. What native Llava cannot express is refused with the reason: the `linear` projector
+always, an LM-head bias unless `--drop-lm-head-bias` (the measured logit change is then reported), a text model that
+is no `AutoModelForCausalLM` type, a vision tower that is no `AutoModel` type.
 """
 
 import copy
@@ -20,7 +21,7 @@ import torch
 from huggingface_hub import save_torch_state_dict
 from PIL import Image
 from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
-from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_MAPPING_NAMES
 
 from hub.checkpoint_files import read_allava_config
 from hub.cli import Parser, existing_folder, run
@@ -102,6 +103,17 @@ def probe_inputs(processor, image_size: int) -> dict[str, torch.Tensor]:
     )
 
 
+def unexpressible_backbone(config) -> str | None:
+    """Why `LlavaConfig` cannot name this model's backbones, if it cannot: Llava builds its text model with
+    AutoModelForCausalLM's table and its vision tower with AutoModel's."""
+    text_type, vision_type = config.text_config.model_type, config.vision_config.model_type
+    if text_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return f"text model type {text_type!r} has no AutoModelForCausalLM class in transformers"
+    if vision_type not in MODEL_MAPPING_NAMES:
+        return f"vision model type {vision_type!r} has no AutoModel class in transformers"
+    return None
+
+
 @torch.no_grad()
 def max_logit_change(source, exported, inputs) -> float:
     pixel_values = inputs["pixel_values"].to(source.dtype)
@@ -127,6 +139,9 @@ def export(checkpoint: Path, output_dir: Path, drop_lm_head_bias: bool = False, 
             "exported model would give different logits. Re-run with --drop-lm-head-bias to export anyway; the "
             "maximum logit change on a probe input is then reported."
         )
+    reason = unexpressible_backbone(config)
+    if reason:
+        raise ValueError(f"{checkpoint}: cannot be exported to native Llava: {reason}.")
     if not processor.chat_template:
         raise ValueError(f"{checkpoint}: the processor has no chat template; serving engines need one.")
     if output_dir.exists() and any(output_dir.iterdir()):

@@ -7,7 +7,7 @@ so whichever one a user picks, the model generates. Saved checkpoints carry the 
 import transformers
 from transformers import AutoConfig, AutoProcessor
 
-from .configuration_allava import TEXT_BACKBONES, VISION_BACKBONES, AllavaConfig, image_seq_length
+from .configuration_allava import TEXT_BACKBONES, VISION_BACKBONES, AllavaConfig, backbone_template, image_seq_length
 from .modeling_allava import (
     AUTO_MODEL_CLASSES,
     TRAINABLE_STAGES,
@@ -46,6 +46,7 @@ __all__ = [
     "AllavaModel",
     "AllavaPreTrainedModel",
     "AllavaProcessor",
+    "backbone_template",
     "build_image_processor",
     "image_seq_length",
     "load_image",

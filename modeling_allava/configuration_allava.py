@@ -33,12 +33,21 @@ TEXT_BACKBONES: dict[str, TextBackbone] = {
     "phi": TextBackbone("allava", packable=True, decoder_layer="PhiDecoderLayer"),  # ALLaVA-Phi2
     "phi3": TextBackbone("phi3", packable=True, decoder_layer="Phi3DecoderLayer"),  # ALLaVA-Phi3-mini
     "stablelm": TextBackbone("allava", packable=True, decoder_layer="StableLmDecoderLayer"),  # ALLaVA-StableLM2
-    "llama": TextBackbone("allava", packable=True, decoder_layer="LlamaDecoderLayer"),
-    "qwen2": TextBackbone("allava", packable=True, decoder_layer="Qwen2DecoderLayer"),
+    "llama": TextBackbone("llama3", packable=True, decoder_layer="LlamaDecoderLayer"),  # Llama-3.x
+    "qwen2": TextBackbone("chatml", packable=True, decoder_layer="Qwen2DecoderLayer"),  # Qwen2.5
+    "qwen3": TextBackbone("chatml", packable=True, decoder_layer="Qwen3DecoderLayer"),
+    "smollm3": TextBackbone("chatml", packable=True, decoder_layer="SmolLM3DecoderLayer"),  # (SmolLM2 is "llama")
+    "gemma3_text": TextBackbone("gemma", packable=True, decoder_layer="Gemma3DecoderLayer"),  # Gemma-3 1B (text)
 }
 VISION_BACKBONES: dict[str, VisionBackbone] = {
     "clip_vision_model": VisionBackbone(has_cls=True, encoder_layer="CLIPEncoderLayer"),
+    # SigLIP and SigLIP2's fixed-resolution checkpoints (google/siglip2-so400m-patch14-384 is a "siglip" model)
     "siglip_vision_model": VisionBackbone(has_cls=False, encoder_layer="SiglipEncoderLayer"),
+}
+# Vision types Llava's forward cannot drive (it passes pixel_values alone), refused with the reason.
+UNSUPPORTED_VISION: dict[str, str] = {
+    "siglip2_vision_model": "SigLIP2's NaFlex tower needs pixel_attention_mask and spatial_shapes, which Llava never "
+    "passes; use a fixed-resolution SigLIP2 checkpoint (e.g. google/siglip2-so400m-patch14-384, model_type 'siglip')",
 }
 DEFAULT_CHAT_TEMPLATE = "allava"
 
@@ -47,6 +56,52 @@ def chat_template_name(text_model_type: str) -> str:
     """The chat template a text backbone uses (ALLaVA's own `[INST]` format for untested types)."""
     backbone = TEXT_BACKBONES.get(text_model_type)
     return backbone.chat_template if backbone else DEFAULT_CHAT_TEMPLATE
+
+
+# The special tokens each template writes; the tokenizer must know them as single tokens. `backbone_template`
+# tries them in this order (Phi-3's last: tokenizers of other families may carry `<|user|>` and `<|end|>` as well).
+TEMPLATE_TOKENS: dict[str, tuple[str, ...]] = {
+    "chatml": ("<|im_start|>", "<|im_end|>"),
+    "llama3": ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+    "gemma": ("<start_of_turn>", "<end_of_turn>"),
+    "phi3": ("<|user|>", "<|assistant|>", "<|end|>"),
+    "allava": (),
+}
+
+
+# The token that ends an assistant turn in each template (None: the tokenizer's eos); generation stops there too.
+END_OF_TURN: dict[str, str | None] = {
+    "chatml": "<|im_end|>",
+    "llama3": "<|eot_id|>",
+    "gemma": "<end_of_turn>",
+    "phi3": "<|end|>",
+    "allava": None,
+}
+
+
+def end_of_turn_ids(text_model_type: str, tokenizer, eos_token_id: int | list[int] | None) -> list[int]:
+    """The ids generation stops at: the LM's own eos id(s) plus its template's end-of-turn token (a base model's
+    generation config knows only its eos: Qwen3-Base would talk past `<|im_end|>`)."""
+    ids = [] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+    token = END_OF_TURN[backbone_template(text_model_type, tokenizer)] or tokenizer.eos_token
+    end = tokenizer.convert_tokens_to_ids(token) if token is not None else None
+    return ids + [end] if end is not None and end not in ids else ids
+
+
+def backbone_template(text_model_type: str, tokenizer) -> str:
+    """The text backbone's template (the table's), unless its tokenizer speaks another format: SmolLM2 is a "llama"
+    model with a ChatML tokenizer. A tokenizer with none of the needed tokens is refused (its turns would be text)."""
+    vocab = tokenizer.get_vocab()
+    name = chat_template_name(text_model_type)
+    if all(token in vocab for token in TEMPLATE_TOKENS[name]):
+        return name
+    for other, tokens in TEMPLATE_TOKENS.items():
+        if tokens and all(token in vocab for token in tokens):
+            return other
+    raise ValueError(
+        f"The {text_model_type!r} chat template ({name}) needs the special tokens {', '.join(TEMPLATE_TOKENS[name])}, "
+        "which the tokenizer lacks; pass chat_template= explicitly."
+    )
 
 
 def has_cls_token(vision_model_type: str) -> bool:
@@ -67,8 +122,11 @@ def image_seq_length(
 
 def _check_sub_config(field: str, value) -> None:
     """Fail with the field name and the tested choices instead of transformers' list of 400 model types."""
+    model_type = value.get("model_type") if isinstance(value, dict) else getattr(value, "model_type", None)
+    if field == "vision_config" and model_type in UNSUPPORTED_VISION:
+        reason = UNSUPPORTED_VISION[model_type]
+        raise ValueError(f"AllavaConfig.vision_config: {model_type!r} is not supported: {reason}.")
     if isinstance(value, dict):
-        model_type = value.get("model_type")
         if model_type is not None and model_type not in CONFIG_MAPPING:
             tested = VISION_BACKBONES if field == "vision_config" else TEXT_BACKBONES
             raise ValueError(
@@ -128,12 +186,17 @@ class AllavaConfig(LlavaConfig):
 
 
 __all__ = [
+    "END_OF_TURN",
+    "TEMPLATE_TOKENS",
     "AllavaConfig",
     "TEXT_BACKBONES",
+    "UNSUPPORTED_VISION",
     "VISION_BACKBONES",
     "TextBackbone",
     "VisionBackbone",
+    "backbone_template",
     "chat_template_name",
+    "end_of_turn_ids",
     "has_cls_token",
     "image_seq_length",
 ]

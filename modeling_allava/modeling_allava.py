@@ -17,7 +17,7 @@ from transformers.models.llava.modeling_llava import (
     LlavaPreTrainedModel,
 )
 
-from .configuration_allava import AllavaConfig
+from .configuration_allava import AllavaConfig, end_of_turn_ids
 
 
 # What `set_trainable_modules` trains: see its docstring.
@@ -118,10 +118,11 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
             vision_tower = load_vision_half(vision, vision_config, **loading)
             causal_lm = AutoModelForCausalLM.from_pretrained(text, **loading)
         implementation = causal_lm.config._attn_implementation  # AllavaConfig below resets the sub-config's
-        if image_token_index is None:
-            from .processing_allava import IMAGE_TOKEN, load_tokenizer_with_image_token
+        from .processing_allava import IMAGE_TOKEN, load_tokenizer_with_image_token
 
-            image_token_index = load_tokenizer_with_image_token(text).convert_tokens_to_ids(IMAGE_TOKEN)
+        tokenizer = load_tokenizer_with_image_token(text)
+        if image_token_index is None:
+            image_token_index = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
 
         config = AllavaConfig(
             vision_config=vision_tower.config,
@@ -155,6 +156,9 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
             model.resize_token_embeddings(image_token_index + 1)
         model.set_attn_implementation(implementation)
         model.tie_weights()
+        model.generation_config.eos_token_id = end_of_turn_ids(
+            config.text_config.model_type, tokenizer, causal_lm.generation_config.eos_token_id
+        )
         return model
 
     def forward(self, input_ids=None, pixel_values=None, attention_mask=None, position_ids=None, **kwargs):

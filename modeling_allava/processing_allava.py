@@ -8,12 +8,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from transformers import AutoConfig, AutoTokenizer, BatchFeature, LlavaProcessor
-from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, get_image_size, to_numpy_array
+from transformers.image_utils import (
+    IMAGENET_STANDARD_MEAN,
+    IMAGENET_STANDARD_STD,
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    get_image_size,
+    to_numpy_array,
+)
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 from transformers.processing_utils import MultiModalData
 from transformers.utils.chat_template_utils import render_jinja_template
 
-from .configuration_allava import AllavaConfig, chat_template_name, has_cls_token, image_seq_length
+from .configuration_allava import AllavaConfig, backbone_template, has_cls_token, image_seq_length
 
 
 # The chat templates, by name: the `.jinja` files next to this module (see TEXT_BACKBONES for which backbone uses
@@ -162,12 +169,12 @@ class AllavaProcessor(LlavaProcessor):
         `image_aspect_ratio` (pad to square or not); the chat template defaults to the text backbone's."""
         vision = config.vision_config
         return cls(
-            image_processor=build_image_processor(vision.image_size, config.image_aspect_ratio),
+            image_processor=build_image_processor(vision.image_size, config.image_aspect_ratio, vision.model_type),
             tokenizer=tokenizer,
             patch_size=vision.patch_size,
             vision_feature_select_strategy=config.vision_feature_select_strategy,
             num_additional_image_tokens=int(has_cls_token(vision.model_type)),
-            chat_template=chat_template or CHAT_TEMPLATES[chat_template_name(config.text_config.model_type)],
+            chat_template=chat_template or CHAT_TEMPLATES[backbone_template(config.text_config.model_type, tokenizer)],
         )
 
     @classmethod
@@ -282,15 +289,22 @@ class AllavaProcessor(LlavaProcessor):
         return out if return_dict else out["input_ids"]
 
 
-def build_image_processor(image_size: int = 336, image_aspect_ratio: str = "pad") -> LlavaImageProcessorPil:
-    """LLaVA-1.5 preprocessing: `"pad"` pads to a square with the CLIP mean colour first; then (any other value: only)
-    resize the shortest edge, centre crop and CLIP-normalise."""
+def build_image_processor(
+    image_size: int = 336, image_aspect_ratio: str = "pad", vision_model_type: str = "clip_vision_model"
+) -> LlavaImageProcessorPil:
+    """LLaVA-1.5 preprocessing: `"pad"` pads to a square with the tower's mean colour first. Then, as the tower was
+    trained: CLIP resizes the shortest edge, centre crops and CLIP-normalises; SigLIP resizes straight to the square
+    (no crop, aspect ratio not kept unless padded) and normalises with mean = std = 0.5 (padding colour 127)."""
+    if vision_model_type.startswith("siglip"):
+        mean, std, size = IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD, {"height": image_size, "width": image_size}
+    else:
+        mean, std, size = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, {"shortest_edge": image_size}
     return LlavaImageProcessorPil(
         do_pad=image_aspect_ratio == "pad",
-        size={"shortest_edge": image_size},
+        size=size,
         crop_size={"height": image_size, "width": image_size},
-        image_mean=OPENAI_CLIP_MEAN,
-        image_std=OPENAI_CLIP_STD,
+        image_mean=mean,
+        image_std=std,
     )
 
 

@@ -15,14 +15,19 @@ from transformers import (
     CLIPModel,
     CLIPVisionConfig,
     PreTrainedTokenizerFast,
+    SiglipConfig,
+    SiglipModel,
+    SiglipVisionConfig,
 )
 
-from .configuration_allava import TEXT_BACKBONES, AllavaConfig
+from .configuration_allava import TEMPLATE_TOKENS, TEXT_BACKBONES, AllavaConfig, end_of_turn_ids
 from .modeling_allava import AllavaForConditionalGeneration
 from .processing_allava import IMAGE_TOKEN, AllavaProcessor
 
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<pad>", IMAGE_TOKEN, "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+# Tiny configs of the tested vision towers (patch features only; the SigLIP head is not used by Llava).
+VISION_TYPES = ("clip_vision_model", "siglip_vision_model")
 
 # The tokenizer learns its merges from this vocabulary: chat markup, shapes-world words and everyday English.
 _WORDS = """
@@ -51,8 +56,10 @@ def _training_corpus() -> list[str]:
     return _WORDS + phrases + [str(n) for n in range(100)]
 
 
-def build_tiny_tokenizer(vocab_size: int = 1536) -> PreTrainedTokenizerFast:
-    """A small byte-level BPE tokenizer built offline in well under a second; encodes any text.
+def build_tiny_tokenizer(vocab_size: int = 1536, text_backbone: str | None = None) -> PreTrainedTokenizerFast:
+    """A small byte-level BPE tokenizer built offline in well under a second; encodes any text. With a
+    `text_backbone`, the special tokens of its chat template are appended (after the trained vocabulary, so the
+    ids of every other token stay the same).
 
     Whitespace and punctuation are isolated tokens, so a prompt that ends in a space (ALLaVA's `[/INST] `)
     tokenises the same way at training and at generation time.
@@ -72,13 +79,18 @@ def build_tiny_tokenizer(vocab_size: int = 1536) -> PreTrainedTokenizerFast:
         show_progress=False,
     )
     tokenizer.train_from_iterator(_training_corpus(), trainer)
+    extra = []
+    if text_backbone is not None:
+        template = TEXT_BACKBONES[text_backbone].chat_template
+        extra = [token for token in TEMPLATE_TOKENS[template] if token not in SPECIAL_TOKENS]
+        tokenizer.add_special_tokens(extra)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token="<|endoftext|>",
         eos_token="<|endoftext|>",
         unk_token="<|endoftext|>",
         pad_token="<pad>",
-        extra_special_tokens=SPECIAL_TOKENS[2:],
+        extra_special_tokens=SPECIAL_TOKENS[2:] + extra,
         model_max_length=2048,
     )
 
@@ -105,19 +117,33 @@ def _tiny_text_config(text_backbone: str, tokenizer, hidden_size: int, num_layer
         config["partial_rotary_factor"] = 0.5
     if text_backbone == "stablelm":
         config.update(partial_rotary_factor=0.25, use_qkv_bias=True)
+    if text_backbone in ("qwen3", "gemma3_text"):
+        config["head_dim"] = hidden_size // 4
+    if text_backbone == "gemma3_text":  # one sliding-window layer and one global one, as Gemma-3 alternates them
+        config.update(sliding_window=8, layer_types=["sliding_attention", "full_attention"][:num_layers])
+        config["layer_types"] += ["full_attention"] * (num_layers - len(config["layer_types"]))
+    if text_backbone == "smollm3":  # one layer without RoPE, as SmolLM3 leaves every fourth one
+        config["no_rope_layers"] = [int(index % 2 == 0) for index in range(num_layers)]
     return config
 
 
-def tiny_vision_config(image_size: int = 56, patch_size: int = 14, hidden_size: int = 64) -> CLIPVisionConfig:
-    return CLIPVisionConfig(
+def tiny_vision_config(
+    image_size: int = 56, patch_size: int = 14, hidden_size: int = 64, vision_type: str = "clip_vision_model"
+):
+    """A two-layer CLIP or SigLIP vision tower config."""
+    if vision_type not in VISION_TYPES:
+        raise ValueError(f"vision_type must be one of {', '.join(VISION_TYPES)}; got {vision_type!r}")
+    shape = dict(
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=2,
         num_attention_heads=4,
         image_size=image_size,
         patch_size=patch_size,
-        projection_dim=hidden_size,
     )
+    if vision_type == "siglip_vision_model":
+        return SiglipVisionConfig(**shape)
+    return CLIPVisionConfig(**shape, projection_dim=hidden_size)
 
 
 def tiny_config(
@@ -127,12 +153,13 @@ def tiny_config(
     patch_size: int = 14,
     hidden_size: int = 64,
     num_layers: int = 2,
+    vision_type: str = "clip_vision_model",
     **overrides,
 ) -> AllavaConfig:
-    """A CLIP + `text_backbone` ALLaVA config with a few-hundred-thousand parameters."""
-    tokenizer = tokenizer or build_tiny_tokenizer()
+    """A `vision_type` + `text_backbone` ALLaVA config with a few-hundred-thousand parameters."""
+    tokenizer = tokenizer or build_tiny_tokenizer(text_backbone=text_backbone)
     return AllavaConfig(
-        vision_config=tiny_vision_config(image_size, patch_size),
+        vision_config=tiny_vision_config(image_size, patch_size, vision_type=vision_type),
         text_config=_tiny_text_config(text_backbone, tokenizer, hidden_size, num_layers),
         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
         **overrides,
@@ -142,7 +169,7 @@ def tiny_config(
 def build_tiny_processor(
     text_backbone: str = "phi", image_size: int = 56, patch_size: int = 14, tokenizer=None
 ) -> AllavaProcessor:
-    tokenizer = tokenizer or build_tiny_tokenizer()
+    tokenizer = tokenizer or build_tiny_tokenizer(text_backbone=text_backbone)
     return AllavaProcessor.from_config(tiny_config(text_backbone, tokenizer, image_size, patch_size), tokenizer)
 
 
@@ -150,16 +177,13 @@ def build_tiny_model_and_processor(
     text_backbone: str = "phi", seed: int = 0, image_size: int = 56, **config_overrides
 ) -> tuple[AllavaForConditionalGeneration, AllavaProcessor]:
     """A random tiny model and its matching processor (built from the model's config); same seed, same weights."""
-    tokenizer = build_tiny_tokenizer()
+    tokenizer = build_tiny_tokenizer(text_backbone=text_backbone)
     config = tiny_config(text_backbone, tokenizer, image_size=image_size, **config_overrides)
     processor = AllavaProcessor.from_config(config, tokenizer)
     torch.manual_seed(seed)
     model = AllavaForConditionalGeneration(config)
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
-    end_ids = [processor.tokenizer.eos_token_id]
-    if TEXT_BACKBONES[text_backbone].chat_template == "phi3":
-        end_ids.append(processor.tokenizer.convert_tokens_to_ids("<|end|>"))
-    model.generation_config.eos_token_id = end_ids
+    model.generation_config.eos_token_id = end_of_turn_ids(text_backbone, tokenizer, tokenizer.eos_token_id)
     return model.eval(), processor
 
 
@@ -171,13 +195,20 @@ def save_tiny_backbones(
     patch_size: int = 14,
     vision_hidden_size: int = 64,
     text_hidden_size: int = 64,
+    vision_type: str = "clip_vision_model",
 ) -> tuple[Path, Path]:
-    """Write a tiny full CLIP checkpoint and a tiny causal LM + tokenizer, shaped like the hub repos
+    """Write a tiny full CLIP (or SigLIP) checkpoint and a tiny causal LM + tokenizer, shaped like the hub repos
     `from_backbones` reads (e.g. openai/clip-vit-large-patch14-336 and microsoft/phi-2)."""
     folder = Path(folder)
-    tokenizer = build_tiny_tokenizer()
+    tokenizer = build_tiny_tokenizer(text_backbone=text_backbone)
     torch.manual_seed(seed)
-    vision_config = tiny_vision_config(image_size, patch_size, vision_hidden_size)
+    vision_config = tiny_vision_config(image_size, patch_size, vision_hidden_size, vision_type)
+    if vision_type == "siglip_vision_model":  # a full dual encoder, as google/siglip-so400m-patch14-384 is
+        text = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4}
+        SiglipModel(SiglipConfig(vision_config=vision_config.to_dict(), text_config=text)).save_pretrained(
+            folder / "vision"
+        )
+        return _save_tiny_text(folder, text_backbone, tokenizer, text_hidden_size)
     clip = CLIPModel(
         CLIPConfig(
             vision_config=vision_config.to_dict(),
@@ -196,6 +227,10 @@ def save_tiny_backbones(
     with torch.no_grad():
         clip.vision_model.embeddings.position_embedding.weight.normal_(std=1.0)
     clip.save_pretrained(folder / "vision")
+    return _save_tiny_text(folder, text_backbone, tokenizer, text_hidden_size)
+
+
+def _save_tiny_text(folder: Path, text_backbone: str, tokenizer, text_hidden_size: int) -> tuple[Path, Path]:
     text_config = AutoConfig.for_model(**_tiny_text_config(text_backbone, tokenizer, text_hidden_size, 2))
     AutoModelForCausalLM.from_config(text_config).save_pretrained(folder / "text")
     tokenizer.save_pretrained(folder / "text")

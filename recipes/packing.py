@@ -75,9 +75,12 @@ AttentionMaskInterface.register(SDPA_PER_SAMPLE, sdpa_mask)  # the masks plain s
 
 def use_per_sample_attention(model) -> str:
     """Give a text model on sdpa `sdpa_per_sample` for packed training; return the attention implementation to lay
-    packed rows out for. Runtime only: checkpoints do not record it and load with plain sdpa."""
-    attention = model.config.get_text_config()._attn_implementation or "sdpa"
-    if attention == "sdpa":
+    packed rows out for. Runtime only: checkpoints do not record it and load with plain sdpa. A model with
+    sliding-window layers (Gemma-3) keeps plain sdpa: its mask bounds the window inside a packed sample of any length,
+    while `sdpa_per_sample` refuses samples longer than the window."""
+    text_config = model.config.get_text_config()
+    attention = text_config._attn_implementation or "sdpa"
+    if attention == "sdpa" and "sliding_attention" not in (getattr(text_config, "layer_types", None) or ()):
         model.set_attn_implementation({"text_config": SDPA_PER_SAMPLE})
         attention = SDPA_PER_SAMPLE
     return attention

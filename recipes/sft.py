@@ -92,6 +92,9 @@ class AllavaScriptArguments:
         default=None, metadata={"help": "Stage 1: causal language model to compose from (e.g. microsoft/phi-2)."}
     )
     projector_type: str = field(default="mlp2x_gelu", metadata={"help": "Stage 1 projector: mlp2x_gelu or linear."})
+    vision_feature_layer: int = field(
+        default=-2, metadata={"help": "Stage 1: the vision layer the projector reads (LLaVA: -2, the penultimate)."}
+    )
     trainable: str = field(
         default="allava",
         metadata={
@@ -259,6 +262,7 @@ def load_model(
                 vision,
                 text,
                 projector_type=script_args.projector_type,
+                vision_feature_layer=script_args.vision_feature_layer,
                 dtype=None if dtype == "auto" else dtype,
                 attn_implementation=model_args.attn_implementation,
             )

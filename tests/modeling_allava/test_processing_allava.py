@@ -6,6 +6,7 @@ from PIL import Image
 
 import modeling_allava.processing_allava as processing
 from modeling_allava import AllavaProcessor, build_image_processor
+from modeling_allava.configuration_allava import END_OF_TURN
 from modeling_allava.tiny import TEXT_BACKBONES, build_tiny_processor, build_tiny_tokenizer
 from tests.image_fixtures import bomb_png
 from tests.modeling_allava.byte_bpe import build_byte_level_processor
@@ -21,15 +22,14 @@ CONVERSATION = [
 
 @pytest.fixture(scope="module")
 def processors():
-    tokenizer = build_tiny_tokenizer()
-    return {backbone: build_tiny_processor(backbone, tokenizer=tokenizer) for backbone in TEXT_BACKBONES}
+    return {backbone: build_tiny_processor(backbone) for backbone in TEXT_BACKBONES}
 
 
 def _image(size=(80, 40), colour=(255, 0, 0), mode="RGB"):
     return Image.new(mode, size, colour)
 
 
-@pytest.mark.parametrize("backbone", ["phi", "stablelm", "llama", "qwen2"])
+@pytest.mark.parametrize("backbone", ["phi", "stablelm"])
 def test_allava_template_exact_string(processors, backbone):
     text = processors[backbone].apply_chat_template(CONVERSATION)
     assert text == (
@@ -47,6 +47,64 @@ def test_phi3_template_exact_string(processors):
     )
     prompt = processors["phi3"].apply_chat_template(CONVERSATION[:1], add_generation_prompt=True)
     assert prompt == "<|user|>\n<image>\nWhat is this?<|end|>\n<|assistant|>\n"
+
+
+OWN_FORMATS = {
+    "chatml": (
+        "<|im_start|>user\n<image>\nWhat is this?<|im_end|>\n<|im_start|>assistant\nA red circle.<|im_end|>\n"
+        "<|im_start|>user\nHow many?<|im_end|>\n<|im_start|>assistant\nOne.<|im_end|>\n",
+        "<|im_start|>user\n<image>\nWhat is this?<|im_end|>\n<|im_start|>assistant\n",
+    ),
+    "llama3": (
+        "<|endoftext|><|start_header_id|>user<|end_header_id|>\n\n<image>\nWhat is this?<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\nA red circle.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nHow many?<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\nOne.<|eot_id|>",
+        "<|endoftext|><|start_header_id|>user<|end_header_id|>\n\n<image>\nWhat is this?<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n",
+    ),
+    "gemma": (
+        "<|endoftext|><start_of_turn>user\n<image>\nWhat is this?<end_of_turn>\n<start_of_turn>model\n"
+        "A red circle.<end_of_turn>\n<start_of_turn>user\nHow many?<end_of_turn>\n"
+        "<start_of_turn>model\nOne.<end_of_turn>\n",
+        "<|endoftext|><start_of_turn>user\n<image>\nWhat is this?<end_of_turn>\n<start_of_turn>model\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("backbone", ["qwen2", "qwen3", "smollm3", "llama", "gemma3_text"])
+def test_backbones_own_template_exact_string_and_exact_assistant_mask(backbone):
+    """Each backbone speaks its own chat format; the mask covers exactly the answers and their end-of-turn tokens."""
+    processor = build_tiny_processor(backbone)
+    full, prompt = OWN_FORMATS[TEXT_BACKBONES[backbone].chat_template]
+    assert processor.apply_chat_template(CONVERSATION) == full
+    assert processor.apply_chat_template(CONVERSATION[:1], add_generation_prompt=True) == prompt
+    out = processor.apply_chat_template(
+        CONVERSATION,
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+        processor_kwargs={"images": [_image()]},
+    )
+    ids, mask = out["input_ids"][0], out["assistant_masks"][0]
+    answers = processor.tokenizer.decode([token for token, keep in zip(ids, mask) if keep])
+    end = END_OF_TURN[TEXT_BACKBONES[backbone].chat_template]
+    assert answers == f"A red circle.{end}One.{end}"
+    assert processor.tokenizer.convert_tokens_to_ids(end) in ids  # one special token, not text pieces
+
+
+def test_smollm2_a_llama_model_with_a_chatml_tokenizer_gets_chatml():
+    from modeling_allava import backbone_template
+
+    assert backbone_template("llama", build_tiny_tokenizer(text_backbone="qwen2")) == "chatml"
+    assert backbone_template("llama", build_tiny_tokenizer(text_backbone="llama")) == "llama3"
+    assert backbone_template("llama", build_tiny_tokenizer()) == "phi3"  # the tiny tokenizer speaks Phi-3
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    bare = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "?": 1}, unk_token="?")))
+    with pytest.raises(ValueError, match="needs the special tokens <\\|start_header_id\\|>"):
+        backbone_template("llama", bare)
 
 
 def test_system_message_goes_into_first_user_turn(processors):

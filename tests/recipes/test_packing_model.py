@@ -12,9 +12,10 @@ import torch.nn.functional as F
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
+from modeling_allava import TEXT_BACKBONES
 from modeling_allava.tiny import build_tiny_model_and_processor
 from recipes.collator import IGNORE_INDEX, AllavaCollator
-from recipes.packing import SDPA_PER_SAMPLE, PackedAllavaCollator
+from recipes.packing import SDPA_PER_SAMPLE, PackedAllavaCollator, use_per_sample_attention
 from recipes.sft import AllavaSFTTrainer
 from tests.recipes.test_packing import chat_rows, segments
 
@@ -50,11 +51,31 @@ def loss_and_gradients(model, batch: dict) -> tuple[list[torch.Tensor], dict[str
     return [loss.detach() for loss in per_sample_losses(logits.detach(), labels, spans)], grads
 
 
-@pytest.mark.parametrize(
-    "backbone, with_images, attention",
+PACKING_CASES = (
     [(backbone, images, "sdpa") for backbone in ("phi", "phi3", "stablelm") for images in (True, False)]
-    + [(backbone, True, SDPA_PER_SAMPLE) for backbone in ("phi", "phi3", "stablelm")],
+    + [(backbone, True, SDPA_PER_SAMPLE) for backbone in ("phi", "phi3", "stablelm")]
+    # The other 1-D RoPE backbones of the table (SmolLM3 with a RoPE-less layer, Gemma-3 with a sliding-window one).
+    + [(backbone, True, "sdpa") for backbone in ("llama", "qwen2", "qwen3", "smollm3", "gemma3_text")]
+    + [(backbone, True, SDPA_PER_SAMPLE) for backbone in ("llama", "qwen2", "qwen3", "smollm3")]
 )
+
+
+@pytest.mark.parametrize(("backbone", "expected"), [("qwen3", SDPA_PER_SAMPLE), ("gemma3_text", "sdpa")])
+def test_sliding_window_models_train_packed_with_plain_sdpa(backbone, expected):
+    """sdpa_per_sample refuses samples longer than a sliding window (Gemma-3's 512 < one SigLIP image + answer);
+    plain sdpa's mask handles them, and the packed == padded case above covers it with samples longer than the
+    tiny model's window of 8."""
+    model, _ = build_tiny_model_and_processor(backbone)
+    assert use_per_sample_attention(model) == expected
+    assert model.config.text_config._attn_implementation == expected
+
+
+def test_every_packable_backbone_is_tested_here():
+    """The table's `packable` is a claim this file backs: a backbone marked packable must be in the cases below."""
+    assert {name for name, backbone in TEXT_BACKBONES.items() if backbone.packable} == {c[0] for c in PACKING_CASES}
+
+
+@pytest.mark.parametrize("backbone, with_images, attention", PACKING_CASES)
 def test_packed_and_padded_batches_give_the_same_losses_and_gradients(backbone, with_images, attention):
     model, processor = build_tiny_model_and_processor(backbone)
     model.set_trainable_modules("full")  # the vision tower too: its gradients depend on the image order

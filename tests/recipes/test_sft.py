@@ -226,3 +226,11 @@ def test_every_recipe_parses(recipe):
         devices = 8
         global_batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * devices
         assert global_batch == (256 if stage_1 else 128)
+
+
+@pytest.mark.parametrize(("args", "layer"), [([], -2), (["--vision_feature_layer", "-1"], -1)])
+def test_vision_feature_layer_is_a_stage_1_option_with_the_llava_default(tiny_backbones, args, layer):
+    vision, text = tiny_backbones
+    backbones = ["--vision_model_name_or_path", str(vision), "--text_model_name_or_path", str(text)]
+    script_args, _, model_args = parse([*backbones, "--use_cpu", "true", *args])
+    assert sft.load_model(script_args, model_args, composing=True).config.vision_feature_layer == layer
