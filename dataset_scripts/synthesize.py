@@ -331,13 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     if summary["stopped"] == "fatal":
         print(f"error: {one_line(scrub(summary['message'], (api_key,)))}", file=sys.stderr)
         return EXIT_FAILED
-    if summary["items_in_shard"] and not summary["done"] and not summary["stopped"]:
-        rejected, skipped = summary["rejected"] or "none", summary["skipped"] or "none"
-        left_out = f"rejected by reason: {rejected}; skipped by reason: {skipped}"
-        if summary["rejected"]:  # the teacher answered, but never usably
-            print(f"error: no records: every input was rejected or skipped ({left_out})", file=sys.stderr)
-            return EXIT_FAILED
-        print(f"error: no records: every input was skipped ({left_out}); check --input", file=sys.stderr)
+    if summary["items_in_shard"] and not summary["done"] and not summary["rejected"] and not summary["stopped"]:
+        # Every input was left out before reaching the teacher: bad input. (Rejects are kept for --retry-rejects.)
+        print(f"error: no records: every input was skipped ({summary['skipped']}); check --input", file=sys.stderr)
         return EXIT_USAGE
     if summary["stopped"] or summary["this_run"]["failed"]:
         reason = summary["message"] or "some items failed"
