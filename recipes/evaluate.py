@@ -271,6 +271,7 @@ def run_benchmark(
         "judge": judge_info if benchmark.judged else judge_step,
         "judge_failures": failures,
         "num_samples": len(samples),
+        "limit": args.limit,  # None for a full run: the model card puts only full runs into model-index
         "max_new_tokens": max_new_tokens,
         "details": summary["details"],
         "unconfirmed": benchmark.unconfirmed,

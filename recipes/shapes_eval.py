@@ -126,7 +126,7 @@ def evaluate(model, processor, images_dir: Path, num_text: int, batch_size: int,
     }
     examples["text"] = {"question": instructions[0][0], "answer": replies[0], "truth": instructions[0][1]}
     for name, entry in benchmarks.items():  # procedurally generated held-out data, not a Hub dataset
-        entry.update(dataset_id=f"shapes-world/{name}", split="heldout")
+        entry.update(dataset_id=f"shapes-world/{name}", split="heldout", limit=limit)
     return {"benchmarks": benchmarks, "examples": examples}
 
 

@@ -22,6 +22,7 @@ from tests.recipes.fake_judge import FakeJudge, prompt_text
 SECRET = "sk-test-DO-NOT-LEAK-42"
 ENTRY_KEYS = {
     "metric",
+    "limit",
     "value",
     "dataset_id",
     "dataset_revision",
@@ -305,6 +306,7 @@ def test_results_accumulate_across_runs_for_the_same_model_only(workspace, tmp_p
     results = run(workspace, tmp_path, ["mmvp"])
     assert list(results["benchmarks"]) == ["gqa", "mmvp"]
     assert results["benchmarks"]["gqa"]["num_samples"] == 2
+    assert results["benchmarks"]["gqa"]["limit"] == 2 and results["benchmarks"]["mmvp"]["limit"] is None
     results_file = tmp_path / "results.json"
     results_file.write_text(results_file.read_text().replace(str(workspace["model"]), "someone/else"))
     with pytest.raises(SystemExit) as exit_info:
