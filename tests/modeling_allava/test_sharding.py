@@ -19,6 +19,9 @@ DECODER_LAYER = {
     "stablelm": "StableLmDecoderLayer",
     "llama": "LlamaDecoderLayer",
     "qwen2": "Qwen2DecoderLayer",
+    "qwen3": "Qwen3DecoderLayer",
+    "smollm3": "SmolLM3DecoderLayer",
+    "gemma3_text": "Gemma3DecoderLayer",
 }
 
 
