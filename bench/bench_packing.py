@@ -44,11 +44,11 @@ from trl import SFTConfig, SFTTrainer
 
 from bench.common import PeakMemory, baseline_model, baseline_processor, release_memory
 from modeling_allava import AllavaConfig, AllavaForConditionalGeneration
-from modeling_allava.tiny import build_tiny_processor
 from recipes.collator import AllavaCollator
 from recipes.data import TRAINING_FEATURES
 from recipes.lengths import add_length_column
 from recipes.packing import SDPA_PER_SAMPLE, PackedAllavaCollator
+from recipes.tiny.models import build_tiny_processor
 
 
 IMAGE_SIZE, PATCH_SIZE = 336, 14  # CLIP-L/336's geometry: 576 image tokens per image

@@ -31,8 +31,8 @@ import threading
 import time
 from pathlib import Path
 
-from dataset_scripts import shapes_world
 from dataset_scripts.synthesize import main as synthesize
+from recipes.tiny import shapes_world
 
 
 HEADER = (
@@ -41,7 +41,7 @@ HEADER = (
 
 
 def start_teacher(median: float, sigma: float) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-m", "dataset_scripts.offline_teacher", "--port", "0", "--latency", str(median)]
+    command = [sys.executable, "-m", "recipes.tiny.offline_teacher", "--port", "0", "--latency", str(median)]
     process = subprocess.Popen([*command, "--latency-sigma", str(sigma)], stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     return process, line.rsplit(" ", 1)[1].strip()

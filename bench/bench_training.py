@@ -26,12 +26,12 @@ from transformers import CLIPVisionConfig, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from bench.common import PeakMemory, baseline_model, baseline_processor, release_memory
-from dataset_scripts import shapes_world
 from dataset_scripts.schema import FEATURES
 from modeling_allava import AllavaConfig, AllavaForConditionalGeneration, AllavaProcessor, build_image_processor
 from modeling_allava.processing_allava import CHAT_TEMPLATES
-from modeling_allava.tiny import build_tiny_tokenizer
 from recipes.collator import AllavaCollator
+from recipes.tiny import shapes_world
+from recipes.tiny.models import build_tiny_tokenizer
 
 
 @dataclass

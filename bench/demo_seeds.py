@@ -1,6 +1,6 @@
 """Does the tiny demo recipe learn every question type whatever the seed and thread count? Train it again and see.
 
-    python recipes/demo.py --output outputs/tiny                       # once: images, dataset, backbones
+    python recipes/tiny/demo.py --output outputs/tiny                  # once: images, dataset, backbones
     python bench/demo_seeds.py --demo outputs/tiny --seeds 0 1 2 3 4 --threads 1 2 [--quick]
 
 Each run trains stage 1 and stage 2 from the demo's backbones and dataset with `recipes/sft.py --seed S` on T torch
@@ -25,7 +25,7 @@ from hub.cli import Parser, run
 
 REPO = Path(__file__).resolve().parents[1]
 QUESTION_TYPES = ("colour", "shape", "count", "position")
-# stage-1 and stage-2 steps of the demo's full and --quick modes (recipes/demo.py SIZES)
+# stage-1 and stage-2 steps of the demo's full and --quick modes (recipes/tiny/demo.py SIZES)
 STEPS = {"full": (2600, 3200), "quick": (1600, 1200)}
 
 
@@ -44,7 +44,7 @@ def stage_commands(demo: Path, out: Path, seed: int, steps: tuple[int, int]) -> 
          "--model_name_or_path", str(out / "stage1"),
          "--dataset_mixture", entry("instruct_shapes"), entry("caption_shapes", take_fraction=0.3), entry("text"),
          "--output_dir", str(out / "stage2"), "--max_steps", str(steps[1]), *common],
-        [sys.executable, "recipes/shapes_eval.py", "--model", str(out / "stage2"),
+        [sys.executable, "recipes/tiny/shapes_eval.py", "--model", str(out / "stage2"),
          "--images", str(demo / "images/heldout")],
     ]  # fmt: skip
 
@@ -83,7 +83,9 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = Parser("Train the tiny demo recipe over several seeds and thread counts.", __doc__.split("\n")[3].strip())
-    parser.add_argument("--demo", type=Path, required=True, help="a finished demo output folder (recipes/demo.py)")
+    parser.add_argument(
+        "--demo", type=Path, required=True, help="a finished demo output folder (recipes/tiny/demo.py --output)"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--quick", action="store_true", help="the demo's --quick step counts")

@@ -31,10 +31,10 @@ from trl.trainer.utils import get_peak_flops
 from bench.bench_packing import IMAGE_SIZE, PATCH_SIZE, TokenCounter, allava_like_rows, phi_clip_config
 from bench.common import PeakMemory, baseline_model, baseline_processor
 from modeling_allava import AllavaForConditionalGeneration
-from modeling_allava.tiny import build_tiny_processor
 from recipes.collator import AllavaCollator
 from recipes.data import TRAINING_FEATURES
 from recipes.packing import SDPA_PER_SAMPLE, PackedAllavaCollator
+from recipes.tiny.models import build_tiny_processor
 
 
 class StepClock(TrainerCallback):

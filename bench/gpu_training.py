@@ -21,7 +21,7 @@ from torch import nn
 
 from bench import bench_training
 from bench.bench_training import ModelShape
-from modeling_allava.tiny import build_tiny_tokenizer
+from recipes.tiny.models import build_tiny_tokenizer
 
 
 # ALLaVA-Phi2: Phi-2 text model, CLIP ViT-L/14 at 336 px (see /work/shared/reference/allava.md, "Architecture").

@@ -4,7 +4,7 @@ import pytest
 
 from bench import bench_training, gpu_training
 from modeling_allava import AllavaForConditionalGeneration
-from modeling_allava.tiny import build_tiny_tokenizer
+from recipes.tiny.models import build_tiny_tokenizer
 
 
 pytestmark = pytest.mark.slow

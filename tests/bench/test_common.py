@@ -13,7 +13,7 @@ from PIL import Image
 from bench.bench_packing import phi_clip_config
 from bench.common import PeakMemory, baseline_model, baseline_processor, resident_bytes
 from modeling_allava import AllavaForConditionalGeneration
-from modeling_allava.tiny import build_tiny_processor
+from recipes.tiny.models import build_tiny_processor
 
 
 REPO = Path(__file__).resolve().parents[2]

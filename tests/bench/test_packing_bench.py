@@ -4,7 +4,7 @@ import pytest
 
 from bench.bench_packing import IMAGE_SIZE, PATCH_SIZE, phi_clip_config
 from modeling_allava import AllavaForConditionalGeneration
-from modeling_allava.tiny import build_tiny_processor
+from recipes.tiny.models import build_tiny_processor
 from tests.recipes.conftest import REPO, run_script
 
 

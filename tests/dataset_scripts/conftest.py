@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dataset_scripts import shapes_world
-from dataset_scripts.offline_teacher import OfflineTeacher
+from recipes.tiny import shapes_world
+from recipes.tiny.offline_teacher import OfflineTeacher
 from tests.dataset_scripts.helpers_synthesis import API_KEY
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dataset_scripts import shapes_world
 from dataset_scripts.shards import iter_jsonl
+from recipes.tiny import shapes_world
 
 
 REPO = Path(__file__).resolve().parents[2]

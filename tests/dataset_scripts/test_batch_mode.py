@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from dataset_scripts import shapes_world as world
 from dataset_scripts.limits import Price
 from dataset_scripts.shards import iter_jsonl
+from recipes.tiny import shapes_world as world
 from tests.dataset_scripts.helpers_synthesis import API_KEY, REPO, records
 
 

@@ -8,10 +8,10 @@ import sys
 import datasets
 import pytest
 
-from dataset_scripts import shapes_world as world
 from dataset_scripts.build_dataset import BuildError, build, main, record_rows
 from dataset_scripts.dataset_writer import DatasetFolderError
 from dataset_scripts.schema import FEATURES, validate_row
+from recipes.tiny import shapes_world as world
 from tests.dataset_scripts.helpers_synthesis import API_KEY, REPO, records
 from tests.hub.fake_hub import FakeHub
 from tests.hub.processes import run_python

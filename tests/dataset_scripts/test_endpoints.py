@@ -3,8 +3,8 @@
 import pytest
 
 from dataset_scripts.endpoints import EndpointPool, read_url_file
-from dataset_scripts.offline_teacher import OfflineTeacher
 from dataset_scripts.teacher_client import TeacherClient
+from recipes.tiny.offline_teacher import OfflineTeacher
 from tests.dataset_scripts.helpers_synthesis import API_KEY, records
 
 

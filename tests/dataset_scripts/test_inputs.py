@@ -5,9 +5,9 @@ import random
 import pytest
 from PIL import Image
 
-from dataset_scripts import shapes_world as world
 from dataset_scripts.images import SKIP_REASONS, SkipImage, prepare
 from dataset_scripts.inputs import InputError, load_items, select_shard
+from recipes.tiny import shapes_world as world
 
 
 def png(size=(64, 48), colour=(200, 10, 10)) -> bytes:

@@ -12,11 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from dataset_scripts import shapes_world as world
 from dataset_scripts.build_dataset import build
 from dataset_scripts.dataset_writer import finish, write_subsets
 from dataset_scripts.report import REPORT_NAME, collect, main, write_report
 from dataset_scripts.schema import IMAGE_TOKEN, make_row
+from recipes.tiny import shapes_world as world
 from tests.dataset_scripts.helpers_synthesis import REPO
 
 
@@ -131,7 +131,7 @@ def test_gallery_sample_is_capped_and_seeded(tmp_path):
 
 
 def test_tokenizer_lengths(tmp_path):
-    from modeling_allava.tiny import build_tiny_tokenizer
+    from recipes.tiny.models import build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()
     tokenizer.save_pretrained(tmp_path / "tok")

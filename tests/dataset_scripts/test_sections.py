@@ -4,8 +4,6 @@ import sys
 
 import pytest
 
-from dataset_scripts import shapes_world as world
-from dataset_scripts.offline_teacher import compose_reply
 from dataset_scripts.sections import (
     REJECT_REASONS,
     Rejected,
@@ -14,6 +12,8 @@ from dataset_scripts.sections import (
     parse_reply,
     reply_char_limit,
 )
+from recipes.tiny import shapes_world as world
+from recipes.tiny.offline_teacher import compose_reply
 from tests.dataset_scripts.helpers_synthesis import REPO
 
 

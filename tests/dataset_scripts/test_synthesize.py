@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from dataset_scripts import shapes_world as world
-from dataset_scripts.offline_teacher import OfflineTeacher
 from dataset_scripts.synthesize import main
+from recipes.tiny import shapes_world as world
+from recipes.tiny.offline_teacher import OfflineTeacher
 from tests.dataset_scripts.helpers_synthesis import API_KEY, REPO, records, scene_of_record
 
 

@@ -26,7 +26,7 @@ from transformers import (
     StableLmForCausalLM,
 )
 
-from modeling_allava.tiny import build_tiny_tokenizer
+from recipes.tiny.models import build_tiny_tokenizer
 
 
 VOCAB = 768

@@ -31,14 +31,17 @@ CLIS = [
     (["hub/export_llava_hf.py"], "Export an ALLaVA checkpoint", "python hub/export_llava_hf.py "),
     (["hub/convert_allava_checkpoint.py"], "Convert a released", "python hub/convert_allava_checkpoint.py "),
     (["recipes/merge_lora.py"], "Merge a LoRA adapter", "python recipes/merge_lora.py "),
-    (["recipes/loss_curve.py"], "Plot the training-loss curves", "python recipes/loss_curve.py "),
+    (["recipes/tiny/loss_curve.py"], "Plot the training-loss curves", "python recipes/tiny/loss_curve.py "),
     (["dataset_scripts/build_dataset.py"], "Merge synthesis output", "python dataset_scripts/build_dataset.py"),
     (["dataset_scripts/import_allava4v.py"], "Import the ALLaVA-4V release", "python dataset_scripts/import_allava4v"),
-    (["-m", "dataset_scripts.offline_teacher"], "Serve the offline", "python -m dataset_scripts.offline_teacher "),
+    (["-m", "recipes.tiny.offline_teacher"], "Serve the offline", "python -m recipes.tiny.offline_teacher "),
     (["recipes/evaluate.py"], "Evaluate a model on the", "python recipes/evaluate.py --model "),
     (["dataset_scripts/synthesize.py"], "Synthesise ALLaVA-style data", "python dataset_scripts/synthesize.py --mode"),
     (["dataset_scripts/report.py"], "Write a static HTML report", "python dataset_scripts/report.py "),
-    (["-m", "dataset_scripts.shapes_world"], "Write shapes-world scenes", "python -m dataset_scripts.shapes_world "),
+    (["-m", "recipes.tiny.shapes_world"], "Write shapes-world scenes", "python -m recipes.tiny.shapes_world "),
+    (["-m", "recipes.tiny.models"], "Write tiny random backbones", "python -m recipes.tiny.models "),
+    (["recipes/tiny/demo.py"], "Run the whole ALLaVA loop", "python recipes/tiny/demo.py "),
+    (["recipes/tiny/shapes_eval.py"], "Held-out evaluation on the", "python recipes/tiny/shapes_eval.py "),
 ]
 # A mistyped local folder for each tool that reads one: one line, exit 2, no traceback.
 TYPOS = [
@@ -46,7 +49,7 @@ TYPOS = [
     (["hub/export_llava_hf.py", "runs/tiny/finetun", "out"], "checkpoint: runs/tiny/finetun: no such folder"),
     (["hub/convert_allava_checkpoint.py", "ALLaVA-Phi2", "out"], "original: ALLaVA-Phi2: no such folder"),
     (["recipes/merge_lora.py", "outputs/lora", "merged"], "adapter_dir: outputs/lora: no such folder"),
-    (["recipes/loss_curve.py", "outputs/stage1", "--output", "x.png"], "runs: outputs/stage1: no such folder"),
+    (["recipes/tiny/loss_curve.py", "outputs/stage1", "--output", "x.png"], "runs: outputs/stage1: no such folder"),
     (["dataset_scripts/build_dataset.py", "--input", "ou/", "--output", "ds"], "ou: no records-*-of-*.jsonl shards"),
 ]
 
@@ -242,8 +245,8 @@ def test_console_script_targets_run_as_commands(name, summary, tmp_path):
 
 
 def test_scripts_import_the_installed_packages_without_editing_sys_path():
-    """Only the scripts in recipes/ that import recipes/benchmarks touch sys.path (evaluate.py, shapes_eval.py): run
-    as files, their folder comes first on sys.path, where recipes/evaluate.py would shadow the `evaluate` library."""
+    """Only recipes/evaluate.py touches sys.path: run as a file, its folder comes first on sys.path, where its own
+    name would shadow the `evaluate` library (recipes/tiny/shapes_eval.py, in a folder of its own, needs nothing)."""
     folders = ("hub", "recipes", "dataset_scripts", "bench", "modeling_allava")
     edited = sorted(
         path.relative_to(REPO_ROOT).as_posix()
@@ -252,4 +255,4 @@ def test_scripts_import_the_installed_packages_without_editing_sys_path():
         if "sys.path" in path.read_text() or "noqa: E402" in path.read_text()
     )
     # E402 in evaluate.py and sft.py: their argument checks precede heavy imports.
-    assert edited == ["recipes/evaluate.py", "recipes/sft.py", "recipes/shapes_eval.py"]
+    assert edited == ["recipes/evaluate.py", "recipes/sft.py"]

@@ -9,7 +9,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from hub.export_llava_hf import export, main
-from modeling_allava.tiny import build_tiny_model_and_processor
+from recipes.tiny.models import build_tiny_model_and_processor
 from tests.hub.processes import run_python
 
 

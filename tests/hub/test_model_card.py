@@ -3,7 +3,7 @@
 import pytest
 
 from hub.cards import build_model_card, incomplete_benchmarks, scored_benchmarks
-from modeling_allava.tiny import tiny_config
+from recipes.tiny.models import tiny_config
 
 
 def test_results_json_problems_name_the_benchmark_and_field():

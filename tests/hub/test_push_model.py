@@ -18,8 +18,8 @@ from hub import checkpoint_files
 from hub.cards import USAGE_IMAGE_URL
 from hub.push_model import build_upload_folder, main
 from hub.upload import upload_folder
-from modeling_allava.tiny import build_tiny_model_and_processor
 from recipes.sft import AllavaScriptArguments
+from recipes.tiny.models import build_tiny_model_and_processor
 from recipes.training_summary import summary_of_run, write_summary_and_card
 from tests.hub.fake_hub import FakeHub, check_model_index
 from tests.hub.processes import run_python

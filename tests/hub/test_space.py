@@ -23,7 +23,7 @@ from PIL import Image
 from hub.export_llava_hf import export
 from hub.push_space import build_space_folder
 from hub.push_space import main as push_space_main
-from modeling_allava.tiny import build_tiny_model_and_processor
+from recipes.tiny.models import build_tiny_model_and_processor
 from tests.hub.fake_hub import FakeHub
 from tests.hub.processes import REPO_ROOT, run_python
 

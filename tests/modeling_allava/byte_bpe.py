@@ -1,6 +1,6 @@
 """A GPT-2-style byte-level BPE tokenizer (Phi-2's kind), built offline, and an ALLaVA processor around it.
 
-Unlike `modeling_allava.tiny`'s tokenizer, which isolates every space, this one uses GPT-2's pre-tokenizer regex, so
+Unlike `recipes.tiny.models`'s tokenizer, which isolates every space, this one uses GPT-2's pre-tokenizer regex, so
 a space merges into the next word (`' A'` -> `'ĠA'`): tokenising a chat as one string then differs from tokenising it
 turn by turn, the way ALLaVA's own code and our training rows do.
 """

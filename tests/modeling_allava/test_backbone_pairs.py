@@ -17,8 +17,8 @@ from safetensors import safe_open
 from hub.export_llava_hf import export
 from modeling_allava import TEXT_BACKBONES, AllavaConfig, AllavaForConditionalGeneration, AllavaProcessor
 from modeling_allava.configuration_allava import END_OF_TURN
-from modeling_allava.tiny import build_tiny_tokenizer, save_tiny_backbones, tiny_config
 from recipes.collator import AllavaCollator
+from recipes.tiny.models import build_tiny_tokenizer, save_tiny_backbones, tiny_config
 from tests.recipes.test_packing import chat_rows
 
 
@@ -127,7 +127,7 @@ def test_siglip2_naflex_tower_is_refused_with_the_reason():
 def test_a_backbone_llava_cannot_build_is_refused_with_the_reason(tmp_path, monkeypatch, table):
     """Llava builds its parts through the Auto tables: a type missing there is refused before anything is written."""
     import hub.export_llava_hf as exporter
-    from modeling_allava.tiny import build_tiny_model_and_processor
+    from recipes.tiny.models import build_tiny_model_and_processor
 
     model, processor = build_tiny_model_and_processor("qwen3")
     model.save_pretrained(tmp_path / "ckpt")

@@ -24,8 +24,8 @@ from modeling_allava import (
     AllavaProcessor,
 )
 from modeling_allava.configuration_allava import TextBackbone
-from modeling_allava.tiny import build_tiny_model_and_processor, build_tiny_tokenizer, save_tiny_backbones, tiny_config
 from recipes.collator import AllavaCollator
+from recipes.tiny.models import build_tiny_model_and_processor, build_tiny_tokenizer, save_tiny_backbones, tiny_config
 
 
 PACKAGE = Path(modeling_allava.__file__).parent

@@ -1,8 +1,8 @@
 import pytest
 from transformers import AutoConfig
 
-from modeling_allava import AllavaConfig
-from modeling_allava.tiny import TEXT_BACKBONES, tiny_config
+from modeling_allava import TEXT_BACKBONES, AllavaConfig
+from recipes.tiny.models import tiny_config
 
 
 def test_defaults_reproduce_allava_phi2():

@@ -5,8 +5,8 @@ import torch
 from PIL import Image
 from transformers import AutoModelForCausalLM, CLIPVisionModel
 
-from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor
-from modeling_allava.tiny import TEXT_BACKBONES, build_tiny_model_and_processor, save_tiny_backbones
+from modeling_allava import TEXT_BACKBONES, AllavaForConditionalGeneration, AllavaProcessor
+from recipes.tiny.models import build_tiny_model_and_processor, save_tiny_backbones
 
 
 def _image(colour=(255, 0, 0), size=(80, 40)):

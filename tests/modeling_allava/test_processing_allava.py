@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 import modeling_allava.processing_allava as processing
-from modeling_allava import AllavaProcessor, build_image_processor
+from modeling_allava import TEXT_BACKBONES, AllavaProcessor, build_image_processor
 from modeling_allava.configuration_allava import END_OF_TURN
-from modeling_allava.tiny import TEXT_BACKBONES, build_tiny_processor, build_tiny_tokenizer
+from recipes.tiny.models import build_tiny_processor, build_tiny_tokenizer
 from tests.image_fixtures import bomb_png
 from tests.modeling_allava.byte_bpe import build_byte_level_processor
 

@@ -9,7 +9,7 @@ import textwrap
 import torch
 from PIL import Image
 
-from modeling_allava.tiny import build_tiny_model_and_processor
+from recipes.tiny.models import build_tiny_model_and_processor
 
 
 LOADER = textwrap.dedent(

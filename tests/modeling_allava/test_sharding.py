@@ -10,7 +10,8 @@ from tokenizers import Tokenizer, models
 from torch.distributed.fsdp import FSDPModule
 from transformers import PreTrainedTokenizerFast
 
-from modeling_allava.tiny import TEXT_BACKBONES, tiny_config
+from modeling_allava import TEXT_BACKBONES
+from recipes.tiny.models import tiny_config
 
 
 DECODER_LAYER = {

@@ -7,7 +7,7 @@ TextVQA and JSON lines for Vicuna-80 (the other layouts users keep local copies 
 
 from pathlib import Path
 
-from modeling_allava.tiny import build_tiny_model_and_processor
+from recipes.tiny.models import build_tiny_model_and_processor
 from tests.recipes import benchmark_rows_choice as choice
 from tests.recipes import benchmark_rows_open as open_rows
 

@@ -13,10 +13,10 @@ from PIL import Image
 from transformers import AutoProcessor
 from trl import ModelConfig, SFTConfig, TrlParser
 
-from dataset_scripts import shapes_world
 from dataset_scripts.schema import FEATURES
-from modeling_allava.tiny import save_tiny_backbones
 from recipes import sft
+from recipes.tiny import shapes_world
+from recipes.tiny.models import save_tiny_backbones
 
 
 REPO = Path(__file__).resolve().parents[2]

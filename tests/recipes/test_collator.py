@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from modeling_allava.tiny import build_tiny_processor
 from recipes.collator import IGNORE_INDEX, AllavaCollator
+from recipes.tiny.models import build_tiny_processor
 from tests.modeling_allava.byte_bpe import build_byte_level_processor
 
 

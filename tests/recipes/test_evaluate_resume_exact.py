@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from modeling_allava.tiny import build_tiny_model_and_processor
 from recipes import evaluate
+from recipes.tiny.models import build_tiny_model_and_processor
 from tests.recipes import benchmark_fixtures
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from modeling_allava.tiny import build_tiny_processor, tiny_config
 from recipes.collator import IGNORE_INDEX, AllavaCollator, EncodedRow
 from recipes.packing import PackedAllavaCollator, packing_unsupported_reason, plan_rows
+from recipes.tiny.models import build_tiny_processor, tiny_config
 
 
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255), (90, 90, 90)]

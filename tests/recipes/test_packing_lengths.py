@@ -10,10 +10,10 @@ from datasets import Dataset
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from trl import SFTConfig, SFTTrainer
 
-from modeling_allava.tiny import build_tiny_model_and_processor
 from recipes.collator import AllavaCollator
 from recipes.data import TRAINING_FEATURES
 from recipes.lengths import add_length_column
+from recipes.tiny.models import build_tiny_model_and_processor
 from tests.recipes.test_packing import chat_rows
 
 

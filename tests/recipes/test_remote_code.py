@@ -7,10 +7,11 @@ import pytest
 from transformers import AutoModelForImageTextToText
 
 from modeling_allava import AllavaForConditionalGeneration
-from modeling_allava.tiny import build_tiny_model_and_processor
-from recipes import evaluate, merge_lora, shapes_eval
+from recipes import evaluate, merge_lora
 from recipes.benchmarks.generation import load_model
 from recipes.remote_code import RemoteCodeRefusedError, load_pretrained
+from recipes.tiny import shapes_eval
+from recipes.tiny.models import build_tiny_model_and_processor
 
 
 def _tamper(module_file, marker) -> None:

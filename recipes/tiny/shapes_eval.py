@@ -1,6 +1,6 @@
 """Held-out evaluation on the shapes world: did the model learn what the teacher taught?
 
-    python recipes/shapes_eval.py --model outputs/tiny/finetune --images outputs/tiny/images/heldout \
+    python recipes/tiny/shapes_eval.py --model outputs/tiny/finetune --images outputs/tiny/images/heldout \
         --output outputs/tiny/finetune/results.json
 
 Per question type (colour, shape, count, position) the model's answer counts as correct when it names exactly one
@@ -12,23 +12,18 @@ model card reads.
 
 import json
 import random
-import sys
 from pathlib import Path
 
+import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
-if not __package__:  # run as a script: recipes/evaluate.py must not shadow the `evaluate` library (see evaluate.py)
-    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
-
-from dataset_scripts import shapes_world  # noqa: E402
-from hub.cli import Parser, run  # noqa: E402
-from modeling_allava.processing_allava import open_image  # noqa: E402
-from recipes.benchmarks.common import Sample  # noqa: E402
-from recipes.benchmarks.generation import fixed_batches, generate  # noqa: E402
-from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument, load_pretrained  # noqa: E402
+from hub.cli import Parser, run
+from modeling_allava.processing_allava import open_image
+from recipes.benchmarks.common import Sample
+from recipes.benchmarks.generation import fixed_batches, generate
+from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument, load_pretrained
+from recipes.tiny import shapes_world
 
 
 CAPTION_REQUEST = "Describe this image in detail."
@@ -138,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
 def _main(argv: list[str] | None) -> dict:
     parser = Parser(
         __doc__.split("\n\n")[0],
-        "python recipes/shapes_eval.py --model outputs/tiny/finetune --images outputs/tiny/images/heldout",
+        "python recipes/tiny/shapes_eval.py --model outputs/tiny/finetune --images outputs/tiny/images/heldout",
     )
     parser.add_argument("--model", required=True, help="checkpoint folder or hub id")
     parser.add_argument("--images", required=True, type=Path, help="folder of held-out shapes-world PNG scenes")

@@ -1,4 +1,5 @@
-"""The tiny backbones the tests and the offline demo train: their image tokens must say where they are."""
+"""The tiny backbones the tests and the offline demo train: their image tokens must say where they are; the command
+that writes them."""
 
 import pytest
 import torch
@@ -7,7 +8,7 @@ from transformers import CLIPVisionModel
 
 from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor
 from modeling_allava.processing_allava import build_image_processor
-from modeling_allava.tiny import save_tiny_backbones
+from recipes.tiny.models import main, save_tiny_backbones
 
 
 def test_tiny_vision_tokens_differ_by_place_on_a_plain_image(tmp_path):
@@ -38,3 +39,11 @@ def test_tiny_backbones_of_other_widths_compose(tmp_path, vision_width, text_wid
     assert (inputs["input_ids"] == model.config.image_token_index).sum() == 9
     with torch.no_grad():
         assert torch.isfinite(model(**inputs).logits).all()
+
+
+def test_the_command_writes_backbones_of_the_asked_shape(tmp_path, capsys):
+    main(["--output", str(tmp_path), "--image-size", "84", "--patch-size", "28", "--text-width", "128"])
+    assert "wrote" in capsys.readouterr().out
+    model = AllavaForConditionalGeneration.from_backbones(str(tmp_path / "vision"), str(tmp_path / "text"))
+    assert model.config.vision_config.image_size == 84 and model.config.vision_config.patch_size == 28
+    assert model.config.text_config.hidden_size == 128

@@ -3,10 +3,9 @@ import random
 
 from PIL import Image
 
-from dataset_scripts import shapes_world
-from recipes import shapes_eval
-from recipes.loss_curve import plot_loss_curves, read_losses
-from recipes.shapes_eval import score_caption, score_questions
+from recipes.tiny import shapes_eval, shapes_world
+from recipes.tiny.loss_curve import plot_loss_curves, read_losses
+from recipes.tiny.shapes_eval import score_caption, score_questions
 
 
 SCENE = shapes_world.Scene(colour="red", shape="circle", count=2, size="large", position="left")

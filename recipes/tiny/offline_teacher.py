@@ -9,7 +9,7 @@ Switchable faults (429 with Retry-After, 5xx, slow replies, hangs past the clien
 refusals, prompt leakage, dropped connections; 200s with an HTML, non-JSON or non-UTF-8 body, a body trickled a byte
 at a time, a reply of megabytes full of unclosed tags) exercise every failure path of the synthesis client.
 
-    python -m dataset_scripts.offline_teacher --port 8011 [--latency 0.2] [--fault rate_limit=0.1 ...]
+    python -m recipes.tiny.offline_teacher --port 8011 [--latency 0.2] [--fault rate_limit=0.1 ...]
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from dataset_scripts.offline_batches import OfflineBatches
-from dataset_scripts.offline_replies import (  # noqa: F401 (chosen_question_type, detailed_answer: re-exported)
+from dataset_scripts.prompt_set import marker
+from hub.cli import InputError, Parser, run
+from recipes.tiny.offline_batches import OfflineBatches
+from recipes.tiny.offline_replies import (  # noqa: F401 (chosen_question_type, detailed_answer: re-exported)
     apply_content_fault,
     between,
     chosen_question_type,
@@ -38,8 +40,6 @@ from dataset_scripts.offline_replies import (  # noqa: F401 (chosen_question_typ
     leading_texts,
     scene_of,
 )
-from dataset_scripts.prompt_set import marker
-from hub.cli import InputError, Parser, run
 
 
 MODEL_ID = "offline-shapes-teacher"
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> None:
     parser = Parser(
         "Serve the offline shapes-world teacher: an OpenAI-compatible stand-in for tests and the demo (not a model).",
-        "python -m dataset_scripts.offline_teacher --port 8011",
+        "python -m recipes.tiny.offline_teacher --port 8011",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8011, help="0 picks a free port (printed on start)")

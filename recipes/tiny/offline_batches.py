@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 
 if TYPE_CHECKING:
-    from dataset_scripts.offline_teacher import OfflineTeacher
+    from recipes.tiny.offline_teacher import OfflineTeacher
 
 MAX_REQUESTS = 50_000
 CONTENT_FAULTS = ("malformed", "refusal", "leak", "huge")

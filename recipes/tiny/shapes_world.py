@@ -4,7 +4,7 @@ It feeds the offline teacher (which answers from the scene stored in the PNG) an
 VLM must learn it in minutes at 56 px: one shape kind, one colour, one to three copies, one size, one third of the
 canvas. Answers use fixed keywords so an evaluator can check any model answer with `match_keyword`.
 
-    python -m dataset_scripts.shapes_world --output DIR --num N --seed S
+    python -m recipes.tiny.shapes_world --output DIR --num N --seed S
 """
 
 from __future__ import annotations
@@ -62,6 +62,24 @@ FILLER = (
     "Each shape has a clean outline and a flat colour.",
     "Because the shapes do not overlap, they are easy to count.",
 )
+# The words the tiny tokenizer learns its merges from (recipes/tiny/models.py): chat markup, the words of this world's
+# captions, questions and teacher prompts, everyday English, then the words its text instructions spell.
+VOCABULARY = """
+[INST] [/INST] the a an of and or to in on at is are was were be it this that these those there here with for from by
+image picture photo shows show shown contains describe description detail detailed details question answer explain
+what which who where when why how many much colour color shape shapes size position count number left right centre
+center middle top bottom side background plain light dark grey gray white black red green blue yellow purple orange
+circle circles square squares triangle triangles cross crosses star stars small large big tiny one two three four five
+six seven eight nine ten zero plus minus times equals word words letter letters spell backwards reverse sentence
+please tell me about you your I we they he she can could would should will do does did not no yes true false
+look looking see seen carefully closely reasoning because so therefore first second finally also each every all some
+object objects item items thing things scene scenes view area part group groups placed located sits sit appears
+write list name give short long simple complex hello thanks thank sure here's answer: question: caption: image:
+outline share same solid filled fill every separate total together kind counting gives spelled has word walk through
+contents covering fully possible provide account everything comprehensive depicts thorough offer depth visual content
+paying attention produce careful notable element elements relate rundown could what's pictured
+""".split()
+VOCABULARY += _WORDS
 
 
 @dataclass(frozen=True)
@@ -309,7 +327,7 @@ def dataset_rows(
 def main(argv: list[str] | None = None) -> None:
     parser = Parser(
         "Write shapes-world scenes as PNG files (scene in PNG metadata).",
-        "python -m dataset_scripts.shapes_world --output shapes/train --num 64 --seed 0",
+        "python -m recipes.tiny.shapes_world --output shapes/train --num 64 --seed 0",
     )
     parser.add_argument("--output", required=True, help="folder to write scene-<seed>-<i>.png into")
     parser.add_argument("--num", type=int, required=True, help="number of scenes")

@@ -6,7 +6,7 @@ import re
 import pytest
 from PIL import Image
 
-from dataset_scripts import shapes_world as world
+from recipes.tiny import shapes_world as world
 
 
 ALL_SCENES = [

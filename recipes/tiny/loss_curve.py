@@ -1,6 +1,6 @@
 """Training-loss curves from Trainer logs, drawn with Pillow (no plotting dependency).
 
-python recipes/loss_curve.py outputs/tiny/stage1 outputs/tiny/stage2 --output loss_curve.png
+python recipes/tiny/loss_curve.py outputs/tiny/stage1 outputs/tiny/stage2 --output loss_curve.png
 """
 
 import json
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> None:
     parser = Parser(
         "Plot the training-loss curves of one or more Trainer output folders into a PNG.",
-        "python recipes/loss_curve.py outputs/tiny/stage1 outputs/tiny/stage2 --output loss_curve.png",
+        "python recipes/tiny/loss_curve.py outputs/tiny/stage1 outputs/tiny/stage2 --output loss_curve.png",
     )
     parser.add_argument("runs", nargs="+", help="Trainer output folders, in training order")
     parser.add_argument("--output", required=True, help="PNG file to write")

@@ -1,6 +1,8 @@
 """Tiny random ALLaVA models and an offline tokenizer, for tests, the offline demo and benches.
 
-Not shipped as remote code (the configuration / modeling / processing files never import it).
+    python -m recipes.tiny.models --output outputs/tiny/backbones --image-size 84 --patch-size 28 --text-width 128
+
+writes a tiny CLIP and a tiny Phi + tokenizer, the backbones recipes/tiny/*.yaml compose.
 """
 
 import itertools
@@ -20,32 +22,18 @@ from transformers import (
     SiglipVisionConfig,
 )
 
-from .configuration_allava import TEMPLATE_TOKENS, TEXT_BACKBONES, AllavaConfig, end_of_turn_ids
-from .modeling_allava import AllavaForConditionalGeneration
-from .processing_allava import IMAGE_TOKEN, AllavaProcessor
+from hub.cli import Parser
+from modeling_allava.configuration_allava import TEMPLATE_TOKENS, TEXT_BACKBONES, AllavaConfig, end_of_turn_ids
+from modeling_allava.modeling_allava import AllavaForConditionalGeneration
+from modeling_allava.processing_allava import IMAGE_TOKEN, AllavaProcessor
+from recipes.tiny import shapes_world
 
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<pad>", IMAGE_TOKEN, "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 # Tiny configs of the tested vision towers (patch features only; the SigLIP head is not used by Llava).
 VISION_TYPES = ("clip_vision_model", "siglip_vision_model")
 
-# The tokenizer learns its merges from this vocabulary: chat markup, shapes-world words and everyday English.
-_WORDS = """
-[INST] [/INST] the a an of and or to in on at is are was were be it this that these those there here with for from by
-image picture photo shows show shown contains describe description detail detailed details question answer explain
-what which who where when why how many much colour color shape shapes size position count number left right centre
-center middle top bottom side background plain light dark grey gray white black red green blue yellow purple orange
-circle circles square squares triangle triangles cross crosses star stars small large big tiny one two three four five
-six seven eight nine ten zero plus minus times equals word words letter letters spell backwards reverse sentence
-please tell me about you your I we they he she can could would should will do does did not no yes true false
-look looking see seen carefully closely reasoning because so therefore first second finally also each every all some
-object objects item items thing things scene scenes view area part group groups placed located sits sit appears
-write list name give short long simple complex hello thanks thank sure here's answer: question: caption: image:
-outline share same solid filled fill every separate total together kind counting gives spelled has word walk through
-contents covering fully possible provide account everything comprehensive depicts thorough offer depth visual content
-paying attention produce careful notable element elements relate rundown could what's pictured cat house river planet
-garden window bottle basket rocket pencil
-""".split()
+_WORDS = list(shapes_world.VOCABULARY)
 # Capitalised forms too: sentences start with them, and unmerged they cost the tiny model several tokens each.
 _WORDS += [word.capitalize() for word in _WORDS if word.isalpha() and word.islower()]
 
@@ -237,11 +225,30 @@ def _save_tiny_text(folder: Path, text_backbone: str, tokenizer, text_hidden_siz
     return folder / "vision", folder / "text"
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = Parser(
+        "Write tiny random backbones (a CLIP and a Phi with its tokenizer) for the tiny recipes.",
+        "python -m recipes.tiny.models --output outputs/tiny/backbones --image-size 84 --patch-size 28",
+    )
+    parser.add_argument("--output", type=Path, required=True, help="folder to write vision/ and text/ into")
+    parser.add_argument("--image-size", type=int, default=56, help="image side in pixels")
+    parser.add_argument("--patch-size", type=int, default=14, help="vision patch side in pixels")
+    parser.add_argument("--text-width", type=int, default=64, help="hidden size of the text model")
+    args = parser.parse_args(argv)
+    vision, text = save_tiny_backbones(
+        args.output, image_size=args.image_size, patch_size=args.patch_size, text_hidden_size=args.text_width
+    )
+    print(f"wrote {vision} and {text}")
+
+
 __all__ = [
-    "TEXT_BACKBONES",
     "build_tiny_model_and_processor",
     "build_tiny_processor",
     "build_tiny_tokenizer",
     "save_tiny_backbones",
     "tiny_config",
 ]
+
+
+if __name__ == "__main__":
+    main()

@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from recipes.demo import MARKER, prepare_output
-from recipes.loss_curve import read_losses
+from recipes.tiny.demo import MARKER, prepare_output
+from recipes.tiny.loss_curve import read_losses
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
 
 
 def test_quick_demo_runs_the_whole_loop_and_learns(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "recipes/demo.py", "--quick", "--output", str(tmp_path / "demo")],
+        [sys.executable, "recipes/tiny/demo.py", "--quick", "--output", str(tmp_path / "demo")],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -88,6 +88,6 @@ def test_a_rerun_starts_from_an_empty_folder_and_never_clears_a_foreign_one(tmp_
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    with pytest.raises(SystemExit, match="mine is not empty and was not made by recipes/demo.py"):
+    with pytest.raises(SystemExit, match="mine is not empty and was not made by recipes/tiny/demo.py"):
         prepare_output(foreign)
     assert (foreign / "notes.txt").read_text() == "keep me"

@@ -7,12 +7,12 @@ import urllib.request
 
 import pytest
 
-from dataset_scripts import shapes_world as world
 from dataset_scripts.images import prepare
-from dataset_scripts.offline_teacher import FAULTS, MODEL_ID, OfflineTeacher, detailed_answer
 from dataset_scripts.prompt_set import load_prompt_set
 from dataset_scripts.sections import Rejected, parse_reply
 from dataset_scripts.tasks import TaskSpec
+from recipes.tiny import shapes_world as world
+from recipes.tiny.offline_teacher import FAULTS, MODEL_ID, OfflineTeacher, detailed_answer
 from tests.dataset_scripts.helpers_synthesis import API_KEY, REPO
 
 
@@ -129,7 +129,7 @@ def test_fault_sequence_is_reproducible():
 
 def test_command_line_server():
     process = subprocess.Popen(
-        [sys.executable, "-m", "dataset_scripts.offline_teacher", "--port", "0", "--latency", "0.01"],
+        [sys.executable, "-m", "recipes.tiny.offline_teacher", "--port", "0", "--latency", "0.01"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,

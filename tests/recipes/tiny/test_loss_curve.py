@@ -1,10 +1,10 @@
-"""recipes/loss_curve.py: the legend only uses characters the default font can draw."""
+"""recipes/tiny/loss_curve.py: the legend only uses characters the default font can draw."""
 
 import json
 
 from PIL import ImageDraw, ImageFont
 
-from recipes.loss_curve import plot_loss_curves
+from recipes.tiny.loss_curve import plot_loss_curves
 
 
 def test_the_legend_has_no_missing_glyph_boxes(tmp_path, monkeypatch):

@@ -1,14 +1,14 @@
 """The whole ALLaVA loop, offline, with tiny models: the same scripts a user runs with real ones.
 
-    python recipes/demo.py            # full demo (about 9.5 minutes on 2 CPU cores), everything under outputs/tiny/
-    python recipes/demo.py --quick    # fewer scenes and steps: the learning check CI runs (about 5 minutes)
+    python recipes/tiny/demo.py          # full demo (about 9.5 minutes on 2 CPU cores), everything under outputs/tiny/
+    python recipes/tiny/demo.py --quick  # fewer scenes and steps: the learning check CI runs (about 5 minutes)
 
 1. shapes-world images: a training set and a held-out set (other seeds, other scenes)
 2. caption-then-QA synthesis with dataset_scripts/synthesize.py against the offline teacher over loopback (the real
    `openai` client), plus a small text-only instruction set
 3. the HF dataset with its card (dataset_scripts/build_dataset.py)
 4. stage 1 and stage 2 training of a tiny model (recipes/sft.py with recipes/tiny/*.yaml)
-5. held-out evaluation (recipes/shapes_eval.py): accuracy per question type against chance, caption facts named vs
+5. held-out evaluation (recipes/tiny/shapes_eval.py): accuracy per question type against chance, caption facts named vs
    invented, text-only answers (the forgetting check)
 6. a Hub-ready folder (hub/push_model.py --dry-run: weights, remote code, processor, card with these results) and a
    loss-curve PNG
@@ -25,13 +25,14 @@ import sys
 import time
 from pathlib import Path
 
-from dataset_scripts import shapes_world
-from dataset_scripts.offline_teacher import OfflineTeacher
 from hub.cli import Parser
-from recipes.loss_curve import plot_loss_curves
+from recipes.tiny import shapes_world
+from recipes.tiny.loss_curve import plot_loss_curves
+from recipes.tiny.offline_teacher import OfflineTeacher
 
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
+DEMO = "recipes/tiny/demo.py"
 
 
 # (train scenes, held-out scenes, text instructions, stage-1 steps, stage-2 steps)
@@ -52,7 +53,7 @@ ANSWER_NEW_IMAGE = """
 import sys
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
-from dataset_scripts import shapes_world
+from recipes.tiny import shapes_world
 
 folder, image_path = sys.argv[1], sys.argv[2]
 model = AutoModelForImageTextToText.from_pretrained(folder, trust_remote_code=True).eval()
@@ -86,10 +87,10 @@ def prepare_output(out: Path) -> None:
     the Hub folder) would leak into this one. Only a folder an earlier demo made is cleared; anything else stops."""
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).is_file():
-            raise SystemExit(f"--output {out} is not empty and was not made by recipes/demo.py; pick a new folder")
+            raise SystemExit(f"--output {out} is not empty and was not made by {DEMO}; pick a new folder")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("Made by recipes/demo.py, which clears this folder at the start of its next run.\n")
+    (out / MARKER).write_text(f"Made by {DEMO}, which clears this folder at the start of its next run.\n")
 
 
 def write_text_instructions(path: Path, count: int, seed: int) -> None:
@@ -99,7 +100,7 @@ def write_text_instructions(path: Path, count: int, seed: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = Parser("Run the whole ALLaVA loop offline with tiny models.", "python recipes/demo.py --quick")
+    parser = Parser("Run the whole ALLaVA loop offline with tiny models.", f"python {DEMO} --quick")
     parser.add_argument("--quick", action="store_true", help="fewer scenes and steps (CI)")
     parser.add_argument("--output", type=Path, default=REPO / "outputs" / "tiny", help="where everything goes")
     args = parser.parse_args(argv)
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
         [
             python,
             "-m",
-            "dataset_scripts.shapes_world",
+            "recipes.tiny.shapes_world",
             "--output",
             str(out / "images/train"),
             "--num",
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
         [
             python,
             "-m",
-            "dataset_scripts.shapes_world",
+            "recipes.tiny.shapes_world",
             "--output",
             str(out / "images/heldout"),
             "--num",
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
         [
             python,
             "-c",
-            "import sys; from modeling_allava.tiny import save_tiny_backbones; "
+            "import sys; from recipes.tiny.models import save_tiny_backbones; "
             "save_tiny_backbones(sys.argv[1], image_size=int(sys.argv[2]), patch_size=int(sys.argv[3]), "
             "text_hidden_size=int(sys.argv[4]))",
             str(out / "backbones"),
@@ -266,7 +267,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     run(
         "5. held-out evaluation",
-        [python, "recipes/shapes_eval.py", "--model", str(out / "stage2"), "--images", str(out / "images/heldout")],
+        [
+            python,
+            "recipes/tiny/shapes_eval.py",
+            "--model",
+            str(out / "stage2"),
+            "--images",
+            str(out / "images/heldout"),
+        ],
         timings,
     )
     plot_loss_curves({"stage 1": out / "stage1", "stage 2": out / "stage2"}, out / "stage2" / "loss_curve.png")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from dataset_scripts import shapes_world as world
+from recipes.tiny import shapes_world as world
 
 
 _REASONING = {

@@ -1,0 +1,6 @@
+"""The tiny world: everything the offline demo, the tests and the benches run instead of real models and teachers.
+
+The procedurally generated shapes world (`shapes_world`), an OpenAI-compatible offline teacher that answers from it
+(`offline_teacher`), tiny random models and tokenizer (`models`), the CPU recipes beside this file (`*.yaml`), the
+held-out evaluator (`shapes_eval`), loss curves (`loss_curve`) and the demo that chains them (`demo`).
+"""
