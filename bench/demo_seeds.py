@@ -21,32 +21,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hub.cli import Parser, run
+from recipes.tiny.demo import SIZES, evaluation_command, training_commands
 
 
 REPO = Path(__file__).resolve().parents[1]
 QUESTION_TYPES = ("colour", "shape", "count", "position")
-# stage-1 and stage-2 steps of the demo's full and --quick modes (recipes/tiny/demo.py SIZES)
-STEPS = {"full": (2600, 3200), "quick": (1600, 1200)}
+# stage-1 and stage-2 steps of the demo's full and --quick modes
+STEPS = {mode: sizes[3:] for mode, sizes in SIZES.items()}
 
 
 def stage_commands(demo: Path, out: Path, seed: int, steps: tuple[int, int]) -> list[list[str]]:
     """The demo's stage-1, stage-2 and evaluation commands for one seed, writing under `out`."""
-    dataset = str(demo / "dataset")
-    entry = lambda name, **extra: json.dumps({"path": dataset, "name": name, **extra})  # noqa: E731
-    common = ["--seed", str(seed), "--disable_tqdm", "true", "--report_to", "none"]
-    return [
-        [sys.executable, "recipes/sft.py", "--config", "recipes/tiny/pretrain.yaml",
-         "--vision_model_name_or_path", str(demo / "backbones/vision"),
-         "--text_model_name_or_path", str(demo / "backbones/text"),
-         "--dataset_mixture", entry("caption_shapes"), entry("text", epochs=2),
-         "--output_dir", str(out / "stage1"), "--max_steps", str(steps[0]), *common],
-        [sys.executable, "recipes/sft.py", "--config", "recipes/tiny/finetune.yaml",
-         "--model_name_or_path", str(out / "stage1"),
-         "--dataset_mixture", entry("instruct_shapes"), entry("caption_shapes", take_fraction=0.3), entry("text"),
-         "--output_dir", str(out / "stage2"), "--max_steps", str(steps[1]), *common],
-        [sys.executable, "recipes/tiny/shapes_eval.py", "--model", str(out / "stage2"),
-         "--images", str(demo / "images/heldout")],
-    ]  # fmt: skip
+    stage1, stage2 = training_commands(demo, out, steps, seed)
+    return [[*stage1, "--report_to", "none"], [*stage2, "--report_to", "none"], evaluation_command(demo, out)]
 
 
 def train_and_score(demo: Path, out: Path, seed: int, threads: int, steps: tuple[int, int]) -> dict:

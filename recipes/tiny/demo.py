@@ -2,18 +2,20 @@
 
     python recipes/tiny/demo.py          # full demo (about 9.5 minutes on 2 CPU cores), everything under outputs/tiny/
     python recipes/tiny/demo.py --quick  # fewer scenes and steps: the learning check CI runs (about 5 minutes)
+    python recipes/tiny/demo.py --seed 1 # another training seed (projector init, data order); same images and data
 
 1. shapes-world images: a training set and a held-out set (other seeds, other scenes)
 2. caption-then-QA synthesis with dataset_scripts/synthesize.py against the offline teacher over loopback (the real
    `openai` client), plus a small text-only instruction set
 3. the HF dataset with its card (dataset_scripts/build_dataset.py)
-4. stage 1 and stage 2 training of a tiny model (recipes/sft.py with recipes/tiny/*.yaml)
+4. tiny random backbones (python -m recipes.tiny.models), then stage 1 and stage 2 training of a tiny model
+   (recipes/sft.py with recipes/tiny/*.yaml, --seed)
 5. held-out evaluation (recipes/tiny/shapes_eval.py): accuracy per question type against chance, caption facts named vs
    invented, text-only answers (the forgetting check)
 6. a Hub-ready folder (hub/push_model.py --dry-run: weights, remote code, processor, card with these results) and a
    loss-curve PNG
-7. a fresh process loads that folder through AutoModelForImageTextToText + trust_remote_code and answers a question
-   about a new image
+7. a fresh process loads that folder through AutoModelForImageTextToText + trust_remote_code and answers questions
+   about a new image (python -m recipes.tiny.answer)
 """
 
 import json
@@ -33,6 +35,7 @@ from recipes.tiny.offline_teacher import OfflineTeacher
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = "recipes/tiny/demo.py"
+PYTHON = sys.executable
 
 
 # (train scenes, held-out scenes, text instructions, stage-1 steps, stage-2 steps)
@@ -48,28 +51,6 @@ TEXT_WIDTH = 128
 DEMO_KEY = "sk-offline-demo-not-a-secret"
 # Marks a folder this demo made, so the next run may clear it (and only it).
 MARKER = ".allava-demo"
-
-ANSWER_NEW_IMAGE = """
-import sys
-from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor
-from recipes.tiny import shapes_world
-
-folder, image_path = sys.argv[1], sys.argv[2]
-model = AutoModelForImageTextToText.from_pretrained(folder, trust_remote_code=True).eval()
-processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
-image = Image.open(image_path)
-scene = shapes_world.scene_from_image(image)
-for question in ("Describe this image in detail.", shapes_world.QUESTIONS["colour"], shapes_world.QUESTIONS["shape"]):
-    messages = [{"role": "user", "content": [{"type": "image", "image": image.convert("RGB")},
-                                             {"type": "text", "text": question}]}]
-    inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
-                                           return_tensors="pt")
-    output = model.generate(**inputs, max_new_tokens=40, do_sample=False)
-    answer = processor.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
-    print(f"  Q: {question}\\n  A: {answer}")
-print(f"  (truth: {shapes_world.describe(scene)})")
-"""
 
 
 def run(step: str, command: list[str], timings: dict, env: dict | None = None) -> None:
@@ -93,215 +74,135 @@ def prepare_output(out: Path) -> None:
     (out / MARKER).write_text(f"Made by {DEMO}, which clears this folder at the start of its next run.\n")
 
 
+def scenes_command(folder: Path, num: int, seed: int) -> list[str]:
+    scenes = ["--output", str(folder), "--num", str(num), "--seed", str(seed), "--size", str(IMAGE_SIZE)]
+    return [PYTHON, "-m", "recipes.tiny.shapes_world", *scenes]
+
+
 def write_text_instructions(path: Path, count: int, seed: int) -> None:
     rng = random.Random(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(shapes_world.text_instruction(rng)[0] + "\n" for _ in range(count)))
 
 
+def synthesise(out: Path, timings: dict) -> None:
+    """Captions and questions for the training images, answers to the text instructions: the real synthesis client
+    against the offline teacher on loopback."""
+    with OfflineTeacher(api_key=DEMO_KEY) as teacher:
+        synth = [PYTHON, "dataset_scripts/synthesize.py", "--base-url", teacher.base_url, "--model", "offline-teacher"]
+        synth += ["--concurrency", "16", "--quiet"]
+        images = ["--mode", "caption-qa", "--source-name", "shapes", "--input", str(out / "images/train")]
+        key = {"OPENAI_API_KEY": DEMO_KEY}
+        run("2. caption-then-QA synthesis", [*synth, *images, "--output", str(out / "synth/shapes")], timings, key)
+        text = ["--mode", "text", "--input", str(out / "text_instructions.txt"), "--output", str(out / "synth/text")]
+        run("2. text synthesis", [*synth, *text], timings, key)
+
+
+def build_dataset_command(out: Path) -> list[str]:
+    return [
+        PYTHON,
+        "dataset_scripts/build_dataset.py",
+        "--input",
+        str(out / "synth/shapes"),
+        str(out / "synth/text"),
+        "--output",
+        str(out / "dataset"),
+        "--overwrite",
+        # distinct shapes-world scenes at 84 px can share a dHash (a few pixels apart); the filter is for photos
+        "--no-dedup-images",
+        "--pretty-name",
+        "ALLaVA shapes-world demo",
+    ]
+
+
+def backbones_command(folder: Path) -> list[str]:
+    sizes = ["--image-size", str(IMAGE_SIZE), "--patch-size", str(PATCH_SIZE), "--text-width", str(TEXT_WIDTH)]
+    return [PYTHON, "-m", "recipes.tiny.models", "--output", str(folder), *sizes]
+
+
+def training_commands(demo: Path, out: Path, steps: tuple[int, int], seed: int) -> tuple[list[str], list[str]]:
+    """Stage 1 and stage 2 of the tiny recipe on the backbones and dataset under `demo`, into `out`/stage1, stage2."""
+    dataset = str(demo / "dataset")
+    common = ["--seed", str(seed), "--disable_tqdm", "true"]
+    stage1 = [
+        PYTHON,
+        "recipes/sft.py",
+        "--config",
+        "recipes/tiny/pretrain.yaml",
+        "--vision_model_name_or_path",
+        str(demo / "backbones/vision"),
+        "--text_model_name_or_path",
+        str(demo / "backbones/text"),
+        "--dataset_mixture",
+        json.dumps({"path": dataset, "name": "caption_shapes"}),
+        json.dumps({"path": dataset, "name": "text", "epochs": 2}),
+        "--output_dir",
+        str(out / "stage1"),
+        "--max_steps",
+        str(steps[0]),
+        *common,
+    ]
+    stage2 = [
+        PYTHON,
+        "recipes/sft.py",
+        "--config",
+        "recipes/tiny/finetune.yaml",
+        "--model_name_or_path",
+        str(out / "stage1"),
+        "--dataset_mixture",
+        json.dumps({"path": dataset, "name": "instruct_shapes"}),
+        json.dumps({"path": dataset, "name": "caption_shapes", "take_fraction": 0.3}),
+        json.dumps({"path": dataset, "name": "text"}),
+        "--output_dir",
+        str(out / "stage2"),
+        "--max_steps",
+        str(steps[1]),
+        *common,
+    ]
+    return stage1, stage2
+
+
+def evaluation_command(demo: Path, out: Path) -> list[str]:
+    """Score `out`/stage2 on the held-out scenes under `demo`; writes `out`/stage2/results.json."""
+    images = str(demo / "images/heldout")
+    return [PYTHON, "recipes/tiny/shapes_eval.py", "--model", str(out / "stage2"), "--images", images]
+
+
+def publish_command(out: Path) -> list[str]:
+    upload = ["--repo-id", "your-org/allava-tiny-demo", "--dry-run", "--upload-dir", str(out / "hub")]
+    return [PYTHON, "hub/push_model.py", str(out / "stage2"), *upload]
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = Parser("Run the whole ALLaVA loop offline with tiny models.", f"python {DEMO} --quick")
     parser.add_argument("--quick", action="store_true", help="fewer scenes and steps (CI)")
     parser.add_argument("--output", type=Path, default=REPO / "outputs" / "tiny", help="where everything goes")
+    parser.add_argument("--seed", type=int, default=0, help="both training stages' seed: projector init, data order")
     args = parser.parse_args(argv)
     num_train, num_heldout, num_text, steps_1, steps_2 = SIZES["quick" if args.quick else "full"]
     out = args.output.resolve()
-    python = sys.executable
     timings: dict[str, float] = {}
     started = time.time()
     prepare_output(out)
 
-    run(
-        "1. shapes-world images",
-        [
-            python,
-            "-m",
-            "recipes.tiny.shapes_world",
-            "--output",
-            str(out / "images/train"),
-            "--num",
-            str(num_train),
-            "--seed",
-            "1",
-            "--size",
-            str(IMAGE_SIZE),
-        ],
-        timings,
-    )
-    run(
-        "1. held-out images",
-        [
-            python,
-            "-m",
-            "recipes.tiny.shapes_world",
-            "--output",
-            str(out / "images/heldout"),
-            "--num",
-            str(num_heldout),
-            "--seed",
-            "2",
-            "--size",
-            str(IMAGE_SIZE),
-        ],
-        timings,
-    )
+    run("1. shapes-world images", scenes_command(out / "images/train", num_train, seed=1), timings)
+    run("1. held-out images", scenes_command(out / "images/heldout", num_heldout, seed=2), timings)
     write_text_instructions(out / "text_instructions.txt", num_text, seed=3)
-
-    with OfflineTeacher(api_key=DEMO_KEY) as teacher:
-        synth = [
-            python,
-            "dataset_scripts/synthesize.py",
-            "--base-url",
-            teacher.base_url,
-            "--model",
-            "offline-teacher",
-            "--concurrency",
-            "16",
-            "--quiet",
-        ]
-        key = {"OPENAI_API_KEY": DEMO_KEY}
-        run(
-            "2. caption-then-QA synthesis",
-            synth
-            + [
-                "--mode",
-                "caption-qa",
-                "--source-name",
-                "shapes",
-                "--input",
-                str(out / "images/train"),
-                "--output",
-                str(out / "synth/shapes"),
-            ],
-            timings,
-            key,
-        )
-        run(
-            "2. text synthesis",
-            synth
-            + ["--mode", "text", "--input", str(out / "text_instructions.txt"), "--output", str(out / "synth/text")],
-            timings,
-            key,
-        )
-
-    run(
-        "3. build the HF dataset",
-        [
-            python,
-            "dataset_scripts/build_dataset.py",
-            "--input",
-            str(out / "synth/shapes"),
-            str(out / "synth/text"),
-            "--output",
-            str(out / "dataset"),
-            "--overwrite",
-            # distinct shapes-world scenes at 84 px can share a dHash (a few pixels apart); the filter is for photos
-            "--no-dedup-images",
-            "--pretty-name",
-            "ALLaVA shapes-world demo",
-        ],
-        timings,
-    )
-
-    run(
-        "4. tiny backbones",
-        [
-            python,
-            "-c",
-            "import sys; from recipes.tiny.models import save_tiny_backbones; "
-            "save_tiny_backbones(sys.argv[1], image_size=int(sys.argv[2]), patch_size=int(sys.argv[3]), "
-            "text_hidden_size=int(sys.argv[4]))",
-            str(out / "backbones"),
-            str(IMAGE_SIZE),
-            str(PATCH_SIZE),
-            str(TEXT_WIDTH),
-        ],
-        timings,
-    )
-    data = ["--dataset_mixture"]
-    run(
-        "4. stage 1 (pretrain)",
-        [
-            python,
-            "recipes/sft.py",
-            "--config",
-            "recipes/tiny/pretrain.yaml",
-            "--vision_model_name_or_path",
-            str(out / "backbones/vision"),
-            "--text_model_name_or_path",
-            str(out / "backbones/text"),
-            *data,
-            json.dumps({"path": str(out / "dataset"), "name": "caption_shapes"}),
-            json.dumps({"path": str(out / "dataset"), "name": "text", "epochs": 2}),
-            "--output_dir",
-            str(out / "stage1"),
-            "--max_steps",
-            str(steps_1),
-            "--disable_tqdm",
-            "true",
-        ],
-        timings,
-    )
-    run(
-        "4. stage 2 (finetune)",
-        [
-            python,
-            "recipes/sft.py",
-            "--config",
-            "recipes/tiny/finetune.yaml",
-            "--model_name_or_path",
-            str(out / "stage1"),
-            *data,
-            json.dumps({"path": str(out / "dataset"), "name": "instruct_shapes"}),
-            json.dumps({"path": str(out / "dataset"), "name": "caption_shapes", "take_fraction": 0.3}),
-            json.dumps({"path": str(out / "dataset"), "name": "text"}),
-            "--output_dir",
-            str(out / "stage2"),
-            "--max_steps",
-            str(steps_2),
-            "--disable_tqdm",
-            "true",
-        ],
-        timings,
-    )
-
-    run(
-        "5. held-out evaluation",
-        [
-            python,
-            "recipes/tiny/shapes_eval.py",
-            "--model",
-            str(out / "stage2"),
-            "--images",
-            str(out / "images/heldout"),
-        ],
-        timings,
-    )
+    synthesise(out, timings)
+    run("3. build the HF dataset", build_dataset_command(out), timings)
+    run("4. tiny backbones", backbones_command(out / "backbones"), timings)
+    stage1, stage2 = training_commands(out, out, (steps_1, steps_2), args.seed)
+    run("4. stage 1 (pretrain)", stage1, timings)
+    run("4. stage 2 (finetune)", stage2, timings)
+    run("5. held-out evaluation", evaluation_command(out, out), timings)
     plot_loss_curves({"stage 1": out / "stage1", "stage 2": out / "stage2"}, out / "stage2" / "loss_curve.png")
+    run("6. Hub-ready folder", publish_command(out), timings)
 
-    run(
-        "6. Hub-ready folder",
-        [
-            python,
-            "hub/push_model.py",
-            str(out / "stage2"),
-            "--repo-id",
-            "your-org/allava-tiny-demo",
-            "--dry-run",
-            "--upload-dir",
-            str(out / "hub"),
-        ],
-        timings,
-    )
     new_image = out / "images" / "new-scene.png"
     shapes_world.save_png(shapes_world.random_scene(random.Random(2026)), new_image, IMAGE_SIZE)
     print("\n=== 7. a fresh process loads the Hub folder and answers about a new image", flush=True)
-    run(
-        "7. reload + answer",
-        [python, "-c", ANSWER_NEW_IMAGE, str(out / "hub"), str(new_image)],
-        timings,
-        {"HF_HUB_OFFLINE": "1"},
-    )
+    answer = [PYTHON, "-m", "recipes.tiny.answer", "--model", str(out / "hub"), "--image", str(new_image)]
+    run("7. reload + answer", answer, timings, {"HF_HUB_OFFLINE": "1"})
 
     results = json.loads((out / "stage2" / "results.json").read_text())
     results["timings_s"] = {**timings, "total": time.time() - started}

@@ -40,6 +40,7 @@ CLIS = [
     (["dataset_scripts/report.py"], "Write a static HTML report", "python dataset_scripts/report.py "),
     (["-m", "recipes.tiny.shapes_world"], "Write shapes-world scenes", "python -m recipes.tiny.shapes_world "),
     (["-m", "recipes.tiny.models"], "Write tiny random backbones", "python -m recipes.tiny.models "),
+    (["-m", "recipes.tiny.answer"], "Answer questions about a shapes", "python -m recipes.tiny.answer "),
     (["recipes/tiny/demo.py"], "Run the whole ALLaVA loop", "python recipes/tiny/demo.py "),
     (["recipes/tiny/shapes_eval.py"], "Held-out evaluation on the", "python recipes/tiny/shapes_eval.py "),
 ]

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from recipes.tiny.demo import MARKER, prepare_output
+from recipes.tiny.demo import MARKER, prepare_output, training_commands
 from recipes.tiny.loss_curve import read_losses
 
 
 REPO = Path(__file__).resolve().parents[3]
-pytestmark = pytest.mark.slow
 
 
+@pytest.mark.slow
 def test_quick_demo_runs_the_whole_loop_and_learns(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
@@ -91,3 +91,12 @@ def test_a_rerun_starts_from_an_empty_folder_and_never_clears_a_foreign_one(tmp_
     with pytest.raises(SystemExit, match="mine is not empty and was not made by recipes/tiny/demo.py"):
         prepare_output(foreign)
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_the_seed_reaches_both_training_stages(tmp_path):
+    stage1, stage2 = training_commands(tmp_path / "demo", tmp_path / "run", (10, 20), seed=4)
+    for command, config, steps in ((stage1, "pretrain", "10"), (stage2, "finetune", "20")):
+        assert command[command.index("--config") + 1] == f"recipes/tiny/{config}.yaml"
+        assert command[command.index("--seed") + 1] == "4" and command[command.index("--max_steps") + 1] == steps
+    assert stage1[stage1.index("--vision_model_name_or_path") + 1] == str(tmp_path / "demo" / "backbones" / "vision")
+    assert stage2[stage2.index("--model_name_or_path") + 1] == str(tmp_path / "run" / "stage1")
