@@ -63,6 +63,7 @@ from recipes.streaming import (  # noqa: E402
     refuse_unstreamable,
     stream_mixture,
 )
+from recipes.token_budget import check_budget  # noqa: E402
 from recipes.training_summary import summary_of_run, write_summary_and_card  # noqa: E402
 
 
@@ -143,6 +144,13 @@ class AllavaScriptArguments:
     )
     shuffle_buffer: int = field(
         default=10_000, metadata={"help": "With streaming: rows held in the buffer that shuffles the stream."}
+    )
+    max_tokens_per_batch: int | None = field(
+        default=None,
+        metadata={
+            "help": "With streaming: build each batch by this many tokens (padded: rows x longest row; packed: their "
+            "tokens) instead of per_device_train_batch_size rows (recipes/token_budget.py)."
+        },
     )
     overwrite_output_dir: bool = field(
         default=False,
@@ -361,6 +369,11 @@ def main(
 
     # Data and every row's check first: a broken mixture fails before minutes of model loading.
     sources: list[dict] = []
+    if script_args.max_tokens_per_batch is not None and not script_args.streaming:
+        raise InputError(
+            "max_tokens_per_batch works with streaming: true only; a map-style mixture is batched by "
+            "per_device_train_batch_size"
+        )
     if script_args.streaming:  # rows are checked as they stream (recipes/streaming.py)
         refuse_unstreamable(training_args)
         training_args.ignore_data_skip = True  # the stream skips what was consumed itself, without collating it
@@ -408,6 +421,10 @@ def main(
         )
     elif script_args.pack_batches:
         logger.warning("padded batches, not packed: %s", not_packable)
+    if stream is not None and script_args.max_tokens_per_batch is not None:
+        check_budget(script_args.max_tokens_per_batch, training_args.max_length)
+        stream.token_budget = script_args.max_tokens_per_batch
+        stream.packed = isinstance(collator, PackedAllavaCollator)
     if stream is None and training_args.train_sampling_strategy in ("group_by_length", "batch_rebalance"):
         # transformers' length-grouped samplers read a `length` column: the collator's exact token counts.
         with PartialState().main_process_first():

@@ -47,6 +47,7 @@ from dataset_scripts.schema import conversations_to_messages
 from hub.cli import InputError, is_path_like
 from recipes.collator import AllavaCollator, EncodedRow
 from recipes.data import COLUMNS, TRAINING_FEATURES, MixtureEntry, parse_mixture
+from recipes.token_budget import budget_batches
 
 
 logger = logging.getLogger("allava.sft")
@@ -204,6 +205,8 @@ class EncodedStream(torch.utils.data.IterableDataset):
         self.share = split_dataset_by_node(mixture, rank=rank, world_size=world_size)
         self.collator, self.rank, self.drop_bad_rows = collator, rank, drop_bad_rows
         self.skip_rows, self.dropped = skip_rows, dropped
+        self.token_budget: int | None = None  # max_tokens_per_batch: batches by tokens (recipes/token_budget.py)
+        self.packed = False  # whether those batches are packed (cost: their tokens) or padded (rows x longest)
 
     def __iter__(self) -> Iterator[StreamedRow]:
         rows_read = 0
@@ -241,6 +244,18 @@ class EncodedStream(torch.utils.data.IterableDataset):
 
 
 @dataclass
+class _BudgetBatches(torch.utils.data.IterableDataset):
+    """The stream grouped into token-budget batches (lists of rows), for a DataLoader without its own batching."""
+
+    def __init__(self, stream: EncodedStream) -> None:
+        self.stream = stream
+
+    def __iter__(self) -> Iterator[list[StreamedRow]]:
+        stream = self.stream
+        return budget_batches(stream, lambda item: len(item.row), stream.token_budget, stream.packed)
+
+
+@dataclass
 class StreamBatches:
     """Collate streamed rows with the training collator; the batch also carries the stream position (`STREAM_KEY`)."""
 
@@ -260,9 +275,10 @@ class StreamBatches:
 def stream_loader(trainer: Any, stream: EncodedStream) -> torch.utils.data.DataLoader:
     """The DataLoader for a stream already shared out per process: accelerate only moves batches to the device
     (num_processes=1 here, so it neither shards the stream again nor dispatches batches from process 0)."""
+    budget = stream.token_budget is not None  # then the stream makes the batches (the loader's batch_size is None)
     loader = torch.utils.data.DataLoader(
-        stream,
-        batch_size=trainer.args.per_device_train_batch_size,
+        _BudgetBatches(stream) if budget else stream,
+        batch_size=None if budget else trainer.args.per_device_train_batch_size,
         collate_fn=StreamBatches(trainer.data_collator),
         pin_memory=trainer.args.dataloader_pin_memory,
     )

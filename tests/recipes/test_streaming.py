@@ -220,3 +220,33 @@ def test_a_checkpoint_resumes_only_with_its_stream_positions(tmp_path):
         load_position(tmp_path, rank=1, world_size=4)
     with pytest.raises(InputError, match="no stream position for process 0"):
         load_position(tmp_path, rank=0, world_size=2)  # e.g. a checkpoint of a run that did not stream
+
+
+@pytest.mark.parametrize("pack", ["false", "true"])
+def test_token_budget_batches_on_a_stream(tiny_backbones, shapes_dataset, checker, tmp_path, monkeypatch, pack):
+    """--max_tokens_per_batch: batches of the stream's rows in order, each within the budget and full."""
+    batches: list[tuple[list[str], int]] = []
+    original_step = sft.AllavaSFTTrainer.training_step
+
+    def record(self, model, inputs, *args, **kwargs):
+        batches.append((inputs[STREAM_KEY]["ids"], inputs["input_ids"].numel()))
+        return original_step(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(sft.AllavaSFTTrainer, "training_step", record)
+    args = streaming_args(tiny_backbones, shapes_dataset, tmp_path / "run", 4, pack_batches=pack)
+    run_sft(args + ["--max_tokens_per_batch", "600"])
+    mixture = [{"path": str(shapes_dataset), "name": name} for name in ("caption_shapes", "text")]
+    expected = list(islice(EncodedStream(stream_mixture(mixture, 0, 6), checker, 0, 1), 72))
+    length = {item.row.row_id: len(item.row) for item in expected}
+    rows = [row for ids, _ in batches for row in ids]
+    assert len(batches) == 4 and rows == [item.row.row_id for item in expected[: len(rows)]]  # in order, none lost
+
+    def cost(ids):
+        lengths = [length[row] for row in ids]
+        return sum(lengths) if pack == "true" else len(ids) * max(lengths)
+
+    position = 0
+    for ids, tensor_tokens in batches:
+        position += len(ids)
+        assert cost(ids) <= 600 and (pack == "true" or tensor_tokens == cost(ids))
+        assert cost([*ids, expected[position].row.row_id]) > 600  # full: closed only when the next row did not fit
