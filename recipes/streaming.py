@@ -243,7 +243,6 @@ class EncodedStream(torch.utils.data.IterableDataset):
             return None
 
 
-@dataclass
 class _BudgetBatches(torch.utils.data.IterableDataset):
     """The stream grouped into token-budget batches (lists of rows), for a DataLoader without its own batching."""
 
