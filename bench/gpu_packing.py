@@ -12,6 +12,10 @@ checkpointing, its fused LM-head loss). Same ALLaVA-like rows as bench/bench_pac
 the `sdpa_per_sample` attention (sdpa on each sample's span). Throughput and MFU count non-pad tokens
 and the useful FLOPs of the real samples only (causal attention per sample, frozen tower forward only) over the
 measured steps (after `--warmup`); memory is `torch.cuda.max_memory_allocated` over the whole run (`bench.common`).
+GPU idle share: the time the training loop spends fetching its next batch (the Trainer's `get_batch_samples`:
+dataloader wait, plus collation with `--workers 0`, of the batch after next as accelerate prefetches one) over the
+measured time. The step clock synchronises the device
+at every step end, so the GPU has nothing queued while the loop waits: that wait is GPU idle time.
 """
 
 from __future__ import annotations
@@ -66,6 +70,21 @@ def useful_flops(config, lengths: list[int], images: int) -> float:
     return 6 * lm * sum(lengths) + attention + images * (tower + projector)
 
 
+def data_waits(trainer) -> list[float]:
+    """Seconds each optimizer step's batch fetch took, filled in as the trainer trains."""
+    waits: list[float] = []
+    fetch = trainer.get_batch_samples
+
+    def timed(*args, **kwargs):
+        started = time.perf_counter()
+        batches = fetch(*args, **kwargs)
+        waits.append(time.perf_counter() - started)
+        return batches
+
+    trainer.get_batch_samples = timed
+    return waits
+
+
 def run(name, build_model, collator, processor, dataset, attention: str, args) -> dict:
     device = torch.device(args.device)
     gc.collect()
@@ -106,6 +125,7 @@ def run(name, build_model, collator, processor, dataset, attention: str, args) -
         processing_class=processor,
         callbacks=[clock],
     )
+    waits = data_waits(trainer)
     image_tokens = (IMAGE_SIZE // PATCH_SIZE) ** 2
     counter = TokenCounter(
         trainer.model, processor.tokenizer.pad_token_id, model.config.image_token_index, image_tokens
@@ -125,6 +145,7 @@ def run(name, build_model, collator, processor, dataset, attention: str, args) -
         "mfu": flops / seconds / peak if peak else None,
         "peak_gib": memory.bytes / 2**30 if device.type == "cuda" else None,
         "step_s": seconds / args.steps,
+        "idle": sum(waits[measured]) / seconds,  # fetch i feeds step i + 1; the clock starts after step `warmup`
     }
     print(f"  {result}", flush=True)
     del trainer, model
@@ -154,7 +175,9 @@ def main() -> None:
         config = phi_clip_config(processor.tokenizer, 64, 2, 64, 1)
     else:  # Phi-2 (80-wide heads, vocab 51200) and CLIP ViT-L/14@336
         config = phi_clip_config(processor.tokenizer, 2560, 32, 1024, 24, head_dim=80, vocab_size=51200)
-    rows = allava_like_rows(processor.tokenizer, args.batch_size * (args.warmup + args.steps), seed=0)
+    # One batch more than is trained: accelerate's loader collates batch k + 1 while handing out batch k, so the last
+    # measured step's fetch then collates a batch as every other one does (the GPU idle share counts it).
+    rows = allava_like_rows(processor.tokenizer, args.batch_size * (args.warmup + args.steps + 1), seed=0)
     ours = Dataset.from_list(rows, features=TRAINING_FEATURES)
     theirs = ours.cast(
         Features({"id": Value("string"), "messages": ours.features["messages"], "images": List(Image())})
@@ -188,8 +211,10 @@ def main() -> None:
         groups.append(group)
 
     print(f"\n{device_name}, batch {args.batch_size} samples, max_length {args.max_length}, {args.steps} steps")
-    print("| variant | non-pad tokens/s | padding | MFU | peak memory (allocated) | step | tokens/s vs (a) |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| variant | non-pad tokens/s | padding | MFU | peak memory (allocated) | GPU idle | step | tokens/s vs (a) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for group in groups:
         for result in group:
             print(row(result, group[0]))
@@ -201,6 +226,7 @@ def row(result: dict, base: dict) -> str:
     memory = f"{result['peak_gib']:.1f} GiB" if result["peak_gib"] is not None else "n/a"
     return (
         f"| {result['name']} | {result['tokens_per_s']:.0f} | {result['padding']:.1%} | {mfu} | {memory} | "
+        f"{result['idle']:.1%} | "
         f"{result['step_s']:.2f} s | {result['tokens_per_s'] / base['tokens_per_s']:.2f}x |"
     )
 

@@ -75,6 +75,23 @@ class AllavaModel(AllavaPreTrainedModel, LlavaModel):
         self.language_model = AutoModel.from_config(config.text_config)
         self.post_init()
 
+    def get_image_features(self, pixel_values, *args, **kwargs):
+        """Llava's, with a frozen vision tower run without autograd. Nothing before a frozen tower trains, so its
+        graph would only hold activations in memory; yet autograd records one as soon as its input requires grad,
+        which `enable_input_require_grads` (LoRA, projector-only training) makes true via the patch embedding."""
+        tower = self.vision_tower
+        if not torch.is_grad_enabled() or any(p.requires_grad for p in tower.parameters()):
+            return super().get_image_features(pixel_values, *args, **kwargs)
+        own_forward = tower.__dict__.get("forward")  # an instance-level forward set by someone else, kept
+        tower.forward = torch.no_grad()(tower.forward)
+        try:
+            return super().get_image_features(pixel_values, *args, **kwargs)
+        finally:
+            if own_forward is None:
+                del tower.forward
+            else:
+                tower.forward = own_forward
+
 
 class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalGeneration):
     """ALLaVA vision-language model. Loaded by AutoModel, AutoModelForCausalLM and AutoModelForImageTextToText alike,

@@ -66,7 +66,11 @@ class AllavaCollator:
         self.image_tokens_per_image = self.processor.image_seq_length
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        return self.pad(self.encode(rows))
+        return self.layout(self.encode(rows))
+
+    def layout(self, encoded: Sequence[EncodedRow]) -> dict[str, torch.Tensor]:
+        """Encoded rows -> the batch tensors (padded here; packed in `PackedAllavaCollator`)."""
+        return self.pad(encoded)
 
     def encode(self, rows: Sequence[Mapping[str, Any]]) -> list[EncodedRow]:
         """Render, tokenise and label each row; errors name the row id."""

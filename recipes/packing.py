@@ -190,8 +190,8 @@ class PackedAllavaCollator(AllavaCollator):
                 f"use one of {PACKABLE_ATTENTION} or the padded AllavaCollator"
             )
 
-    def __call__(self, rows) -> dict[str, torch.Tensor]:
-        return self.pack(self.encode(rows))
+    def layout(self, encoded: Sequence[EncodedRow]) -> dict[str, torch.Tensor]:
+        return self.pack(encoded)
 
     @property
     def single_row(self) -> bool:

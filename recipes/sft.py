@@ -56,6 +56,14 @@ from recipes.lengths import add_length_column  # noqa: E402
 from recipes.packing import PackedAllavaCollator, packing_unsupported_reason, use_per_sample_attention  # noqa: E402
 from recipes.remote_code import RemoteCodeRefusedError, load_pretrained  # noqa: E402
 from recipes.row_checks import check_rows, drop_or_refuse  # noqa: E402
+from recipes.streaming import (  # noqa: E402
+    EncodedStream,
+    StreamingTrainerMixin,
+    load_position,
+    refuse_unstreamable,
+    stream_mixture,
+)
+from recipes.token_budget import check_budget  # noqa: E402
 from recipes.training_summary import summary_of_run, write_summary_and_card  # noqa: E402
 
 
@@ -123,7 +131,25 @@ class AllavaScriptArguments:
         default=False,
         metadata={
             "help": "Every row is checked before the first step; by default any bad row stops the run with all of "
-            "them listed. true: train without them (counted in the log and listed in <output_dir>/bad_rows.jsonl)."
+            "them listed. true: train without them (counted in the log and listed in <output_dir>/bad_rows.jsonl). "
+            "With streaming, each row is checked as it arrives: a bad row stops the run, or is logged and counted."
+        },
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Stream the mixture (load_dataset(streaming=True)), each process reading its own share, instead "
+            "of loading it whole on every machine; needs max_steps (recipes/streaming.py, docs/training.md)."
+        },
+    )
+    shuffle_buffer: int = field(
+        default=10_000, metadata={"help": "With streaming: rows held in the buffer that shuffles the stream."}
+    )
+    max_tokens_per_batch: int | None = field(
+        default=None,
+        metadata={
+            "help": "With streaming: build each batch by this many tokens (padded: rows x longest row; packed: their "
+            "tokens) instead of per_device_train_batch_size rows (recipes/token_budget.py)."
         },
     )
     overwrite_output_dir: bool = field(
@@ -176,12 +202,14 @@ def _json_entry(entry, index: int):
         ) from error
 
 
-class AllavaSFTTrainer(SFTTrainer):
-    """TRL's SFTTrainer, with the option to take the loss from the model's own forward (see `fused_lm_head_loss`)."""
+class AllavaSFTTrainer(StreamingTrainerMixin, SFTTrainer):
+    """TRL's SFTTrainer, with the option to take the loss from the model's own forward (see `fused_lm_head_loss`),
+    and a streamed mixture's hooks (`stream`, see recipes/streaming.py)."""
 
-    def __init__(self, *args, fused_lm_head_loss: bool = True, **kwargs) -> None:
+    def __init__(self, *args, fused_lm_head_loss: bool = True, stream: EncodedStream | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fused_lm_head_loss = fused_lm_head_loss
+        self.stream = stream
 
     def create_model_card(self, *args, **kwargs) -> None:
         """TRL's generic card is not written: the run ends by writing ours (recipes/training_summary.py)."""
@@ -341,14 +369,31 @@ def main(
 
     # Data and every row's check first: a broken mixture fails before minutes of model loading.
     sources: list[dict] = []
-    train_dataset = load_mixture(script_args.dataset_mixture, seed=training_args.seed, sources=sources)
+    if script_args.max_tokens_per_batch is not None and not script_args.streaming:
+        raise InputError(
+            "max_tokens_per_batch works with streaming: true only; a map-style mixture is batched by "
+            "per_device_train_batch_size"
+        )
+    if script_args.streaming:  # rows are checked as they stream (recipes/streaming.py)
+        refuse_unstreamable(training_args)
+        training_args.ignore_data_skip = True  # the stream skips what was consumed itself, without collating it
+        mixture = stream_mixture(script_args.dataset_mixture, training_args.seed, script_args.shuffle_buffer, sources)
+    else:
+        train_dataset = load_mixture(script_args.dataset_mixture, seed=training_args.seed, sources=sources)
     processor = load_processor(script_args, model_args, composing, training_args.trust_remote_code)
     checker = AllavaCollator(processor, training_args.max_length, training_args.pad_to_multiple_of)
-    with PartialState().main_process_first():
-        problems = check_rows(train_dataset, checker, num_proc=training_args.dataset_num_proc)
-    train_dataset, dropped = drop_or_refuse(
-        train_dataset, problems, script_args.drop_bad_rows, output_dir if main_process else None
-    )
+    stream = None
+    if script_args.streaming:
+        rank, world_size = training_args.process_index, training_args.world_size
+        skip, dropped = load_position(resume, rank, world_size) if resume else (0, 0)
+        stream = EncodedStream(mixture, checker, rank, world_size, script_args.drop_bad_rows, skip, dropped)
+        train_dataset = mixture  # what SFTTrainer is given; batches come from `stream` (AllavaSFTTrainer)
+    else:
+        with PartialState().main_process_first():
+            problems = check_rows(train_dataset, checker, num_proc=training_args.dataset_num_proc)
+        train_dataset, dropped = drop_or_refuse(
+            train_dataset, problems, script_args.drop_bad_rows, output_dir if main_process else None
+        )
 
     model = load_model(script_args, model_args, composing, training_args.trust_remote_code)
     model.set_trainable_modules(script_args.trainable)
@@ -376,7 +421,11 @@ def main(
         )
     elif script_args.pack_batches:
         logger.warning("padded batches, not packed: %s", not_packable)
-    if training_args.train_sampling_strategy in ("group_by_length", "batch_rebalance"):
+    if stream is not None and script_args.max_tokens_per_batch is not None:
+        check_budget(script_args.max_tokens_per_batch, training_args.max_length)
+        stream.token_budget = script_args.max_tokens_per_batch
+        stream.packed = isinstance(collator, PackedAllavaCollator)
+    if stream is None and training_args.train_sampling_strategy in ("group_by_length", "batch_rebalance"):
         # transformers' length-grouped samplers read a `length` column: the collator's exact token counts.
         with PartialState().main_process_first():
             train_dataset = add_length_column(train_dataset, collator, num_proc=training_args.dataset_num_proc)
@@ -389,6 +438,7 @@ def main(
         processing_class=processor,  # saved into every checkpoint and the final folder
         peft_config=peft_config,
         fused_lm_head_loss=script_args.fused_lm_head_loss,
+        stream=stream,
     )
     logger.info("%s (%s)", trainable_report(trainer.model), "LoRA" if peft_config else script_args.trainable)
     if script_args.overwrite_output_dir and resume is None and main_process:
@@ -405,6 +455,9 @@ def main(
         raise Interrupted(f"stopped at step {trainer.state.global_step}; {hint}") from None
     trainer.save_model(output_dir)
     trainer.save_state()  # trainer_state.json (loss history) beside the model: the loss curve and card read it
+    if stream is not None:  # rows dropped by every process so far (each checkpoint keeps its processes' counts)
+        position = trainer.stream_position or {"dropped": stream.dropped}
+        dropped = int(trainer.accelerator.reduce(torch.tensor(position["dropped"]), reduction="sum"))
     if main_process:
         summary = summary_of_run(script_args, training_args, model_args, trainer.state, sources, dropped, argv)
         write_summary_and_card(output_dir, summary, model.config.to_dict(), processor)
@@ -420,6 +473,8 @@ def main(
 
 
 ARGUMENT_CLASSES = (AllavaScriptArguments, SFTConfig, ModelConfig)
+
+
 def parse_arguments(argv: list[str]) -> tuple[AllavaScriptArguments, SFTConfig, ModelConfig]:
     """Recipe + command line -> the three argument objects; unknown keys, bad types and ranges fail first."""
     return parse_checked(ARGUMENT_CLASSES, argv)

@@ -33,6 +33,8 @@ def test_gpu_packing_smoke_mode_runs_every_variant_on_cpu():
     assert rows["(a) TRL + transformers Llava, padded [sdpa]"][-1] == "1.00x"
     padding = [float(cells[1].rstrip("%")) for cells in rows.values()]
     assert padding[2] == padding[3] <= padding[1] == padding[0]  # same batches: packed never pads more
+    idle = [float(cells[4].rstrip("%")) for cells in rows.values()]
+    assert all(0 < share < 100 for share in idle)  # with --workers 0 every step waits for its own collation
 
 
 def test_cpu_packing_bench_prints_its_table():

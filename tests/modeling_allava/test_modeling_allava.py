@@ -165,6 +165,43 @@ def test_gradients_reach_projector_and_lm_not_vision_with_and_without_checkpoint
             torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("stage", ["allava", "projector_only"])
+def test_a_frozen_vision_tower_builds_no_graph_even_with_input_grads_enabled(stage):
+    """LoRA / projector-only runs call enable_input_require_grads, which also hooks CLIP's patch embedding: without
+    no_grad the frozen tower would record its whole graph. Gradients of the trained parts stay the same."""
+    model, processor = build_tiny_model_and_processor("phi")
+    model.set_trainable_modules(stage)
+    model.enable_input_require_grads()
+    model.train()
+    seen = []
+    model.model.vision_tower.register_forward_hook(lambda module, args, output: seen.append(output.last_hidden_state))
+    inputs = _inputs(processor, answer="It is red.")
+    model(**inputs, labels=inputs["input_ids"]).loss.backward()
+    assert len(seen) == 1 and not seen[0].requires_grad and seen[0].grad_fn is None
+    grads = {name: param.grad for name, param in model.named_parameters() if param.grad is not None}
+    assert grads and all(
+        "multi_modal_projector" in name or "language_model" in name or "lm_head" in name for name in grads
+    )
+
+    reference, _ = build_tiny_model_and_processor("phi")
+    reference.load_state_dict(model.state_dict())
+    reference.set_trainable_modules(stage)
+    reference.model.vision_tower.embeddings.patch_embedding.weight.requires_grad_(True)  # not frozen: a graph
+    reference.train()
+    reference(**inputs, labels=inputs["input_ids"]).loss.backward()
+    for name, grad in grads.items():
+        torch.testing.assert_close(dict(reference.named_parameters())[name].grad, grad)
+    assert all(param.grad is None for param in model.model.vision_tower.parameters())
+
+
+def test_vision_tower_keeps_its_graph_when_it_trains():
+    model, processor = build_tiny_model_and_processor("phi")
+    model.set_trainable_modules("full")
+    inputs = _inputs(processor, answer="It is red.")
+    model(**inputs, labels=inputs["input_ids"]).loss.backward()
+    assert model.model.vision_tower.embeddings.patch_embedding.weight.grad is not None
+
+
 def test_sdpa_and_eager_agree():
     model, processor = build_tiny_model_and_processor("phi")
     assert model.config._attn_implementation == "sdpa"
