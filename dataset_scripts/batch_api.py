@@ -26,7 +26,7 @@ CHAT_ENDPOINT = "/v1/chat/completions"
 class BatchAPI:
     def __init__(self, teacher: TeacherClient, completion_window: str = "24h") -> None:
         self.teacher = teacher
-        self.client = teacher.pool.endpoints[0].clients[0]
+        self.client = teacher.pool.endpoints[0].client
         self.window = completion_window
 
     async def _retry(self, call: Callable[[], Awaitable[T]], recover: Callable[[], Awaitable[T | None]] | None = None):

@@ -81,8 +81,19 @@ class BatchSynthesis(Synthesis):
         self.out.append("batches", row)
 
     async def _work(self) -> None:
+        with self._progress_bar() as self.bar:
+            await self._work_in_batches()
+
+    def _show_progress(self) -> None:
+        """Inputs settled so far (written, rejected, skipped, resumed, or given up for a rerun) and batches running."""
+        given_up = sum(1 for pending in self.pending.values() if self._given_up(pending))
+        self.bar.update(len(self.items) - len(self.pending) + given_up - self.bar.n)
+        self.bar.set_postfix(self._progress_postfix() | {"batches": len(self.outstanding)})
+
+    async def _work_in_batches(self) -> None:
         try:
             await self._resume_and_prepare()
+            self._show_progress()
             await self._rounds()
         except BudgetExhausted:
             self._stop("budget", f"--max-cost {self.meter.max_cost} reached; rerun with a higher budget to go on")
@@ -163,6 +174,7 @@ class BatchSynthesis(Synthesis):
                     await self._submit(todo)
                 except BudgetExhausted:  # what fits was submitted; its batches are still collected below
                     self._stop("budget", f"--max-cost {self.meter.max_cost} reached; rerun with a higher budget")
+            self._show_progress()
             if not self.outstanding:
                 return
             finished = False
@@ -170,6 +182,7 @@ class BatchSynthesis(Synthesis):
                 batch = await self.api.retrieve(batch_id)
                 if batch.status in TERMINAL:
                     await self._collect(batch, self.outstanding.pop(batch_id))
+                    self._show_progress()
                     finished = True
             if not finished:
                 await asyncio.sleep(self.batch.poll_interval)

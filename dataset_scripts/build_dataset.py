@@ -98,6 +98,7 @@ class Builder:
         self.duplicates = 0
         self.usage: Counter = Counter()
         self.cost = 0.0
+        self.priced = False  # whether any run had a price: without one, records carry a cost of 0 that means unknown
         self.facets: dict[str, set] = {name: set() for name in (*_FACETS, "sampling")}
         self.filters = QualityFilters(filters or FilterOptions())
 
@@ -155,7 +156,9 @@ class Builder:
                 for row in iter_jsonl(path):
                     skipped[row["item_id"]] = row["reason"]
             for path in sorted(folder.glob("summary-*-of-*.json")):
-                prompts.update(json.loads(path.read_text(encoding="utf-8")).get("prompts") or {})
+                summary = json.loads(path.read_text(encoding="utf-8"))
+                prompts.update(summary.get("prompts") or {})
+                self.priced = self.priced or summary.get("price_usd_per_1m") is not None
         finished = self.done_items
         rejected_counts = Counter(reason for item, reason in rejected.items() if item not in finished)
         skipped_counts = Counter(
@@ -197,7 +200,7 @@ def build(
         "skipped": skipped,
         "requests": builder.usage["requests"],
         "tokens": {"prompt": builder.usage["prompt_tokens"], "completion": builder.usage["completion_tokens"]},
-        "cost_usd": round(builder.cost, 6),
+        "cost_usd": round(builder.cost, 6) if builder.priced or builder.cost else None,
         **{name: sorted(values) for name, values in builder.facets.items() if name != "sampling"},
         "sampling": [json.loads(s) for s in sorted(builder.facets["sampling"])],
         "prompts": prompts,

@@ -10,11 +10,12 @@ one due back first, so a single endpoint behaves as before (the client's own bac
 
 from __future__ import annotations
 
-import math
+import base64
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from urllib.parse import unquote, urlsplit
 
 import httpx2
 import openai
@@ -23,7 +24,18 @@ from dataset_scripts.limits import TokenBucket
 from hub.cli import public_url
 
 
-CONNECTIONS_PER_POOL = 16
+def split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """(url without user:password, headers): credentials in a base URL are sent as HTTP Basic auth.
+
+    They replace the API key for that endpoint, as the SDK's httpx transport did; its aiohttp transport refuses a URL
+    with credentials next to an Authorization header, so the header is built here.
+    """
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, {}
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode()
+    bare = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+    return bare, {"Authorization": f"Basic {base64.b64encode(pair).decode('ascii')}"}
 
 
 def read_url_file(path: str) -> list[str]:
@@ -52,22 +64,19 @@ class Endpoint:
     ) -> None:
         self.url = url
         self.name = public_url(url)
-        # The HTTP pool scans every connection for each request (cost grows with concurrency squared), so big
-        # concurrency is spread over several small pools.
-        pools = math.ceil(max(concurrency, 1) / CONNECTIONS_PER_POOL)
-        per_pool = math.ceil(max(concurrency, 1) / pools)
-        limits = httpx2.Limits(max_connections=per_pool + 4, max_keepalive_connections=per_pool)
-        self.clients = [
-            openai.AsyncOpenAI(
-                base_url=url,
-                api_key=api_key,
-                max_retries=0,
-                timeout=timeout,
-                http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout, verify=ssl_context),
-            )
-            for _ in range(pools)
-        ]
-        self._turn = 0
+        # The SDK's aiohttp transport (`openai[aiohttp]`), not its default httpx one: httpx's pool checks every one of
+        # its connections for each request, so its cost grows with concurrency squared. Measured against the offline
+        # teacher (bench/bench_synthesis.py; 1024 in flight, 8 s median latency): see docs/benchmarks.md.
+        limits = httpx2.Limits(max_connections=max(concurrency, 1) + 4, max_keepalive_connections=max(concurrency, 1))
+        bare_url, headers = split_credentials(url)
+        self.client = openai.AsyncOpenAI(
+            base_url=bare_url,
+            api_key=api_key,
+            default_headers=headers,
+            max_retries=0,
+            timeout=timeout,
+            http_client=openai.DefaultAioHttpClient(limits=limits, timeout=timeout, verify=ssl_context),
+        )
         self.rpm = TokenBucket(rpm) if rpm else None
         self.tpm = TokenBucket(tpm) if tpm else None
         self.outstanding = 0
@@ -77,10 +86,6 @@ class Endpoint:
         self.cooldown = 0.0  # of the current ejection; 0 while in service
         self.probing = False
         self.stats: Counter = Counter()  # requests, failures, ejections
-
-    def next_client(self) -> openai.AsyncOpenAI:
-        self._turn = (self._turn + 1) % len(self.clients)
-        return self.clients[self._turn]
 
 
 class EndpointPool:
@@ -146,5 +151,4 @@ class EndpointPool:
 
     async def aclose(self) -> None:
         for endpoint in self.endpoints:
-            for client in endpoint.clients:
-                await client.close()
+            await endpoint.client.close()

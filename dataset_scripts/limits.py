@@ -27,7 +27,6 @@ DEFAULT_PRICES: dict[str, tuple[float, float, float]] = {
     "gpt-4-turbo": (10.00, 30.00, 10.00),
 }
 BATCH_DISCOUNT = 0.5  # the Batch API bills half the synchronous price, cached input included
-NO_PRICE = "no price configured"
 CHARS_PER_TOKEN = 3.0  # deliberately pessimistic (English averages ~4), so budgets are not overrun
 
 

@@ -10,6 +10,7 @@ import html
 from collections.abc import Sequence
 
 from dataset_scripts.report import Report, SubsetReport
+from hub.cards import cost_text
 
 
 HISTOGRAM_BINS = 20
@@ -114,7 +115,7 @@ def _overview(report: Report) -> str:
         _fact(sum((stats.get("skipped") or {}).values()), "inputs skipped"),
         _fact(_listing(stats.get("teacher_models")), "teacher model(s)"),
         _fact(_listing(stats.get("prompt_versions")), "prompt version(s)"),
-        _fact(f"${stats['cost_usd']:.4f}" if "cost_usd" in stats else "n/a", "teacher cost (USD)"),
+        _fact(cost_text(stats["cost_usd"]) if "cost_usd" in stats else "n/a", "teacher cost (USD)"),
         _fact(stats.get("requests", "n/a"), "teacher requests"),
         _fact(f"{tokens.get('prompt', 0)} / {tokens.get('completion', 0)}" if tokens else "n/a", "tokens in / out"),
     ]

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from dataset_scripts.images import PreparedImage, SkipImage, prepare
 from dataset_scripts.inputs import Item
-from dataset_scripts.limits import NO_PRICE, CostMeter
+from dataset_scripts.limits import CostMeter
 from dataset_scripts.sections import Rejected, parse_reply, reply_char_limit
 from dataset_scripts.shards import OutputDir, OutputWriteError, iter_jsonl
 from dataset_scripts.tasks import TaskSpec
@@ -28,6 +28,7 @@ from dataset_scripts.teacher_client import (
     TransientAPIError,
 )
 from dataset_scripts.usage import USAGE_FIELDS, Usage, subsets_label
+from hub.cards import NO_PRICE
 
 
 @dataclass(frozen=True)
@@ -164,10 +165,7 @@ class Synthesis:
         image = None
         if self.spec.mode != "text":
             try:
-                raw = await asyncio.to_thread(item.reader, self.options.fetch_timeout, self.options.max_image_bytes)
-                image = await asyncio.to_thread(
-                    prepare, raw, self.options.max_side, self.options.max_pixels, item.origin
-                )
+                image = await asyncio.to_thread(self._read_image, item)
             except SkipImage as skip:
                 await self._skip(item, skip.reason, skip.detail)
                 return None
@@ -177,6 +175,11 @@ class Synthesis:
             return None
         self.claimed.add(key)
         return key, image
+
+    def _read_image(self, item: Item) -> PreparedImage:
+        """Read and check one input image; one thread hop for both (each hop costs CPU at hundreds of requests/s)."""
+        raw = item.reader(self.options.fetch_timeout, self.options.max_image_bytes)
+        return prepare(raw, self.options.max_side, self.options.max_pixels, item.origin)
 
     async def _process(self, item: Item) -> None:
         prepared = await self._prepare(item)
@@ -262,8 +265,15 @@ class Synthesis:
                 self._stop("disk", str(error))
                 return
             bar.update(1)
-            cost = f"${self.meter.spent:.4f}" if self.meter.price else NO_PRICE
-            bar.set_postfix(cost=cost, rejected=self._count("rejected:"), refresh=False)
+            bar.set_postfix(self._progress_postfix(), refresh=False)
+
+    def _progress_postfix(self) -> dict:
+        """What the progress bar shows after its counts: spending so far and rejects."""
+        cost = f"${self.meter.spent:.4f}" if self.meter.price else NO_PRICE
+        return {"cost": cost, "rejected": self._count("rejected:")}
+
+    def _progress_bar(self) -> tqdm:
+        return tqdm(total=len(self.items), disable=not self.options.progress, unit="item", smoothing=0.1)
 
     def _count(self, prefix: str) -> int:
         return sum(n for name, n in self.this_run.items() if name.startswith(prefix))
@@ -295,7 +305,7 @@ class Synthesis:
         queue: asyncio.Queue = asyncio.Queue()
         for item in self.items:
             queue.put_nowait(item)
-        with tqdm(total=len(self.items), disable=not self.options.progress, unit="item", smoothing=0.1) as bar:
+        with self._progress_bar() as bar:
             workers = [asyncio.create_task(self._worker(queue, bar)) for _ in range(max(1, self.options.concurrency))]
             try:
                 await asyncio.gather(*workers)

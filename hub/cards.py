@@ -15,12 +15,18 @@ if TYPE_CHECKING:
     from huggingface_hub import DatasetCard, EvalResult, ModelCard
 
 
+NO_PRICE = "no price configured"  # what every cost reads when no price was known: never a misleading $0
 _SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
 _SUBSET_NOTES = {
     "caption": "a description paired with one of a fixed list of caption requests",
     "instruct": "a complex question and a detailed, reasoned answer",
     "text": "a text-only instruction and a regenerated answer",
 }
+
+
+def cost_text(cost_usd: float | None) -> str:
+    """A teacher cost for people: dollars, or `no price configured` (None: the runs had no price)."""
+    return NO_PRICE if cost_usd is None else f"${cost_usd:.4f}"
 
 
 def size_category(rows: int) -> str:
@@ -62,10 +68,13 @@ def _provenance_section(stats: Mapping[str, Any]) -> str:
             f"prompt hash(es): {_listing(stats.get('prompt_hashes'))}",
             f"- Sampling parameters: `{sampling}`",
             f"- Requests: {stats.get('requests', 0)}; tokens: {stats.get('tokens', {}).get('prompt', 0)} prompt, "
-            f"{stats.get('tokens', {}).get('completion', 0)} completion; cost: ${stats.get('cost_usd', 0.0):.4f} "
-            "(from the configured price table)",
+            f"{stats.get('tokens', {}).get('completion', 0)} completion; cost: {_cost_line(stats.get('cost_usd'))}",
         ]
     )
+
+
+def _cost_line(cost_usd: float | None) -> str:
+    return NO_PRICE if cost_usd is None else f"{cost_text(cost_usd)} (from the configured price table)"
 
 
 def _prompts_section(prompts: Mapping[str, str]) -> str:

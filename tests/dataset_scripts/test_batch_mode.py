@@ -116,3 +116,26 @@ def test_budget_stops_batch_submission_and_a_rerun_finishes(synth, teacher, shap
     _, summary = synth(*args, "--max-cost", "100", output=out)
     assert summary["done"] == 24
     assert_nothing_paid_twice(teacher)
+
+
+def test_progress_counts_inputs_as_batches_complete(teacher, shapes_dir, tmp_path, monkeypatch, capsys):
+    from dataset_scripts import synthesize
+
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    argv = ["--mode", "caption-qa", "--input", str(shapes_dir), "--output", str(tmp_path / "out")]
+    argv += ["--base-url", teacher.base_url, "--batch-max-requests", "8", *BATCH]
+    assert synthesize.main(argv) == 0
+    updates = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    bars = [line for line in updates if "/24 [" in line]
+    counts = [line.split("/24", 1)[0].rsplit(" ", 1)[-1] for line in bars]
+    assert counts[0] == "0" and counts[-1] == "24" and len(set(counts)) > 2  # several steps, one per batch collected
+    assert "batches=0" in bars[-1] and "cost=$" in bars[-1] and "rejected=0" in bars[-1]  # gpt-4o has a price
+
+
+def test_batch_mode_refuses_several_endpoints(synth, teacher, shapes_dir, tmp_path, capsys):
+    args = ["--mode", "caption-qa", "--input", str(shapes_dir), "--base-url", "http://127.0.0.1:9/v1", *BATCH]
+    with pytest.raises(SystemExit) as stop:
+        synth(*args, output=tmp_path / "out")
+    error = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and len(error.splitlines()) == 1 and "one endpoint" in error
+    assert not (tmp_path / "out").exists()

@@ -73,6 +73,18 @@ def test_build_writes_a_loadable_documented_dataset(synthesis_out, tmp_path):
     assert API_KEY not in card and API_KEY not in json.dumps(saved)
 
 
+def test_cost_is_unknown_without_a_price_and_summed_with_one(synth, synthesis_out, shapes_dir, tmp_path):
+    unpriced = build([synthesis_out], tmp_path / "ds")
+    assert unpriced["cost_usd"] is None and "cost: no price configured" in (tmp_path / "ds" / "README.md").read_text()
+    out = tmp_path / "priced"
+    synth("--mode", "caption-qa", "--input", str(shapes_dir), "--limit", "3", "--price-input", "2", "--price-output",
+          "8", output=out)  # fmt: skip
+    priced = build([out], tmp_path / "ds2")
+    cost = sum(record["usage"]["cost_usd"] for record in records(out))
+    assert cost > 0 and priced["cost_usd"] == round(cost, 6)
+    assert f"cost: ${cost:.4f} (from the configured price table)" in (tmp_path / "ds2" / "README.md").read_text()
+
+
 def test_merging_shard_folders_drops_duplicates(synthesis_out, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(synthesis_out, copy)

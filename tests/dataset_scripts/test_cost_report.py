@@ -2,7 +2,8 @@
 
 import json
 
-from dataset_scripts.limits import NO_PRICE, Price
+from dataset_scripts.limits import Price
+from hub.cards import NO_PRICE
 from tests.dataset_scripts.helpers_synthesis import records
 
 

@@ -1,11 +1,14 @@
 """Several endpoints: fewest outstanding first, a failing one taken out and probed back in, budgets per endpoint."""
 
+import configparser
+
+import openai
 import pytest
 
-from dataset_scripts.endpoints import EndpointPool, read_url_file
+from dataset_scripts.endpoints import EndpointPool, read_url_file, split_credentials
 from dataset_scripts.teacher_client import TeacherClient
 from recipes.tiny.offline_teacher import OfflineTeacher
-from tests.dataset_scripts.helpers_synthesis import API_KEY, records
+from tests.dataset_scripts.helpers_synthesis import API_KEY, REPO, records
 
 
 class Clock:
@@ -79,6 +82,23 @@ def test_rate_budgets_are_per_endpoint():
     pool, _ = make_pool()
     a, b = pool.endpoints
     assert a.rpm is not b.rpm and a.tpm is not b.tpm and a.rpm.rate == b.rpm.rate == 1.0
+
+
+def test_each_endpoint_has_one_aiohttp_pool_from_a_declared_extra():
+    pool, _ = make_pool()
+    assert all(isinstance(endpoint.client._client, openai.DefaultAioHttpClient) for endpoint in pool.endpoints)
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    assert "openai[aiohttp]>=" in config["options"]["install_requires"]
+
+
+def test_credentials_in_a_base_url_are_sent_as_basic_auth():
+    pool, _ = make_pool(("http://us%40er:p%3Aw@127.0.0.1:9/v1?x=1", "http://b/v1"))
+    with_credentials, plain = (endpoint.client for endpoint in pool.endpoints)
+    assert str(with_credentials.base_url) == "http://127.0.0.1:9/v1/?x=1"  # aiohttp refuses user:pw with a header
+    assert with_credentials.default_headers["Authorization"] == "Basic dXNAZXI6cDp3"  # us@er:p:w, replacing the key
+    assert "Authorization" not in plain.default_headers
+    assert split_credentials("https://h/v1") == ("https://h/v1", {})
 
 
 def test_url_file(tmp_path):

@@ -119,6 +119,14 @@ def test_untrusted_text_is_escaped_and_the_page_is_self_contained(tmp_path):
     assert "how many &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&lt;img …" in page  # opening, escaped
 
 
+def test_cost_reads_no_price_configured_without_a_price(tmp_path):
+    rows = [("text", "Spell the word cat.", "c a t", None)]
+    unpriced = write_report(hand_built(tmp_path / "a", rows, cost_usd=None), tmp_path / "a.html").read_text()
+    assert "<b>no price configured</b><span>teacher cost (USD)</span>" in unpriced and "$0" not in unpriced
+    priced = write_report(hand_built(tmp_path / "b", rows, cost_usd=0.25), tmp_path / "b.html").read_text()
+    assert "<b>$0.2500</b><span>teacher cost (USD)</span>" in priced
+
+
 def test_gallery_sample_is_capped_and_seeded(tmp_path):
     rows = [("instruct_shapes", f"What is item {i}?", f"answer {i}", png(8)) for i in range(30)]
     folder = hand_built(tmp_path / "ds", rows)

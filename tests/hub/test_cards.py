@@ -42,6 +42,12 @@ def test_dataset_card_documents_the_data(tmp_path):
     assert DatasetCard.load(tmp_path / "README.md").data.to_dict()["configs"] == data["configs"]
 
 
+def test_unpriced_runs_say_so_instead_of_a_zero_cost():
+    unpriced = build_dataset_card(STATS | {"cost_usd": None}).text
+    assert "cost: no price configured" in unpriced and "$0" not in unpriced
+    assert "cost: $5.2500 (from the configured price table)" in build_dataset_card(STATS).text
+
+
 def test_import_and_shapes_variants():
     stats = {"kind": "allava-4v-import", "subsets": {"text": 5}, "skipped": {"missing_image": 2}}
     imported = build_dataset_card(stats)
