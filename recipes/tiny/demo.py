@@ -1,7 +1,8 @@
 """The whole ALLaVA loop, offline, with tiny models: the same scripts a user runs with real ones.
 
     python recipes/tiny/demo.py          # full demo (about 9.5 minutes on 2 CPU cores), everything under outputs/tiny/
-    python recipes/tiny/demo.py --quick  # fewer scenes and steps: the learning check CI runs (about 5 minutes)
+    python recipes/tiny/demo.py --quick  # fewer scenes and steps, every step run (about 5 minutes; learns colour and
+                                         # count, not reliably shape and position)
     python recipes/tiny/demo.py --seed 1 # another training seed (projector init, data order); same images and data
 
 1. shapes-world images: a training set and a held-out set (other seeds, other scenes)
@@ -175,7 +176,11 @@ def publish_command(out: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = Parser("Run the whole ALLaVA loop offline with tiny models.", f"python {DEMO} --quick")
-    parser.add_argument("--quick", action="store_true", help="fewer scenes and steps (CI)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer scenes and steps: a smoke run of every step (learns colour and count only)",
+    )
     parser.add_argument("--output", type=Path, default=REPO / "outputs" / "tiny", help="where everything goes")
     parser.add_argument("--seed", type=int, default=0, help="both training stages' seed: projector init, data order")
     args = parser.parse_args(argv)

@@ -17,10 +17,11 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.slow
-def test_quick_demo_runs_the_whole_loop_and_learns(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+def test_demo_runs_the_whole_loop_and_learns_every_question_type(tmp_path):
+    # The README's main command as it is, on 2 torch threads (the setting of the seed sweep behind the margins below).
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
     result = subprocess.run(
-        [sys.executable, "recipes/tiny/demo.py", "--quick", "--output", str(tmp_path / "demo")],
+        [sys.executable, "recipes/tiny/demo.py", "--output", str(tmp_path / "demo")],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -48,17 +49,19 @@ def test_quick_demo_runs_the_whole_loop_and_learns(tmp_path):
     for name in ("shapes-colour", "shapes-shape", "shapes-count", "shapes-position", "shapes-caption-facts"):
         entry = results["benchmarks"][name]
         assert 0.0 <= entry["value"] <= 1.0 and entry["dataset_id"] and entry["split"] == "heldout"
-    assert results["timings_s"]["total"] > 0
-
-    # A real learning test of the whole pipeline: on held-out scenes the model beats chance by a clear margin. The
-    # facts are learned one after another and which come first varies, so the two best question types are checked.
-    scores = {name: entry["value"] for name, entry in results["benchmarks"].items()}
-    margins = sorted(
-        results["benchmarks"][f"shapes-{qtype}"]["value"] - results["benchmarks"][f"shapes-{qtype}"]["chance"]
-        for qtype in ("colour", "shape", "count", "position")
+    assert {"1. shapes-world images", "4. stage 1 (pretrain)", "4. stage 2 (finetune)", "total"} <= set(
+        results["timings_s"]
     )
-    assert margins[-2] >= 0.3, scores
-    assert scores["shapes-caption-facts"] >= scores["shapes-caption-invented"] + 0.25, scores
+
+    # A real learning test of the whole pipeline: on held-out scenes every question type beats chance by its own
+    # margin. Over five training seeds on 2 threads and more on 1 (bench/demo_seeds.py, docs/benchmarks.md) the
+    # smallest margins were colour and count 0.67, shape 0.63 and position 0.23 (position is learned last); each
+    # margin here leaves room for the synthesised rows' order, which varies from run to run.
+    scores = {name: entry["value"] for name, entry in results["benchmarks"].items()}
+    for qtype, margin in {"colour": 0.5, "count": 0.5, "shape": 0.4, "position": 0.15}.items():
+        entry = results["benchmarks"][f"shapes-{qtype}"]
+        assert entry["value"] >= entry["chance"] + margin, (qtype, scores)
+    assert scores["shapes-caption-facts"] >= scores["shapes-caption-invented"] + 0.5, scores
 
     # The Hub-ready folder: weights, remote code, processor, card with the results; the loss curve.
     hub = out / "hub"
