@@ -6,6 +6,7 @@ from collections import Counter
 from itertools import islice
 from types import SimpleNamespace
 
+import datasets
 import pytest
 
 from hub.cli import InputError
@@ -32,6 +33,13 @@ from tests.recipes.conftest import (
     write_dataset_folder,
 )
 from tests.recipes.sharded import free_port
+
+
+@pytest.fixture(autouse=True)
+def no_pause_between_passes(monkeypatch):
+    """`datasets` sleeps 5 s whenever an interleaved parquet stream ends (a guard against a pyarrow crash when its
+    reader threads shut down, apache/arrow#45214); these tiny mixtures end a pass every few steps."""
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
 
 
 @pytest.fixture(scope="module")
