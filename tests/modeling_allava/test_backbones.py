@@ -1,5 +1,3 @@
-
-
 """One source of truth per fact: the backbone table, the image-token rule, the template files, the padding switch."""
 
 import json
@@ -171,9 +169,12 @@ def test_the_rest_of_the_repo_asks_this_package(tmp_path, monkeypatch):
     import dataset_scripts.schema as schema
     import hub.push_model as push_model
     import modeling_allava.modeling_allava as modeling
-    import recipes.sft as sft
+    import recipes.script_arguments as script_arguments
 
-    assert sft.TRAINABLE_CHOICES is TRAINABLE_STAGES
+    assert script_arguments.TRAINABLE_STAGES is TRAINABLE_STAGES
+    assert script_arguments.AllavaScriptArguments.__dataclass_fields__["trainable"].metadata["choices"] == list(
+        TRAINABLE_STAGES
+    )
     assert schema.IMAGE_TOKEN is IMAGE_TOKEN
     # The upload check asks for exactly the Auto classes the model package lists: a new one is required at once.
     monkeypatch.setattr(modeling, "AUTO_MODEL_CLASSES", (*modeling.AUTO_MODEL_CLASSES, "AutoModelForNewTask"))
