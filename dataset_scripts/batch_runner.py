@@ -299,7 +299,8 @@ class BatchSynthesis(Synthesis):
             image = pending.image
             if image is not None:
                 image = dataclasses.replace(image, data=(self.out.root / pending.image_path).read_bytes())
-            self._write_record(pending.item, pending.key, pending.usage, image, pending.fields)
+            record, stored = self._record(pending.item, pending.key, pending.usage, image, pending.fields)
+            self.out.write_group([("records", record)], [stored] if stored else None)
             self.this_run["done"] += 1
             return
         self.this_run[f"rejected:{rejection.reason}"] += 1

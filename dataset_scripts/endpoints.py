@@ -11,12 +11,15 @@ one due back first, so a single endpoint behaves as before (the client's own bac
 from __future__ import annotations
 
 import base64
+import ssl
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import unquote, urlsplit
 
+import aiohttp
 import httpx2
 import openai
 
@@ -38,6 +41,17 @@ def split_credentials(url: str) -> tuple[str, dict[str, str]]:
     return bare, {"Authorization": f"Basic {base64.b64encode(pair).decode('ascii')}"}
 
 
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment sets for `url` (HTTPS_PROXY / HTTP_PROXY, minus NO_PROXY), as httpx would use it.
+
+    Read once per endpoint: aiohttp's own `trust_env` would also look up ~/.netrc in a thread for every request.
+    """
+    parts = urlsplit(url)
+    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
 def read_url_file(path: str) -> list[str]:
     """Base URLs from a text file, one a line; blank lines and `#` comments are ignored."""
     with open(path, encoding="utf-8") as handle:
@@ -49,7 +63,11 @@ def read_url_file(path: str) -> list[str]:
 
 
 class Endpoint:
-    """One base URL: its HTTP pools, its rate buckets, and its health."""
+    """One base URL: its HTTP connections, its rate buckets, and its health.
+
+    Chat completions go through `session`, one aiohttp pool per endpoint (see TeacherClient.complete for why not
+    through the SDK); the Batch API's files and batches go through `client`, the `openai` SDK, made on first use.
+    """
 
     def __init__(
         self,
@@ -60,23 +78,22 @@ class Endpoint:
         concurrency: int,
         rpm: float | None,
         tpm: float | None,
-        ssl_context: object,
+        ssl_context: ssl.SSLContext,
     ) -> None:
         self.url = url
         self.name = public_url(url)
-        # The SDK's aiohttp transport (`openai[aiohttp]`), not its default httpx one: httpx's pool checks every one of
-        # its connections for each request, so its cost grows with concurrency squared. Measured against the offline
-        # teacher (bench/bench_synthesis.py; 1024 in flight, 8 s median latency): see docs/benchmarks.md.
-        limits = httpx2.Limits(max_connections=max(concurrency, 1) + 4, max_keepalive_connections=max(concurrency, 1))
-        bare_url, headers = split_credentials(url)
-        self.client = openai.AsyncOpenAI(
-            base_url=bare_url,
-            api_key=api_key,
-            default_headers=headers,
-            max_retries=0,
-            timeout=timeout,
-            http_client=openai.DefaultAioHttpClient(limits=limits, timeout=timeout, verify=ssl_context),
-        )
+        self.base_url, basic_auth = split_credentials(url)
+        parts = urlsplit(self.base_url)
+        self.chat_url = parts._replace(path=parts.path.rstrip("/") + "/chat/completions").geturl()
+        self.headers = {"Authorization": f"Bearer {api_key}"} | basic_auth
+        self._basic_auth = basic_auth
+        self.proxy = environment_proxy(self.base_url)
+        self._api_key = api_key
+        self._timeout = timeout
+        self._connections = max(concurrency, 1)
+        self._ssl_context = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+        self._client: openai.AsyncOpenAI | None = None
         self.rpm = TokenBucket(rpm) if rpm else None
         self.tpm = TokenBucket(tpm) if tpm else None
         self.outstanding = 0
@@ -86,6 +103,40 @@ class Endpoint:
         self.cooldown = 0.0  # of the current ejection; 0 while in service
         self.probing = False
         self.stats: Counter = Counter()  # requests, failures, ejections
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The chat-completion pool, made inside the running event loop on first use; `timeout` bounds a request."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._connections + 4, ssl=self._ssl_context)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={**self.headers, "Content-Type": "application/json", "Accept": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+            )
+        return self._session
+
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        """The `openai` SDK client (Batch API: files and batches), over its aiohttp transport; made on first use."""
+        if self._client is None:
+            limits = httpx2.Limits(max_connections=self._connections + 4, max_keepalive_connections=self._connections)
+            transport = openai.DefaultAioHttpClient(limits=limits, timeout=self._timeout, verify=self._ssl_context)
+            self._client = openai.AsyncOpenAI(
+                base_url=self.base_url,
+                api_key=self._api_key,
+                default_headers=self._basic_auth,
+                max_retries=0,
+                timeout=self._timeout,
+                http_client=transport,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._client is not None:
+            await self._client.close()
 
 
 class EndpointPool:
@@ -151,4 +202,4 @@ class EndpointPool:
 
     async def aclose(self) -> None:
         for endpoint in self.endpoints:
-            await endpoint.client.close()
+            await endpoint.aclose()

@@ -41,9 +41,10 @@ class Item:
     original_caption: str | None = None
     reader: Callable[[float, int], bytes] | None = None  # (timeout, max_bytes) -> raw image bytes
 
-    @property
+    @functools.cached_property
     def item_id(self) -> str:
-        """Stable identity of the input (not of its content): resume bookkeeping and shard assignment."""
+        """Stable identity of the input (not of its content): resume bookkeeping and shard assignment (computed once:
+        a run asks for it several times per input)."""
         return hashlib.sha256(f"{self.origin}\0{self.question or ''}".encode()).hexdigest()[:20]
 
 

@@ -28,7 +28,13 @@ import json
 import os
 from pathlib import Path
 
-from dataset_scripts.jsonl_store import JsonlStore, atomic_write, cut_torn_tail, iter_jsonl  # noqa: F401 (re-exported)
+from dataset_scripts.jsonl_store import (  # noqa: F401 (atomic_write, cut_torn_tail, iter_jsonl: re-exported)
+    JsonlStore,
+    atomic_write,
+    atomic_write_many,
+    cut_torn_tail,
+    iter_jsonl,
+)
 
 
 KINDS = ("records", "rejects", "skipped")  # opened by every run; "batches" only once a batch run writes to it
@@ -138,24 +144,44 @@ class OutputDir:
 
     def append(self, kind: str, row: dict) -> None:
         """One line, one write(), then fsync: a reader never sees half a record except as a torn last line."""
-        try:
-            if kind not in self._stores:
-                store = JsonlStore(self.path(kind))
-                store.open()
-                self._stores[kind] = store
-            self._stores[kind].append(row)
-        except OSError as error:
-            raise OutputWriteError(self.path(kind), error) from None
+        self.write_group([(kind, row)])
+
+    @staticmethod
+    def image_path(data: bytes, extension: str) -> str:
+        """Where `store_image` puts these bytes, relative to the output folder (content-addressed)."""
+        digest = hashlib.sha256(data).hexdigest()
+        return f"images/{digest[:2]}/{digest}.{extension}"
 
     def store_image(self, data: bytes, extension: str) -> str:
         """Content-addressed copy under images/; returns the path relative to the output folder."""
-        digest = hashlib.sha256(data).hexdigest()
-        relative = f"images/{digest[:2]}/{digest}.{extension}"
-        target = self.root / relative
-        if target.exists() and target.stat().st_size == len(data):
-            return relative
-        _write_new_file(target, data)
+        relative = self.image_path(data, extension)
+        self.write_group([], images=[(relative, data)])
         return relative
+
+    def write_group(self, rows: list[tuple[str, dict]], images: list[tuple[str, bytes]] | None = None) -> None:
+        """A group commit: the images (stored as in `store_image`), then the rows, one write() and fsync per store.
+
+        Every image is durable before any row that may name it is written, so a record never points at a missing file.
+        """
+        new = [(self.root / relative, data) for relative, data in images or []]
+        new = [(target, data) for target, data in new if not (target.exists() and target.stat().st_size == len(data))]
+        if new:
+            try:
+                atomic_write_many(new)
+            except OSError as error:
+                raise OutputWriteError(new[0][0], error) from None
+        by_kind: dict[str, list[dict]] = {}
+        for kind, row in rows:
+            by_kind.setdefault(kind, []).append(row)
+        for kind, kind_rows in by_kind.items():
+            try:
+                if kind not in self._stores:
+                    store = JsonlStore(self.path(kind))
+                    store.open()
+                    self._stores[kind] = store
+                self._stores[kind].append_many(kind_rows)
+            except OSError as error:
+                raise OutputWriteError(self.path(kind), error) from None
 
     def write_summary(self, summary: dict) -> Path:
         target = self.path("summary")

@@ -226,6 +226,16 @@ def _sampling(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # What is alive now (~400k objects, torch included) is left out of garbage collection while inputs are listed and
+    # requests are in flight: each full collection would walk it all (measured in docs/benchmarks.md).
+    gc.freeze()
+    try:
+        return _main(argv)
+    finally:
+        gc.unfreeze()  # an in-process caller (the bench, tests) gets ordinary collection back
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.strategy != "one-call" and args.mode != "caption-qa":
@@ -306,9 +316,6 @@ def main(argv: list[str] | None = None) -> int:
         synthesis = BatchSynthesis(spec, items, out, client, meter, options, describe_run, batch=limits)
     else:
         synthesis = Synthesis(spec, items, out, client, meter, options, describe_run)
-    # What is alive now (~400k objects, torch included) is left out of garbage collection during the run: each full
-    # collection would walk it all while requests are in flight (measured in docs/benchmarks.md).
-    gc.freeze()
     try:
         summary = asyncio.run(synthesis.run())
     except ShardLockedError as error:
@@ -320,8 +327,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished records are kept; rerun the same command to continue", file=sys.stderr)
         return EXIT_INCOMPLETE
-    finally:
-        gc.unfreeze()  # an in-process caller (the bench, tests) gets ordinary collection back
     report = {key: summary[key] for key in ("done", "rejected", "skipped", "tokens", "cost", "stopped")}
     print(scrub(json.dumps(report), (api_key,)))
     if synthesis.summary_written:

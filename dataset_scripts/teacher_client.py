@@ -30,6 +30,7 @@ FATAL_STATUSES = {400: "bad request", 401: "authentication failed", 403: "permis
 
 INVALID_RESPONSE = "invalid_response"
 JSON_BYTES_PER_CHAR = 6  # the worst JSON escape (\uXXXX) of one character of the reply
+ERROR_BODY_BYTES = 65_536  # read of an error answer's body, for its message
 
 
 class FatalAPIError(RuntimeError):
@@ -46,6 +47,27 @@ class TransientAPIError(RuntimeError):
 
 class InvalidResponse(ValueError):
     """An HTTP 200 whose body is not a usable chat completion."""
+
+
+class StatusError(RuntimeError):
+    """A chat completion answered with an HTTP error status (the direct path's counterpart of the SDK's)."""
+
+    def __init__(self, status_code: int, headers: dict[str, str], message: str) -> None:
+        super().__init__(f"HTTP {status_code}: {message}")
+        self.status_code = status_code
+        self.headers = headers
+        self.message = message
+
+
+def error_message(body: bytes) -> str:
+    """`error.message` of an OpenAI-style error body, else the start of the body as text."""
+    try:
+        detail = json.loads(body)["error"]["message"]
+        if isinstance(detail, str):
+            return detail
+    except (ValueError, KeyError, TypeError):
+        pass
+    return body[:200].decode("utf-8", "replace").strip() or "(empty body)"
 
 
 @dataclass
@@ -152,18 +174,19 @@ class TeacherClient:
 
     def _classify(self, error: Exception) -> tuple[str, float | None]:
         """(retry kind, server-requested delay) for a retriable error; raises FatalAPIError otherwise."""
-        if isinstance(error, openai.APIStatusError):
+        if isinstance(error, (openai.APIStatusError, StatusError)):
             status = error.status_code
             if status in FATAL_STATUSES or status == 422:
-                detail = scrub(str(getattr(error, "message", error)), self._secrets)
+                detail = scrub(str(error.message), self._secrets)
                 label = FATAL_STATUSES.get(status, "unprocessable request")
                 hint = " (check the key in the environment variable)" if status in (401, 403) else ""
                 raise FatalAPIError(f"teacher answered {status} {label}{hint}: {detail}") from None
-            retry_after = parse_retry_after(dict(error.response.headers))
+            headers = error.headers if isinstance(error, StatusError) else error.response.headers
+            retry_after = parse_retry_after(dict(headers))
             return ("rate_limit" if status == 429 else f"http_{status}"), retry_after
         if isinstance(error, (openai.APITimeoutError, TimeoutError)):
             return ("connection" if _dropped_connection(error) else "timeout"), None
-        if isinstance(error, openai.APIConnectionError):
+        if isinstance(error, (openai.APIConnectionError, aiohttp.ClientError, OSError)):
             return "connection", None
         if isinstance(error, (openai.APIResponseValidationError, InvalidResponse)):
             return INVALID_RESPONSE, None
@@ -176,18 +199,36 @@ class TeacherClient:
 
     def _describe(self, error: Exception) -> str:
         """`Type: message` of an error, naming the socket failure under a mislabelled timeout; keys scrubbed."""
-        error = _dropped_connection(error) or error
+        if isinstance(error, openai.APITimeoutError):
+            error = _dropped_connection(error) or error
         return scrub(f"{type(error).__name__}: {error}", self._secrets)
 
-    def _read_completion(self, response: httpx2.Response, estimated_tokens: int) -> Reply:
-        """The reply inside a 200's body, checked by hand: a gateway's HTML page or a broken body is no crash."""
-        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        body = response.content
+    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body, refused unread past `max_body_bytes` (a runaway or hostile server cannot fill memory)."""
+        limit = self.max_body_bytes
+        if limit is None:
+            return await response.read()
+        if response.content_length is not None and response.content_length > limit:
+            raise InvalidResponse(f"the body has {response.content_length} bytes, more than the {limit} allowed")
+        chunks, size = [], 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise InvalidResponse(f"the body has more than the {limit} bytes allowed")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _post(self, endpoint: Endpoint, payload: bytes, estimated_tokens: int) -> Reply:
+        """One chat completion over the endpoint's aiohttp pool; a 200 is checked by hand (HTML, broken bodies)."""
+        async with endpoint.session.post(endpoint.chat_url, data=payload, proxy=endpoint.proxy) as response:
+            if not 200 <= response.status < 300:
+                body = await response.content.read(ERROR_BODY_BYTES)
+                raise StatusError(response.status, dict(response.headers), error_message(body))
+            content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            body = await self._read_body(response)
         start = repr(body[:80].decode("utf-8", "replace"))
         if not content_type.endswith("json"):
-            raise InvalidResponse(f"HTTP {response.status_code} with Content-Type {content_type or 'none'}: {start}")
-        if self.max_body_bytes is not None and len(body) > self.max_body_bytes:
-            raise InvalidResponse(f"the body has {len(body)} bytes, more than the {self.max_body_bytes} allowed")
+            raise InvalidResponse(f"HTTP {response.status} with Content-Type {content_type or 'none'}: {start}")
         try:
             data = json.loads(body.decode("utf-8"))
         except UnicodeDecodeError as error:
@@ -199,7 +240,7 @@ class TeacherClient:
     async def complete(self, messages: list[dict], estimated_tokens: int) -> Reply:
         """Send one chat completion, retrying transient failures up to `max_retries` times (on any endpoint)."""
         reserve = estimated_tokens + int(self.sampling.get("max_tokens") or 0)
-        body = {"model": self.model, "messages": messages, **self.sampling}
+        payload = json.dumps({"model": self.model, "messages": messages, **self.sampling}).encode("utf-8")
         attempt = 0
         while True:
             with self.pool.use() as endpoint:
@@ -211,19 +252,14 @@ class TeacherClient:
                 if endpoint.tpm is not None:
                     await endpoint.tpm.acquire(reserve)
                 try:
-                    # The client's `post` (the SDK's documented way to call any endpoint) instead of
-                    # `chat.completions.with_raw_response.create`: it skips the SDK's per-request walk over the
-                    # params; the body is plain JSON and errors are the SDK's own. Measured with the aiohttp
-                    # transport (a caption-qa request, 1,024 requests, 256 in flight): 2.3 ms vs 3.8 ms of client CPU
-                    # per request (`create`, parsed: 4.1 ms); client CPU per request does not depend on latency, so at
-                    # 1024 in flight and 8 s median latency (~90 requests/s) that is 0.21 vs 0.34 of a core. The
-                    # SDK's timeout is per read; wait_for makes `timeout` a deadline for the whole request.
-                    response = await asyncio.wait_for(
-                        endpoint.client.post("/chat/completions", cast_to=httpx2.Response, body=body),
-                        self.timeout,
-                    )
-                    reply = self._read_completion(response, estimated_tokens)
-                except (openai.APIError, httpx2.HTTPError, TimeoutError, InvalidResponse) as error:
+                    # A plain aiohttp POST, not the SDK's `chat.completions.create` nor its `post`: measured at
+                    # realistic latency (bench/bench_synthesis.py: 1024 in flight, log-normal latency with median 8 s
+                    # and p95 30 s; docs/benchmarks.md), the SDK's request and response objects cost more client CPU
+                    # per request than all the rest of a request's work together. The wire format is the same JSON,
+                    # errors are mapped to the same kinds as the SDK's (see _classify), and the SDK still makes the
+                    # Batch API calls (batch_api.py), where a few requests per batch make its cost irrelevant.
+                    reply = await self._post(endpoint, payload, estimated_tokens)
+                except (aiohttp.ClientError, OSError, TimeoutError, StatusError, InvalidResponse) as error:
                     if endpoint.tpm is not None:
                         endpoint.tpm.refund(reserve)
                     try:

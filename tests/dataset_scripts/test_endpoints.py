@@ -1,11 +1,12 @@
 """Several endpoints: fewest outstanding first, a failing one taken out and probed back in, budgets per endpoint."""
 
+import asyncio
 import configparser
 
 import openai
 import pytest
 
-from dataset_scripts.endpoints import EndpointPool, read_url_file, split_credentials
+from dataset_scripts.endpoints import EndpointPool, environment_proxy, read_url_file, split_credentials
 from dataset_scripts.teacher_client import TeacherClient
 from recipes.tiny.offline_teacher import OfflineTeacher
 from tests.dataset_scripts.helpers_synthesis import API_KEY, REPO, records
@@ -84,8 +85,19 @@ def test_rate_budgets_are_per_endpoint():
     assert a.rpm is not b.rpm and a.tpm is not b.tpm and a.rpm.rate == b.rpm.rate == 1.0
 
 
-def test_each_endpoint_has_one_aiohttp_pool_from_a_declared_extra():
+def test_chat_completions_use_one_aiohttp_pool_per_endpoint_and_the_sdk_only_for_batches():
     pool, _ = make_pool()
+
+    async def made_in_the_loop():
+        sessions = [endpoint.session for endpoint in pool.endpoints]
+        assert all(endpoint._client is None for endpoint in pool.endpoints)  # no SDK client in a live run
+        limits = [session.connector.limit for session in sessions]
+        await pool.aclose()
+        return sessions, limits
+
+    sessions, limits = asyncio.run(made_in_the_loop())
+    assert len({id(session) for session in sessions}) == 2 and limits == [8, 8]  # concurrency 4, + 4 spare
+    assert [endpoint.chat_url for endpoint in pool.endpoints] == [f"http://{h}/v1/chat/completions" for h in "ab"]
     assert all(isinstance(endpoint.client._client, openai.DefaultAioHttpClient) for endpoint in pool.endpoints)
     config = configparser.ConfigParser()
     config.read(REPO / "setup.cfg")
@@ -94,11 +106,27 @@ def test_each_endpoint_has_one_aiohttp_pool_from_a_declared_extra():
 
 def test_credentials_in_a_base_url_are_sent_as_basic_auth():
     pool, _ = make_pool(("http://us%40er:p%3Aw@127.0.0.1:9/v1?x=1", "http://b/v1"))
-    with_credentials, plain = (endpoint.client for endpoint in pool.endpoints)
-    assert str(with_credentials.base_url) == "http://127.0.0.1:9/v1/?x=1"  # aiohttp refuses user:pw with a header
-    assert with_credentials.default_headers["Authorization"] == "Basic dXNAZXI6cDp3"  # us@er:p:w, replacing the key
-    assert "Authorization" not in plain.default_headers
+    with_credentials, plain = pool.endpoints
+    assert with_credentials.chat_url == "http://127.0.0.1:9/v1/chat/completions?x=1"
+    assert with_credentials.headers == {"Authorization": "Basic dXNAZXI6cDp3"}  # us@er:p:w, replacing the key
+    assert plain.headers == {"Authorization": f"Bearer {API_KEY}"}
+    sdk_with_credentials, sdk_plain = with_credentials.client, plain.client  # the Batch API's clients
+    assert str(sdk_with_credentials.base_url) == "http://127.0.0.1:9/v1/?x=1"  # aiohttp refuses user:pw with a header
+    assert sdk_with_credentials.default_headers["Authorization"] == "Basic dXNAZXI6cDp3"
+    assert "Authorization" not in sdk_plain.default_headers
     assert split_credentials("https://h/v1") == ("https://h/v1", {})
+
+
+def test_the_environment_proxy_is_read_once_per_endpoint(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.corp")
+    for name in ("https_proxy", "no_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert environment_proxy("https://api.openai.com/v1") == "http://proxy.corp:3128"
+    assert environment_proxy("https://vllm.internal.corp/v1") is None  # NO_PROXY
+    assert environment_proxy("http://10.0.0.5:8000/v1") is None  # no HTTP_PROXY set
+    pool, _ = make_pool(("https://api.openai.com/v1", "https://vllm.internal.corp/v1"))
+    assert [endpoint.proxy for endpoint in pool.endpoints] == ["http://proxy.corp:3128", None]
 
 
 def test_url_file(tmp_path):
@@ -124,8 +152,9 @@ def test_two_teachers_one_failing(synth, shapes_dir, tmp_path):
     assert bad.stats["requests"] <= 2 + 2
     assert good.stats["requests"] >= 24
     by_endpoint = summary["this_run"]["by_endpoint"]
-    assert by_endpoint[bad.base_url] | {"taken_out": 1, "requests": 0, "sent": bad.stats["requests"]} == (
-        by_endpoint[bad.base_url]
+    assert (
+        by_endpoint[bad.base_url] | {"taken_out": 1, "requests": 0, "sent": bad.stats["requests"]}
+        == (by_endpoint[bad.base_url])
     )
     assert by_endpoint[good.base_url]["requests"] == 24
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from dataset_scripts.shards import OutputDir, ShardLockedError
+from dataset_scripts.shards import OutputDir, OutputWriteError, ShardLockedError
 from tests.dataset_scripts.helpers_synthesis import REPO, records
 
 
@@ -97,3 +97,31 @@ def test_a_killed_holder_never_blocks_a_rerun(synth, teacher, shapes_dir, tmp_pa
         process.wait()
     _, summary = synth(*args, output=out)  # its lock file is still there, its lock died with it
     assert summary["done"] > 0 and (out / ".lock-00000-of-00001").exists()
+
+
+def test_a_group_write_stores_the_images_then_appends_the_rows_in_order(tmp_path):
+    out = OutputDir(tmp_path / "out")
+    out.open()
+    first, second = b"\x89PNG first", b"\x89PNG second"
+    images = [(out.image_path(first, "png"), first), (out.image_path(first, "png"), first)]
+    images.append((out.image_path(second, "png"), second))
+    rows = [("records", {"n": 1}), ("rejects", {"n": 2}), ("records", {"n": 3})]
+    out.write_group(rows, images)
+    out.close()
+    assert (tmp_path / "out" / images[0][0]).read_bytes() == first  # one path given twice is one file
+    assert (tmp_path / "out" / images[2][0]).read_bytes() == second
+    assert [row["n"] for row in records(tmp_path / "out")] == [1, 3]
+    assert [row["n"] for row in records(tmp_path / "out", "rejects")] == [2]
+    assert not list((tmp_path / "out").rglob("*.tmp-*"))
+
+
+def test_a_group_write_that_fails_on_an_image_writes_no_row(tmp_path, monkeypatch):
+    out = OutputDir(tmp_path / "out")
+    out.open()
+    fill_disk_after(monkeypatch, tmp_path / "out", 1)  # the first image goes in, the second hits a full disk
+    data = [b"one", b"two"]
+    with pytest.raises(OutputWriteError, match="No space left"):
+        out.write_group([("records", {"n": 1})], [(out.image_path(d, "png"), d) for d in data])
+    monkeypatch.undo()
+    out.close()
+    assert out.path("records").read_text() == "" and not list((tmp_path / "out").rglob("*.tmp-*"))

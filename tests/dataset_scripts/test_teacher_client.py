@@ -7,7 +7,14 @@ import pytest
 from dataset_scripts.prompt_set import load_prompt_set
 from dataset_scripts.sections import reply_char_limit
 from dataset_scripts.tasks import TaskSpec
-from dataset_scripts.teacher_client import FatalAPIError, TeacherClient, TransientAPIError, scrub
+from dataset_scripts.teacher_client import (
+    FatalAPIError,
+    StatusError,
+    TeacherClient,
+    TransientAPIError,
+    error_message,
+    scrub,
+)
 from tests.dataset_scripts.helpers_synthesis import API_KEY
 
 
@@ -42,10 +49,39 @@ def test_retriable_statuses_carry_retry_after():
     assert teacher._classify(status_error(openai.InternalServerError, 503)) == ("http_503", None)
 
 
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+def test_the_direct_path_stops_on_the_same_statuses_as_the_sdk(status):
+    error = StatusError(status, {}, f"bad header Authorization: Bearer {API_KEY}")
+    with pytest.raises(FatalAPIError) as fatal:
+        client()._classify(error)
+    assert f"teacher answered {status}" in str(fatal.value) and API_KEY not in str(fatal.value)
+
+
+def test_the_direct_path_retries_rate_limits_and_server_errors_with_retry_after():
+    teacher = client()
+    assert teacher._classify(StatusError(429, {"Retry-After-Ms": "250"}, "slow down")) == ("rate_limit", 0.25)
+    assert teacher._classify(StatusError(502, {}, "bad gateway")) == ("http_502", None)
+
+
+def test_error_message_reads_openai_style_bodies_and_falls_back_to_text():
+    assert error_message(b'{"error": {"message": "Incorrect API key provided.", "type": "x"}}') == (
+        "Incorrect API key provided."
+    )
+    assert error_message(b"<html>502 Bad Gateway</html>") == "<html>502 Bad Gateway</html>"
+    assert error_message(b"") == "(empty body)"
+
+
 def test_unreachable_server_gives_up_after_bounded_retries():
     teacher = client()
+
+    async def call_then_close():
+        try:
+            await teacher.complete([{"role": "user", "content": "hi"}], 10)
+        finally:
+            await teacher.aclose()
+
     with pytest.raises(TransientAPIError) as error:
-        asyncio.run(teacher.complete([{"role": "user", "content": "hi"}], 10))
+        asyncio.run(call_then_close())
     assert error.value.kind == "connection" and teacher.stats.retries["connection"] == 1
     assert "Cannot connect to host 127.0.0.1:9" in str(error.value)  # not the transport's "timed out"
     assert API_KEY not in str(error.value)
