@@ -29,7 +29,7 @@ from dataset_scripts.teacher_client import (
     TransientAPIError,
 )
 from dataset_scripts.thread_batches import ThreadBatches
-from dataset_scripts.usage import USAGE_FIELDS, Usage, subsets_label
+from dataset_scripts.usage import Usage, shard_totals, usage_report
 from hub.cards import NO_PRICE
 
 
@@ -346,21 +346,7 @@ class Synthesis:
 
         Without a configured price every cost reads "no price configured" rather than a misleading $0.
         """
-        done_items, rejected, skipped = set(), {}, {}
-        total, by_subset = Usage(), {}
-        for kind in ("records", "rejects"):
-            for row in iter_jsonl(self.out.path(kind)):
-                if kind == "records":
-                    done_items.add(row["item_id"])
-                else:
-                    rejected[row["item_id"]] = row["reason"]
-                label = subsets_label(row["mode"], row["strategy"], row["source"])
-                for usage in (total, by_subset.setdefault(label, Usage())):
-                    for name in USAGE_FIELDS:
-                        setattr(usage, name, getattr(usage, name) + row["usage"].get(name, 0))
-                    usage.cost_usd += row["usage"]["cost_usd"]
-        for row in iter_jsonl(self.out.path("skipped")):
-            skipped[row["item_id"]] = row["reason"]
+        totals = shard_totals(self.out)
         this_run = {
             name: dict(sorted((k.split(":", 1)[1], n) for k, n in self.this_run.items() if k.startswith(name + ":")))
             for name in ("rejected", "skipped", "retry", "batch")
@@ -369,7 +355,7 @@ class Synthesis:
         stats = self.client.stats
         endpoints = {endpoint.name: endpoint for endpoint in self.client.pool.endpoints}
         by_endpoint = {
-            name: self._usage_report(self.by_endpoint.get(name, Usage()), priced)
+            name: usage_report(self.by_endpoint.get(name, Usage()), priced)
             | {
                 "sent": endpoint.stats["requests"],
                 "failures": endpoint.stats["failures"],
@@ -380,18 +366,18 @@ class Synthesis:
         return {
             **self.describe_run,
             "items_in_shard": len(self.items),
-            "done": len(done_items),
-            "rejected": dict(Counter(r for i, r in rejected.items() if i not in done_items)),
-            "skipped": dict(Counter(r for i, r in skipped.items() if i not in done_items and i not in rejected)),
+            "done": totals.done,
+            "rejected": totals.rejected,
+            "skipped": totals.skipped,
             "tokens": {
-                "prompt": total.prompt_tokens,
-                "cached": total.cached_tokens,
-                "completion": total.completion_tokens,
+                "prompt": totals.usage.prompt_tokens,
+                "cached": totals.usage.cached_tokens,
+                "completion": totals.usage.completion_tokens,
             },
-            "requests": total.requests,
-            "cost_usd": round(total.cost_usd, 6) if priced else None,
-            "cost": f"${total.cost_usd:.4f}" if priced else NO_PRICE,
-            "by_subset": {label: self._usage_report(usage, priced) for label, usage in sorted(by_subset.items())},
+            "requests": totals.usage.requests,
+            "cost_usd": round(totals.usage.cost_usd, 6) if priced else None,
+            "cost": f"${totals.usage.cost_usd:.4f}" if priced else NO_PRICE,
+            "by_subset": {label: usage_report(usage, priced) for label, usage in sorted(totals.by_subset.items())},
             "max_cost_usd": self.meter.max_cost,
             "stopped": self.stop_reason,
             "message": self.stop_message,
@@ -412,8 +398,3 @@ class Synthesis:
                 "wall_time_s": round(wall_time, 3),
             },
         }
-
-    @staticmethod
-    def _usage_report(usage: Usage, priced: bool) -> dict:
-        report = {name: getattr(usage, name) for name in USAGE_FIELDS}
-        return report | {"cost_usd": round(usage.cost_usd, 6) if priced else NO_PRICE}

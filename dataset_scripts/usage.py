@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
+
+from dataset_scripts.shards import OutputDir, iter_jsonl
+from hub.cards import NO_PRICE
 
 
 USAGE_FIELDS = ("prompt_tokens", "cached_tokens", "completion_tokens", "requests")
@@ -33,3 +37,45 @@ def subsets_label(mode: str, strategy: str, source: str) -> str:
         return "text"
     kinds = ("instruct",) if strategy == "direct" else ("caption", "instruct")
     return "+".join(f"{kind}_{source}" for kind in kinds)
+
+
+def usage_report(usage: Usage, priced: bool) -> dict:
+    """A summary's usage entry; without a configured price the cost reads "no price configured", not a false $0."""
+    report = {name: getattr(usage, name) for name in USAGE_FIELDS}
+    return report | {"cost_usd": round(usage.cost_usd, 6) if priced else NO_PRICE}
+
+
+@dataclass
+class ShardTotals:
+    """What a shard's files hold over all runs: inputs done, rejected and skipped (by reason), usage."""
+
+    done: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    by_subset: dict[str, Usage] = field(default_factory=dict)
+
+
+def shard_totals(out: OutputDir) -> ShardTotals:
+    """Read back one shard's records, rejects and skips; an input counts once, by its best outcome."""
+    totals = ShardTotals()
+    done_items, rejected, skipped = set(), {}, {}
+    for kind in ("records", "rejects"):
+        for row in iter_jsonl(out.path(kind)):
+            if kind == "records":
+                done_items.add(row["item_id"])
+            else:
+                rejected[row["item_id"]] = row["reason"]
+            label = subsets_label(row["mode"], row["strategy"], row["source"])
+            for usage in (totals.usage, totals.by_subset.setdefault(label, Usage())):
+                for name in USAGE_FIELDS:
+                    setattr(usage, name, getattr(usage, name) + row["usage"].get(name, 0))
+                usage.cost_usd += row["usage"]["cost_usd"]
+    for row in iter_jsonl(out.path("skipped")):
+        skipped[row["item_id"]] = row["reason"]
+    totals.done = len(done_items)
+    totals.rejected = dict(Counter(reason for item, reason in rejected.items() if item not in done_items))
+    totals.skipped = dict(
+        Counter(reason for item, reason in skipped.items() if item not in done_items and item not in rejected)
+    )
+    return totals
