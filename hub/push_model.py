@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hub.cards import build_model_card, incomplete_benchmarks, scored_benchmarks
 from hub.checkpoint_files import check_upload_folder, read_allava_config, read_json
 from hub.cli import Parser, check_repo_id, existing_folder, run
+from hub.model_card import build_model_card, incomplete_benchmarks, scored_benchmarks
 from hub.upload import require_token, upload_folder
 
 

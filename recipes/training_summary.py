@@ -1,10 +1,10 @@
 """What a finished training run leaves next to its model for the model card: `training_summary.json` and README.md.
 
-The summary has the shape `hub/cards.py` and `hub/push_model.py` read: `base_models` (`{"vision": ..., "text": ...}`),
+The summary has the shape hub/model_card.py and hub/push_model.py read: `base_models` (`{"vision": ..., "text": ...}`),
 `datasets` (hub dataset ids, the card's metadata), `stages` (one row per training stage: stage 2 carries over stage
 1's rows from its base model's summary) and other keys shown as bullets (recipe, overrides, data mixture with
 revisions, take_fraction and epochs, steps, tokens seen, final loss, package versions, hardware). The README is
-`hub.cards.build_model_card` on that summary, so the folder's card is the one `hub/push_model.py` would upload.
+`hub.model_card.build_model_card` on that summary, so the folder's card is the one `hub/push_model.py` would upload.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from hub.cards import build_model_card
 from hub.cli import is_path_like
+from hub.model_card import build_model_card
 from recipes.sft_args import split_arguments
 
 

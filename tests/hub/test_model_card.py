@@ -1,8 +1,8 @@
-"""Model-card pieces of hub/cards.py: results.json validation and the card built without optional inputs."""
+"""Model-card pieces of hub/model_card.py: results.json validation and the card built without optional inputs."""
 
 import pytest
 
-from hub.cards import build_model_card, incomplete_benchmarks, scored_benchmarks
+from hub.model_card import build_model_card, incomplete_benchmarks, scored_benchmarks
 from recipes.tiny.models import tiny_config
 
 

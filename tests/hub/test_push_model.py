@@ -15,7 +15,7 @@ from transformers import TrainerState
 from trl import ModelConfig, SFTConfig
 
 from hub import checkpoint_files
-from hub.cards import USAGE_IMAGE_URL
+from hub.model_card import USAGE_IMAGE_URL
 from hub.push_model import build_upload_folder, main
 from hub.upload import upload_folder
 from recipes.sft import AllavaScriptArguments

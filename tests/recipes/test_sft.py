@@ -58,7 +58,7 @@ def test_two_stage_training_learns_and_saves_reloadable_checkpoints(stage1, shap
 
 
 def check_summary_and_card(stage1: Path, stage2: Path, final_loss: float) -> None:
-    """training_summary.json in the format hub/cards.py reads, and README.md rendered from it by hub.cards."""
+    """training_summary.json in the format hub/model_card.py reads, and README.md rendered from it."""
     summary = json.loads((stage2 / "training_summary.json").read_text())
     first = json.loads((stage1 / "training_summary.json").read_text())
     assert set(first["base_models"]) == {"vision", "text"} and summary["base_models"] == first["base_models"]
