@@ -77,10 +77,14 @@ class Synthesis:
         self.meter = meter
         self.options = options
         self.describe_run = describe_run
-        # Image reads and output writes in batches, one thread hop each (see thread_batches.py); at 1024 requests in
-        # flight a batch lingers 50 ms for company, so each hop carries several reads or rows.
-        self.image_reads = ThreadBatches(self._read_images, max_batch=16, parallel=os.cpu_count() or 1, linger=0.05)
-        self.commit = ThreadBatches(self._write_rows, linger=0.05)
+        # Image reads and output writes in batches, one thread hop each (see thread_batches.py). A batch that is not
+        # full lingers 50 ms for company; "full" scales with the workers (1/8 of them), so a run with few workers and
+        # a fast teacher waits little and a run with 1024 in flight carries several reads or rows per hop.
+        batch = max(1, options.concurrency // 8)
+        self.image_reads = ThreadBatches(
+            self._read_images, max_batch=min(batch, 16), parallel=os.cpu_count() or 1, linger=0.05
+        )
+        self.commit = ThreadBatches(self._write_rows, max_batch=batch, linger=0.05)
         self.this_run: Counter = Counter()
         self.failed: Counter = Counter()
         self.stop_reason: str | None = None

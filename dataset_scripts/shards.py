@@ -8,9 +8,10 @@ Layout of `--output DIR` (n = --num-shards, i = --shard-index, both zero-padded 
     summary-i-of-n.json    written at the end of every run (atomic replace)
     images/ab/<sha256>.<ext>   content-addressed copies of the images exactly as sent (records point here)
 
-Each line is written with one `write()` on an O_APPEND descriptor, then fsync'd, so a killed run leaves at worst a
-torn last line; `open()` cuts it off before appending. Writes are thread-safe (the runner fsyncs off the event
-loop). Images are written (atomically) before the record that names them. A failed write (a full disk) is undone
+Lines are written with one `write()` on an O_APPEND descriptor, then fsync'd, so a killed run leaves at worst a
+torn last line; `open()` cuts it off before appending. Writes are thread-safe; the runner hands them over in group
+commits (`write_group`: many rows in one write and one fsync per file, off the event loop). Images are written
+(atomically) before the records that name them. A failed write (a full disk) is undone
 back to the last whole line and raised as `OutputWriteError`; an image's temporary file is removed.
 
 One folder, one layout: processes may share a folder only as different shards of the same `--num-shards` (their

@@ -372,7 +372,8 @@ def test_a_run_spends_little_per_input_outside_the_request(synth, shapes_dir, tm
 
     monkeypatch.setattr(thread_batches.asyncio, "to_thread", counted)
     monkeypatch.setattr(runner.Synthesis, "run", watched)
-    _, summary = synth("--mode", "caption-qa", "--input", str(shapes_dir), "--limit", "5", output=tmp_path / "out")
+    args = ("--mode", "caption-qa", "--input", str(shapes_dir), "--limit", "5", "--concurrency", "64")
+    _, summary = synth(*args, output=tmp_path / "out")
     reads = [size for name, size in hops if name == "_read_images"]
     writes = [size for name, size in hops if name == "_write_rows"]
     assert summary["done"] == 5 and reads == [5]  # the five workers ask at once: one hop reads all five images
