@@ -2,6 +2,10 @@
 
 import asyncio
 import configparser
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import openai
 import pytest
@@ -127,6 +131,50 @@ def test_the_environment_proxy_is_read_once_per_endpoint(monkeypatch):
     assert environment_proxy("http://10.0.0.5:8000/v1") is None  # no HTTP_PROXY set
     pool, _ = make_pool(("https://api.openai.com/v1", "https://vllm.internal.corp/v1"))
     assert [endpoint.proxy for endpoint in pool.endpoints] == ["http://proxy.corp:3128", None]
+
+
+class ForwardingProxy(ThreadingHTTPServer):
+    """A plain HTTP proxy that forwards every request to one server and notes the absolute URLs it was asked for."""
+
+    def __init__(self, target: str) -> None:
+        self.target, self.asked = target.rstrip("/"), []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                return
+
+            def do_POST(self):
+                proxy.asked.append(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                url = proxy.target + urlsplit(self.path).path.removeprefix("/v1")
+                headers = {name: self.headers[name] for name in ("Authorization", "Content-Type")}
+                forwarded = urllib.request.Request(url, body, headers, method="POST")
+                direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # not through itself
+                with direct.open(forwarded, timeout=30) as response:
+                    payload = response.read()
+                    self.send_response(response.status)
+                    self.send_header("Content-Type", response.headers["Content-Type"])
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_requests_go_through_the_environment_proxy(synth, teacher, shapes_dir, tmp_path, monkeypatch):
+    proxy = ForwardingProxy(teacher.base_url)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+        for name in ("http_proxy", "NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        args = ("--mode", "caption-qa", "--input", str(shapes_dir), "--limit", "3")
+        _, summary = synth(*args, base_url="http://teacher.invalid/v1", output=tmp_path / "out")  # no such host
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert summary["done"] == 3 and proxy.asked == ["http://teacher.invalid/v1/chat/completions"] * 3
 
 
 def test_url_file(tmp_path):
