@@ -50,7 +50,12 @@ class ThreadBatches:
             self._collecting += 1
             task = asyncio.create_task(self._run_batches())
             self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        """A batch task ended: calls made after it last looked (by callers it woke, say) need a batch of their own."""
+        self._running.discard(task)
+        self._start_if_needed()
 
     async def _run_batches(self) -> None:
         """Gather a batch (lingering if it is not full), run it in a thread, and go on while calls are waiting."""

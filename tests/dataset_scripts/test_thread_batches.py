@@ -102,3 +102,13 @@ def test_a_cancelled_caller_s_work_is_done_and_drain_waits_for_it():
         return list(done)
 
     assert asyncio.run(cancel_then_drain()) == ["row"]
+
+
+def test_a_call_made_as_the_last_batch_finishes_still_runs():
+    """The caller woken by a batch's result calls again before that batch's task is done: it must not wait forever."""
+    batches = ThreadBatches(lambda arguments: arguments, parallel=1)
+
+    async def back_to_back():
+        return [await batches.submit(n) for n in range(5)]  # awaited directly: no task hop in between
+
+    assert asyncio.run(asyncio.wait_for(back_to_back(), timeout=5)) == [0, 1, 2, 3, 4]
