@@ -10,8 +10,8 @@ The batches-<shard>.jsonl store (same append-only store as the shards) is what m
 paying twice: `uploaded` (file id and its custom ids) is written before the batch is created and `created` right
 after, so a rerun polls the same batches; a file uploaded but without a `created` row is looked up in the batch list
 first. `progress` rows keep an input's state between rounds (fields so far, usage so far), `collected` marks a batch
-whose results are all applied. Prepared images are written to images/ (content-addressed, as records need them
-anyway) and read back when their request line is built, so memory does not grow with the number of inputs.
+whose results are all applied. Prepared images are stored in the shard's image pack (as records need them anyway;
+identical bytes once) and read back when their request line is built, so memory does not grow with the inputs.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataset_scripts.images import PreparedImage
 from dataset_scripts.inputs import Item
 from dataset_scripts.runner import BudgetExhausted, Synthesis, judge_reply
 from dataset_scripts.sections import Rejected, reply_char_limit
-from dataset_scripts.shards import OutputWriteError, iter_jsonl
+from dataset_scripts.shards import OutputWriteError, iter_jsonl, read_image
 from dataset_scripts.teacher_client import (
     INVALID_RESPONSE,
     FatalAPIError,
@@ -51,8 +51,8 @@ class _Pending:
 
     item: Item
     key: str
-    image: PreparedImage | None  # `data` empty: the bytes live in images/<path>
-    image_path: str | None
+    image: PreparedImage | None  # `data` empty: the bytes live in the image pack, where `stored` says
+    stored: dict | None  # image, image_offset, image_length (the record's fields)
     step: int = 0
     attempt: int = 0
     fields: dict = field(default_factory=dict)
@@ -135,8 +135,8 @@ class BatchSynthesis(Synthesis):
             if prepared is None:
                 return
             key, image = prepared
-            path = await asyncio.to_thread(self.out.store_image, image.data, image.extension) if image else None
-            pending = _Pending(item, key, dataclasses.replace(image, data=b"") if image else None, path)
+            stored = await asyncio.to_thread(self.out.store_image, image.data) if image else None
+            pending = _Pending(item, key, dataclasses.replace(image, data=b"") if image else None, stored)
             state = progress.get(key)
             if state is not None:
                 pending.step, pending.attempt, pending.fields = state["step"], state["attempt"], state["fields"]
@@ -152,7 +152,7 @@ class BatchSynthesis(Synthesis):
     def _messages(self, pending: _Pending, with_image: bool = True) -> list[dict]:
         image = pending.image
         if image is not None and with_image:
-            image = dataclasses.replace(image, data=(self.out.root / pending.image_path).read_bytes())
+            image = dataclasses.replace(image, data=read_image(self.out.root, pending.stored))
         template = self.spec.templates[pending.step]
         return self.spec.messages(template, image, pending.item.question, pending.fields.get("description"))
 
@@ -296,11 +296,8 @@ class BatchSynthesis(Synthesis):
     def _finish(self, pending: _Pending, rejection: Rejected | None = None, raw: str = "") -> None:
         del self.pending[pending.key]
         if rejection is None:
-            image = pending.image
-            if image is not None:
-                image = dataclasses.replace(image, data=(self.out.root / pending.image_path).read_bytes())
-            record, stored = self._record(pending.item, pending.key, pending.usage, image, pending.fields)
-            self.out.write_group([("records", record)], [stored] if stored else None)
+            record = self._record(pending.item, pending.key, pending.usage, pending.image, pending.fields)
+            self.out.append("records", record | (pending.stored or {}))
             self.this_run["done"] += 1
             return
         self.this_run[f"rejected:{rejection.reason}"] += 1

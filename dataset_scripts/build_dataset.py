@@ -26,9 +26,10 @@ from dataset_scripts.dataset_writer import (
     write_subsets,
 )
 from dataset_scripts.filters import FilterOptions, QualityFilters, add_filter_arguments, options_from_args
+from dataset_scripts.image_pack import PackError
 from dataset_scripts.report import REPORT_NAME, write_report
 from dataset_scripts.schema import IMAGE_TOKEN, make_row, subset_name
-from dataset_scripts.shards import iter_jsonl
+from dataset_scripts.shards import iter_jsonl, read_image
 from hub.cli import InputError, Parser, check_repo_id, run
 from hub.upload import require_token
 
@@ -136,13 +137,15 @@ class Builder:
     def _image(folder: Path, record: dict) -> bytes | None:
         if record.get("image") is None:
             return None
-        path = folder / record["image"]
         try:
-            return path.read_bytes()
+            return read_image(folder, record)
         except OSError:
             raise BuildError(
-                f"record {record['key']} points at {path}, which is missing: copy the images/ folder with the shards"
+                f"record {record['key']} points at {folder / record['image']}, which is missing: "
+                "copy the image packs (images-*.pack) with the shards"
             ) from None
+        except PackError as error:
+            raise BuildError(f"record {record['key']}: {error}") from None
 
     def left_out(self) -> tuple[dict, dict, dict]:
         """(rejected, skipped) inputs by reason over all shards, leaving out any later finished; and the prompts."""

@@ -21,7 +21,6 @@ from modeling_allava.processing_allava import ImageTooLargeError, open_image
 
 SKIP_REASONS = ("missing", "unreachable", "refused", "unreadable", "truncated", "oversized", "duplicate")
 PASS_THROUGH = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
-EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
 class SkipImage(Exception):
@@ -40,10 +39,6 @@ class PreparedImage:
     width: int
     height: int
     source_sha256: str  # of the original bytes: identical files share it, whatever their names
-
-    @property
-    def extension(self) -> str:
-        return EXTENSIONS[self.mime]
 
     def data_url(self) -> str:
         return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"

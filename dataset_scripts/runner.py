@@ -201,9 +201,9 @@ class Synthesis:
                 results.append(skip)
         return results
 
-    def _write_rows(self, entries: list[tuple[str, dict, tuple[str, bytes] | None]]) -> list[None]:
+    def _write_rows(self, entries: list[tuple[str, dict, bytes | None]]) -> list[None]:
         """A group commit, in a worker thread: the images, then the rows (one write and one fsync per file)."""
-        self.out.write_group([(kind, row) for kind, row, _ in entries], [image for *_, image in entries if image])
+        self.out.write_group(entries)
         return [None] * len(entries)
 
     async def _process(self, item: Item) -> None:
@@ -230,17 +230,14 @@ class Synthesis:
                 return
             fields.update(parsed)
             description = fields.get("description")
-        record, stored = self._record(item, key, usage, image, fields)
-        await self.commit.submit(("records", record, stored))  # the image first: a record never names a missing file
+        record = self._record(item, key, usage, image, fields)
+        await self.commit.submit(("records", record, image.data if image else None))  # the image is stored first
         self.this_run["done"] += 1
 
-    def _record(
-        self, item: Item, key: str, usage: Usage, image: PreparedImage | None, fields: dict
-    ) -> tuple[dict, tuple[str, bytes] | None]:
-        """The record row, and the image file it names as (path relative to the output folder, bytes)."""
-        stored = (self.out.image_path(image.data, image.extension), image.data) if image else None
+    def _record(self, item: Item, key: str, usage: Usage, image: PreparedImage | None, fields: dict) -> dict:
+        """The record row; `image` stays None until the write stores the image and names it (OutputDir.write_group)."""
         record = self._base(item, key, usage) | {
-            "image": stored[0] if stored else None,
+            "image": None,
             "image_sha256": image.source_sha256 if image else None,
             "original_caption": item.original_caption,
             "description": fields.get("description"),
@@ -249,7 +246,7 @@ class Synthesis:
             "answer": fields.get("answer"),
             "caption_request": self.spec.prompts.caption_request(key) if fields.get("description") else None,
         }
-        return record, stored
+        return record
 
     def _base(self, item: Item, key: str, usage: Usage) -> dict:
         return {

@@ -6,33 +6,33 @@ Layout of `--output DIR` (n = --num-shards, i = --shard-index, both zero-padded 
     skipped-i-of-n.jsonl   inputs left out (unreadable, truncated, oversized, unreachable, duplicate, ...)
     batches-i-of-n.jsonl   --api batch only: files uploaded, batches created and collected, inputs between rounds
     summary-i-of-n.json    written at the end of every run (atomic replace)
-    images/ab/<sha256>.<ext>   content-addressed copies of the images exactly as sent (records point here)
+    images-i-of-n.pack     the images exactly as sent, each stored once (records name pack, offset and length;
+                           dataset_scripts/image_pack.py)
 
 Lines are written with one `write()` on an O_APPEND descriptor, then fsync'd, so a killed run leaves at worst a
 torn last line; `open()` cuts it off before appending. Writes are thread-safe; the runner hands them over in group
-commits (`write_group`: many rows in one write and one fsync per file, off the event loop). Images are written
-(atomically) before the records that name them. A failed write (a full disk) is undone
-back to the last whole line and raised as `OutputWriteError`; an image's temporary file is removed.
+commits (`write_group`: many rows in one write and one fsync per file, off the event loop). Images are made durable
+before the records that name them. A failed write (a full disk) is undone back to the last whole line (or image) and
+raised as `OutputWriteError`.
 
 One folder, one layout: processes may share a folder only as different shards of the same `--num-shards` (their
 inputs never overlap). Each holds `flock` on `.lock-<shard>` (holding its pid) for its whole run; a starting process
 checks the others under the brief folder lock `.lock`. The kernel drops a dead process's locks, so a killed run never
-blocks a rerun; a process that finds itself alone removes the temporary files killed runs left behind.
+blocks a rerun; a process that finds itself alone removes the temporary summary files killed runs left behind.
 The store itself: dataset_scripts/jsonl_store.py.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 from pathlib import Path
 
+from dataset_scripts.image_pack import ImagePack, read_packed
 from dataset_scripts.jsonl_store import (  # noqa: F401 (atomic_write, cut_torn_tail, iter_jsonl: re-exported)
     JsonlStore,
     atomic_write,
-    atomic_write_many,
     cut_torn_tail,
     iter_jsonl,
 )
@@ -86,10 +86,11 @@ class OutputDir:
         self.root = Path(root)
         self.tag = shard_tag(shard_index, num_shards)
         self._stores: dict[str, JsonlStore] = {}
+        self._pack = ImagePack(self.path("images"))
         self._lock_fd: int | None = None
 
     def path(self, kind: str) -> Path:
-        suffix = "json" if kind == "summary" else "jsonl"
+        suffix = {"summary": "json", "images": "pack"}.get(kind, "jsonl")
         return self.root / f"{kind}-{self.tag}.{suffix}"
 
     def open(self) -> None:
@@ -114,6 +115,7 @@ class OutputDir:
             for kind in KINDS:
                 self._stores[kind] = JsonlStore(self.path(kind))
                 self._stores[kind].open()
+            self._pack.open()
         except OSError as error:
             self.close()
             raise OutputWriteError(self.root, error) from None
@@ -140,39 +142,36 @@ class OutputDir:
         os.ftruncate(self._lock_fd, 0)
         os.write(self._lock_fd, f"{os.getpid()}\n".encode())
         if not others:  # alone in the folder: every temporary file is an orphan of a killed or failed run
-            for orphan in [*self.root.glob("images/*/*.tmp-*"), *self.root.glob("*.tmp-*")]:
+            for orphan in self.root.glob("*.tmp-*"):
                 orphan.unlink(missing_ok=True)
 
     def append(self, kind: str, row: dict) -> None:
         """One line, one write(), then fsync: a reader never sees half a record except as a torn last line."""
-        self.write_group([(kind, row)])
+        self.write_group([(kind, row, None)])
 
-    @staticmethod
-    def image_path(data: bytes, extension: str) -> str:
-        """Where `store_image` puts these bytes, relative to the output folder (content-addressed)."""
-        digest = hashlib.sha256(data).hexdigest()
-        return f"images/{digest[:2]}/{digest}.{extension}"
+    def store_image(self, data: bytes) -> dict:
+        """Store the bytes in this shard's pack now; returns the fields a record names them by."""
+        ((offset, length),) = self._add_images([data])
+        return {"image": self._pack.path.name, "image_offset": offset, "image_length": length}
 
-    def store_image(self, data: bytes, extension: str) -> str:
-        """Content-addressed copy under images/; returns the path relative to the output folder."""
-        relative = self.image_path(data, extension)
-        self.write_group([], images=[(relative, data)])
-        return relative
+    def _add_images(self, images: list[bytes]) -> list[tuple[int, int]]:
+        try:
+            return self._pack.add_many(images)
+        except OSError as error:
+            raise OutputWriteError(self._pack.path, error) from None
 
-    def write_group(self, rows: list[tuple[str, dict]], images: list[tuple[str, bytes]] | None = None) -> None:
-        """A group commit: the images (stored as in `store_image`), then the rows, one write() and fsync per store.
+    def write_group(self, rows: list[tuple[str, dict, bytes | None]]) -> None:
+        """A group commit of (kind, row, image bytes or None): the images, then the rows, one write() and fsync each.
 
-        Every image is durable before any row that may name it is written, so a record never points at a missing file.
+        A row given image bytes gets the fields naming them (`image`, `image_offset`, `image_length`); the images are
+        durable before any row is written, so a record never names bytes that are not there.
         """
-        new = [(self.root / relative, data) for relative, data in images or []]
-        new = [(target, data) for target, data in new if not (target.exists() and target.stat().st_size == len(data))]
-        if new:
-            try:
-                atomic_write_many(new)
-            except OSError as error:
-                raise OutputWriteError(new[0][0], error) from None
+        with_image = [row for _, row, data in rows if data is not None]
+        locations = self._add_images([data for *_, data in rows if data is not None]) if with_image else []
+        for row, (offset, length) in zip(with_image, locations, strict=True):
+            row.update(image=self._pack.path.name, image_offset=offset, image_length=length)
         by_kind: dict[str, list[dict]] = {}
-        for kind, row in rows:
+        for kind, row, _ in rows:
             by_kind.setdefault(kind, []).append(row)
         for kind, kind_rows in by_kind.items():
             try:
@@ -193,6 +192,15 @@ class OutputDir:
         for store in self._stores.values():
             store.close()
         self._stores.clear()
+        self._pack.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def read_image(folder: str | Path, record: dict) -> bytes:
+    """The image bytes a record (or a batch-mode input) names: a pack entry, or a whole file (older folders)."""
+    path = Path(folder) / record["image"]
+    if record.get("image_offset") is None:
+        return path.read_bytes()
+    return read_packed(path, record["image_offset"], record["image_length"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dataset_scripts.shards import iter_jsonl
+from dataset_scripts.shards import iter_jsonl, read_image
 from recipes.tiny import shapes_world
 
 
@@ -20,6 +20,6 @@ def records(output: Path, kind: str = "records") -> list[dict]:
 
 
 def scene_of_record(output: Path, record: dict) -> shapes_world.Scene:
-    scene = shapes_world.scene_from_image((output / record["image"]).read_bytes())
+    scene = shapes_world.scene_from_image(read_image(output, record))
     assert scene is not None
     return scene

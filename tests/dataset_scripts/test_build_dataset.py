@@ -100,9 +100,14 @@ def test_errors_are_clear(synthesis_out, tmp_path, capsys):
     with pytest.raises(DatasetFolderError, match="--overwrite"):
         build([synthesis_out], tmp_path / "ds")
     build([synthesis_out], tmp_path / "ds", overwrite=True)
-    shutil.rmtree(synthesis_out / "images")
+    pack = synthesis_out / "images-00000-of-00001.pack"
+    with pack.open("r+b") as handle:  # cut inside the last image
+        handle.truncate(pack.stat().st_size - 1)
     assert main(["--input", str(synthesis_out), "--output", str(tmp_path / "ds3")]) == 2
-    assert "copy the images/ folder" in capsys.readouterr().err
+    assert "cut short" in capsys.readouterr().err
+    pack.unlink()
+    assert main(["--input", str(synthesis_out), "--output", str(tmp_path / "ds3")]) == 2
+    assert "copy the image packs (images-*.pack)" in capsys.readouterr().err
 
 
 def test_push_to_hub_goes_through_the_shared_upload(synthesis_out, tmp_path):

@@ -8,7 +8,7 @@ from PIL import Image
 
 from dataset_scripts.build_dataset import build, main
 from dataset_scripts.filters import FilterOptions, NearDuplicateIndex, QualityFilters, dhash, script_share
-from dataset_scripts.shards import OutputDir
+from dataset_scripts.shards import OutputDir, read_image
 from tests.dataset_scripts.helpers_synthesis import records
 
 
@@ -77,8 +77,8 @@ def with_near_duplicate(out):
     folder = OutputDir(out)
     folder.open()
     try:
-        image = folder.store_image(reencoded((out / first["image"]).read_bytes(), 96, "PNG"), "png")
-        folder.append("records", first | {"key": "f" * 32, "item_id": "copy", "image": image})
+        image = folder.store_image(reencoded(read_image(out, first), 96, "PNG"))
+        folder.append("records", first | {"key": "f" * 32, "item_id": "copy"} | image)
     finally:
         folder.close()
 
@@ -103,4 +103,3 @@ def test_unknown_language_is_a_usage_error(synth, shapes_dir, tmp_path, capsys):
     synth("--mode", "caption-qa", "--input", str(shapes_dir), "--limit", "2", output=out)
     assert main(["--input", str(out), "--output", str(tmp_path / "ds"), "--language", "xx"]) == 2
     assert "--language 'xx'" in capsys.readouterr().err
-

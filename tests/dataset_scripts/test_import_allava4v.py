@@ -50,9 +50,7 @@ def make_release(root):
             "conversations": [{"from": "human", "value": "<image>\nCount."}, {"from": "gpt", "value": "Two."}],
         }
     ]
-    text = [
-        {"idx": 7, "conversations": [{"from": "human", "value": "Hello?"}, {"from": "gpt", "value": "Hi."}]}
-    ]
+    text = [{"idx": 7, "conversations": [{"from": "human", "value": "Hello?"}, {"from": "gpt", "value": "Hi."}]}]
     (root / "allava_laion" / "ALLaVA-Caption-LAION-4V.json").write_text(json.dumps(laion_cap))
     (root / "allava_laion" / "ALLaVA-Instruct-LAION-4V.json").write_text(json.dumps(laion_inst))
     (root / "allava_vflan" / "ALLaVA-Instruct-VFLAN-4V.json").write_text(json.dumps(vflan_inst))

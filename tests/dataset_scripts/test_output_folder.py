@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from dataset_scripts.shards import OutputDir, OutputWriteError, ShardLockedError
+from dataset_scripts.shards import OutputDir, OutputWriteError, ShardLockedError, read_image
 from tests.dataset_scripts.helpers_synthesis import REPO, records
 
 
@@ -32,6 +32,17 @@ def fill_disk_after(monkeypatch, folder, writes):
     monkeypatch.setattr(os, "write", write)
 
 
+def pack_entries_end(pack) -> int:
+    """Where the last whole entry of an image pack ends (40-byte header: digest, then little-endian length)."""
+    data, offset = pack.read_bytes(), 0
+    while offset + 40 <= len(data):
+        length = int.from_bytes(data[offset + 32 : offset + 40], "little")
+        if offset + 40 + length > len(data):
+            break
+        offset += 40 + length
+    return offset
+
+
 def test_a_full_disk_stops_with_a_message_and_keeps_what_was_saved(synth, shapes_dir, tmp_path, capsys):
     out = tmp_path / "out"
     args = ("--mode", "caption-qa", "--input", str(shapes_dir), "--concurrency", "4")
@@ -46,11 +57,11 @@ def test_a_full_disk_stops_with_a_message_and_keeps_what_was_saved(synth, shapes
     assert report["stopped"] == "disk" and 0 < report["done"] == len(saved) < 24
     lines = (out / "records-00000-of-00001.jsonl").read_bytes()
     assert lines.endswith(b"\n") and lines.count(b"\n") == len(saved)  # the torn line was undone
-    assert all((out / record["image"]).is_file() for record in saved)
-    assert not list(out.rglob("*.tmp-*"))  # a failed image write leaves no temporary behind
-    orphan = out / "images" / "ab" / "deadbeef.png.tmp-4242"  # as a kill -9 mid-write leaves one
-    orphan.parent.mkdir(parents=True, exist_ok=True)
-    orphan.write_bytes(b"half an image")
+    assert all(read_image(out, record) for record in saved)
+    pack = out / "images-00000-of-00001.pack"
+    assert pack_entries_end(pack) == pack.stat().st_size  # the half-written images were cut off
+    orphan = out / "summary-00000-of-00001.json.tmp-4242"  # as a kill -9 mid-write leaves one
+    orphan.write_bytes(b"half a summary")
     _, summary = synth(*args, output=out)
     assert summary["done"] == 24 and summary["this_run"]["resumed"] == len(saved)
     assert not orphan.exists() and not list(out.rglob("*.tmp-*"))
@@ -103,25 +114,28 @@ def test_a_group_write_stores_the_images_then_appends_the_rows_in_order(tmp_path
     out = OutputDir(tmp_path / "out")
     out.open()
     first, second = b"\x89PNG first", b"\x89PNG second"
-    images = [(out.image_path(first, "png"), first), (out.image_path(first, "png"), first)]
-    images.append((out.image_path(second, "png"), second))
-    rows = [("records", {"n": 1}), ("rejects", {"n": 2}), ("records", {"n": 3})]
-    out.write_group(rows, images)
+    rows = [("records", {"n": 1}, first), ("rejects", {"n": 2}, None), ("records", {"n": 3}, first)]
+    out.write_group([*rows, ("records", {"n": 4}, second)])
     out.close()
-    assert (tmp_path / "out" / images[0][0]).read_bytes() == first  # one path given twice is one file
-    assert (tmp_path / "out" / images[2][0]).read_bytes() == second
-    assert [row["n"] for row in records(tmp_path / "out")] == [1, 3]
+    saved = records(tmp_path / "out")
+    assert [row["n"] for row in saved] == [1, 3, 4]
     assert [row["n"] for row in records(tmp_path / "out", "rejects")] == [2]
-    assert not list((tmp_path / "out").rglob("*.tmp-*"))
+    assert [read_image(tmp_path / "out", row) for row in saved] == [first, first, second]
+    assert saved[0]["image_offset"] == saved[1]["image_offset"]  # the same bytes twice are stored once
+    assert pack_entries_end(out.path("images")) == out.path("images").stat().st_size == 2 * 40 + len(first + second)
 
 
 def test_a_group_write_that_fails_on_an_image_writes_no_row(tmp_path, monkeypatch):
     out = OutputDir(tmp_path / "out")
     out.open()
-    fill_disk_after(monkeypatch, tmp_path / "out", 1)  # the first image goes in, the second hits a full disk
-    data = [b"one", b"two"]
+    out.write_group([("records", {"n": 0}, b"zero")])
+    size = out.path("images").stat().st_size
+    fill_disk_after(monkeypatch, tmp_path / "out", 0)  # the images' one write hits a full disk half-way
     with pytest.raises(OutputWriteError, match="No space left"):
-        out.write_group([("records", {"n": 1})], [(out.image_path(d, "png"), d) for d in data])
+        out.write_group([("records", {"n": 1}, b"one"), ("records", {"n": 2}, b"two")])
     monkeypatch.undo()
+    out.write_group([("records", {"n": 3}, b"three")])  # the index holds no half-written entry
     out.close()
-    assert out.path("records").read_text() == "" and not list((tmp_path / "out").rglob("*.tmp-*"))
+    assert [row["n"] for row in records(tmp_path / "out")] == [0, 3]
+    assert read_image(tmp_path / "out", records(tmp_path / "out")[1]) == b"three"
+    assert pack_entries_end(out.path("images")) == out.path("images").stat().st_size == size + 40 + 5
