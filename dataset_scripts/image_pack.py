@@ -21,6 +21,8 @@ import struct
 import threading
 from pathlib import Path
 
+from dataset_scripts.jsonl_store import write_all
+
 
 HEADER = struct.Struct("<32sQ")  # sha256 digest, length of the bytes that follow
 
@@ -85,9 +87,7 @@ class ImagePack:
                 located.append(where)
             if new:
                 try:
-                    view = memoryview(b"".join(new))
-                    while view:
-                        view = view[os.write(self._fd, view) :]
+                    write_all(self._fd, b"".join(new))
                     os.fsync(self._fd)
                 except BaseException:
                     os.ftruncate(self._fd, self._size)

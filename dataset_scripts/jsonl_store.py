@@ -22,7 +22,8 @@ class JsonlError(ValueError):
     """A complete line of a store that is not a JSON object: damage from outside, not from a kill."""
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data`, however many write() calls it takes (a write may be short)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -39,7 +40,7 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _write_all(fd, data.encode("utf-8") if isinstance(data, str) else data)
+            write_all(fd, data.encode("utf-8") if isinstance(data, str) else data)
             os.fsync(fd)
         finally:
             os.close(fd)

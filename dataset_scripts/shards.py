@@ -151,14 +151,17 @@ class OutputDir:
 
     def store_image(self, data: bytes) -> dict:
         """Store the bytes in this shard's pack now; returns the fields a record names them by."""
-        ((offset, length),) = self._add_images([data])
-        return {"image": self._pack.path.name, "image_offset": offset, "image_length": length}
+        (reference,) = self._add_images([data])
+        return reference
 
-    def _add_images(self, images: list[bytes]) -> list[tuple[int, int]]:
+    def _add_images(self, images: list[bytes]) -> list[dict]:
+        """Store the images in the pack; for each, the record fields naming it."""
         try:
-            return self._pack.add_many(images)
+            located = self._pack.add_many(images)
         except OSError as error:
             raise OutputWriteError(self._pack.path, error) from None
+        name = self._pack.path.name
+        return [{"image": name, "image_offset": offset, "image_length": length} for offset, length in located]
 
     def write_group(self, rows: list[tuple[str, dict, bytes | None]]) -> None:
         """A group commit of (kind, row, image bytes or None): the images, then the rows, one write() and fsync each.
@@ -168,8 +171,8 @@ class OutputDir:
         """
         with_image = [row for _, row, data in rows if data is not None]
         locations = self._add_images([data for *_, data in rows if data is not None]) if with_image else []
-        for row, (offset, length) in zip(with_image, locations, strict=True):
-            row.update(image=self._pack.path.name, image_offset=offset, image_length=length)
+        for row, reference in zip(with_image, locations, strict=True):
+            row.update(reference)
         by_kind: dict[str, list[dict]] = {}
         for kind, row, _ in rows:
             by_kind.setdefault(kind, []).append(row)
