@@ -1,6 +1,8 @@
 """The tiny backbones the tests and the offline demo train: their image tokens must say where they are; the command
 that writes them."""
 
+import random
+
 import pytest
 import torch
 from PIL import Image
@@ -8,6 +10,7 @@ from transformers import CLIPVisionModel
 
 from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor
 from modeling_allava.processing_allava import build_image_processor
+from recipes.tiny import shapes_world
 from recipes.tiny.models import main, save_tiny_backbones
 
 
@@ -22,6 +25,27 @@ def test_tiny_vision_tokens_differ_by_place_on_a_plain_image(tmp_path):
     assert tokens.shape[0] == 9
     gaps = torch.cdist(tokens, tokens)[~torch.eye(9, dtype=torch.bool)]
     assert gaps.min() > 0.3 * tokens.norm(dim=-1).mean()
+
+
+def test_the_mean_of_a_scenes_image_tokens_tells_where_the_shapes_are(tmp_path):
+    """Before the language model learns where to look, it sees about the mean of the image tokens: the shapes' place
+    must survive that mean, or stage 1 can leave position unlearned. A ridge probe on the untrained tower's mean token
+    reads the column at 0.79 with the position embeddings at std 3, 0.59 at std 1 and 0.33 at CLIP's 0.02."""
+    vision_dir, _ = save_tiny_backbones(tmp_path, image_size=84, patch_size=28)
+    tower = CLIPVisionModel.from_pretrained(vision_dir).eval()
+    rng = random.Random(0)
+    scenes = [shapes_world.random_scene(rng) for _ in range(900)]
+    pixels = build_image_processor(84)([shapes_world.render(scene, 84) for scene in scenes], return_tensors="pt")
+    with torch.no_grad():
+        mean = tower(**pixels, output_hidden_states=True).hidden_states[-2][:, 1:].mean(1)
+    columns = torch.tensor([shapes_world.POSITIONS.index(scene.position) for scene in scenes])
+    train, heldout = slice(0, 600), slice(600, None)
+    features = torch.cat([(mean - mean[train].mean(0)) / mean[train].std(0), torch.ones(len(mean), 1)], dim=1)
+    targets = torch.nn.functional.one_hot(columns[train], 3).float()
+    gram = features[train].T @ features[train] + torch.eye(features.shape[1])
+    weights = torch.linalg.solve(gram, features[train].T @ targets)
+    accuracy = ((features[heldout] @ weights).argmax(1) == columns[heldout]).float().mean().item()
+    assert accuracy > 0.7, accuracy
 
 
 @pytest.mark.parametrize(("vision_width", "text_width"), [(128, 64), (64, 128)])
