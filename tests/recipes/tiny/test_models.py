@@ -14,30 +14,33 @@ from recipes.tiny import shapes_world
 from recipes.tiny.models import main, save_tiny_backbones
 
 
-def test_tiny_vision_tokens_differ_by_place_on_a_plain_image(tmp_path):
+@pytest.fixture(scope="module")
+def demo_tower(tmp_path_factory) -> CLIPVisionModel:
+    """The untrained vision tower the demo writes (84 px in 28 px patches)."""
+    vision_dir, _ = save_tiny_backbones(tmp_path_factory.mktemp("backbones"), image_size=84, patch_size=28)
+    return CLIPVisionModel.from_pretrained(vision_dir).eval()
+
+
+def test_tiny_vision_tokens_differ_by_place_on_a_plain_image(demo_tower):
     """On a blank image only the position embeddings tell the tokens apart; a pretrained CLIP keeps them distinct,
     and the random tiny tower must too, or the language model cannot learn where a shape is."""
-    vision_dir, _ = save_tiny_backbones(tmp_path, image_size=84, patch_size=28)
-    tower = CLIPVisionModel.from_pretrained(vision_dir).eval()
     pixels = build_image_processor(84)(Image.new("RGB", (84, 84), (236, 236, 236)), return_tensors="pt")
     with torch.no_grad():
-        tokens = tower(**pixels, output_hidden_states=True).hidden_states[-2][0, 1:]  # the layer ALLaVA reads
+        tokens = demo_tower(**pixels, output_hidden_states=True).hidden_states[-2][0, 1:]  # the layer ALLaVA reads
     assert tokens.shape[0] == 9
     gaps = torch.cdist(tokens, tokens)[~torch.eye(9, dtype=torch.bool)]
     assert gaps.min() > 0.3 * tokens.norm(dim=-1).mean()
 
 
-def test_the_mean_of_a_scenes_image_tokens_tells_where_the_shapes_are(tmp_path):
+def test_the_mean_of_a_scenes_image_tokens_tells_where_the_shapes_are(demo_tower):
     """Before the language model learns where to look, it sees about the mean of the image tokens: the shapes' place
     must survive that mean, or stage 1 can leave position unlearned. A ridge probe on the untrained tower's mean token
     reads the column at 0.79 with the position embeddings at std 3, 0.59 at std 1 and 0.33 at CLIP's 0.02."""
-    vision_dir, _ = save_tiny_backbones(tmp_path, image_size=84, patch_size=28)
-    tower = CLIPVisionModel.from_pretrained(vision_dir).eval()
     rng = random.Random(0)
     scenes = [shapes_world.random_scene(rng) for _ in range(900)]
     pixels = build_image_processor(84)([shapes_world.render(scene, 84) for scene in scenes], return_tensors="pt")
     with torch.no_grad():
-        mean = tower(**pixels, output_hidden_states=True).hidden_states[-2][:, 1:].mean(1)
+        mean = demo_tower(**pixels, output_hidden_states=True).hidden_states[-2][:, 1:].mean(1)
     columns = torch.tensor([shapes_world.POSITIONS.index(scene.position) for scene in scenes])
     train, heldout = slice(0, 600), slice(600, None)
     features = torch.cat([(mean - mean[train].mean(0)) / mean[train].std(0), torch.ones(len(mean), 1)], dim=1)
