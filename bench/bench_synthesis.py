@@ -1,6 +1,7 @@
 """Synthesis throughput against a teacher with long-tailed latency, at 64, 256 and 1024 requests in flight.
 
     python bench/bench_synthesis.py [--median 8] [--p95 30] [--time-scale 1] [--levels 64 256 1024] [--waves 3]
+                                    [--http-only]
 
 The offline teacher runs in its own process (its CPU time does not share our GIL) and draws each request's latency
 from a log-normal with the given median and 95th percentile (8 s and 30 s by default: sigma = ln(p95/median)/1.645),
@@ -11,21 +12,28 @@ Ideal rate = in-flight / mean latency (mean = median * exp(sigma^2 / 2)). Achiev
 records written per second between 30% and 60% of the items, while the queue is still full (each level runs
 `waves` x in-flight items, so the queue empties only after (waves - 1) / waves of them) -- the run's end, where the
 last slow requests finish alone, is not throughput. Also reported: the client's CPU per request (process time of
-this process: client plus a 5 Hz file watcher) in that same steady window -- what each request of a long run costs --
+this process: client plus a 10 Hz file watcher) in that same steady window -- what each request of a long run costs --
 and over the whole run, which adds the start (listing the inputs, opening one connection per in-flight request, each
 used only `waves` times here) and the tail; and the load average, since the CPUs may be shared. Prints a markdown
 table.
+
+`--http-only` sends the same requests (same bodies, same teacher, same in-flight counts) through the client's own
+aiohttp session and does nothing else: no image reads or checks, no reply parsing, no writes. Its CPU per request is
+the floor the HTTP library and the event loop put under the client's; the images are prepared before the clock starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import gc
 import io
 import json
 import math
 import os
 import platform
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -33,7 +41,14 @@ import threading
 import time
 from pathlib import Path
 
+from dataset_scripts.endpoints import Endpoint
+from dataset_scripts.images import prepare, read_file
+from dataset_scripts.prompt_set import load_prompt_set
+from dataset_scripts.synthesize import build_parser, sampling_parameters
 from dataset_scripts.synthesize import main as synthesize
+from dataset_scripts.tasks import TaskSpec
+from dataset_scripts.teacher_client import chat_request
+from modeling_allava.processing_allava import max_image_pixels
 from recipes.tiny import shapes_world
 
 
@@ -51,29 +66,40 @@ def start_teacher(median: float, sigma: float) -> tuple[subprocess.Popen, str]:
 
 
 class Watcher(threading.Thread):
-    """Counts the lines of a growing records file a few times a second: (monotonic time, records) samples."""
+    """Counts finished requests a few times a second: (monotonic time, finished, process CPU seconds) samples.
 
-    def __init__(self, path: Path) -> None:
+    Finished requests are the lines of the growing records file, or `done` (a list the HTTP-only client appends to).
+    """
+
+    def __init__(self, path: Path | None = None, done: list | None = None) -> None:
         super().__init__(daemon=True)
         self.path = path
-        self.samples: list[tuple[float, int, float]] = []  # (monotonic time, records, process CPU seconds)
+        self.done = done
+        self.samples: list[tuple[float, int, float]] = []
         self.stopped = threading.Event()
 
     def run(self) -> None:
         offset, count = 0, 0
-        while not self.stopped.wait(0.2):
-            if self.path.exists():
+        while True:
+            final = self.stopped.is_set()  # the run has ended: one last count, so every record is seen
+            if self.done is not None:
+                count = len(self.done)
+            elif self.path.exists():
                 with self.path.open("rb") as handle:
                     handle.seek(offset)
                     chunk = handle.read()
                 offset += len(chunk)
                 count += chunk.count(b"\n")
             self.samples.append((time.monotonic(), count, time.process_time()))
+            if final:
+                return
+            self.stopped.wait(0.1)
 
     def between(self, low: int, high: int) -> tuple[float, float]:
-        """(records per second, process CPU ms per record) from the first sample with >= low records to the first
-        with >= high: the steady state, where as many requests start as finish."""
-        start = next(sample for sample in self.samples if sample[1] >= low)
+        """(records per second, process CPU ms per record) from the last sample with <= low records to the first
+        with >= high: the steady state, where as many requests start as finish. The two samples bracket the window,
+        so they differ even when a short run passes both counts within one tick."""
+        start = [sample for sample in self.samples if sample[1] <= low][-1]
         end = next(sample for sample in self.samples if sample[1] >= high)
         records = end[1] - start[1]
         return records / max(end[0] - start[0], 1e-9), (end[2] - start[2]) * 1000 / max(records, 1)
@@ -99,6 +125,67 @@ def run_level(images: Path, base_url: str, in_flight: int, items: int, workdir: 
     return summary, watcher
 
 
+def request_bodies(images: Path, items: int) -> list[bytes]:
+    """The chat request bodies the CLI sends for the first `items` images, with the options run_level gives it."""
+    options = ["--mode", "caption-qa", "--input", str(images), "--output", "-", "--model", "bench"]
+    args = build_parser().parse_args(options)
+    prompts = load_prompt_set(args.prompt_version, args.prompt_dir)
+    spec = TaskSpec(args.mode, args.strategy, args.model, prompts, sampling_parameters(args), args.image_detail)
+    (template,) = spec.templates
+    bodies = []
+    for path in sorted(images.rglob("*.png"))[:items]:
+        image = prepare(read_file(path, args.max_image_bytes), args.max_side, args.max_pixels or max_image_pixels())
+        messages = spec.messages(template, image)
+        bodies.append(json.dumps(chat_request(args.model, messages, spec.sampling)).encode("utf-8"))
+    return bodies
+
+
+async def send_all(base_url: str, in_flight: int, bodies: list[bytes], done: list) -> None:
+    """Each body POSTed through the client's aiohttp session (Endpoint.session) by `in_flight` workers."""
+    endpoint = Endpoint(
+        base_url,
+        api_key="bench-key",
+        timeout=600,
+        concurrency=in_flight,
+        rpm=None,
+        tpm=None,
+        ssl_context=ssl.create_default_context(),
+    )
+    queue = list(reversed(bodies))
+
+    async def worker() -> None:
+        while queue:
+            body = queue.pop()
+            async with endpoint.session.post(endpoint.chat_url, data=body, proxy=endpoint.proxy) as response:
+                reply = await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}: {reply[:200]!r}")
+            json.loads(reply)
+            done.append(None)
+
+    try:
+        await asyncio.gather(*[worker() for _ in range(in_flight)])
+    finally:
+        await endpoint.aclose()
+
+
+def run_http_only(images: Path, base_url: str, in_flight: int, items: int) -> tuple[int, Watcher, float, float]:
+    """(requests, watcher, wall seconds, CPU seconds) of the HTTP-only client; gc frozen first, as the CLI does."""
+    bodies = request_bodies(images, items)
+    done: list = []
+    watcher = Watcher(done=done)
+    watcher.start()
+    gc.freeze()
+    started, cpu = time.monotonic(), time.process_time()
+    try:
+        asyncio.run(send_all(base_url, in_flight, bodies, done))
+    finally:
+        gc.unfreeze()
+        watcher.stopped.set()
+        watcher.join()
+    return len(done), watcher, time.monotonic() - started, time.process_time() - cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--median", type=float, default=8.0, help="median latency in seconds, before scaling")
@@ -106,6 +193,7 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=1.0, help="multiply every latency by this (1 = real)")
     parser.add_argument("--levels", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--waves", type=int, default=3, help="items per level = waves x in-flight (default: 3)")
+    parser.add_argument("--http-only", action="store_true", help="the same requests, aiohttp alone: the CPU floor")
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "bench-key")
     sigma = math.log(args.p95 / args.median) / 1.645
@@ -120,18 +208,23 @@ def main() -> None:
             machine = f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
             print(
                 f"latency log-normal: median {args.median:g} s, p95 {args.p95:g} s (sigma {sigma:.3f}), time scale "
-                f"x{args.time_scale:g} -> median {median:.3g} s, mean {mean:.3g} s; caption-qa one-call; {machine}\n"
+                f"x{args.time_scale:g} -> median {median:.3g} s, mean {mean:.3g} s; caption-qa one-call; {machine}"
+                + ("; HTTP only (aiohttp session, no client work)\n" if args.http_only else "\n")
             )
             print(HEADER)
             print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
             for level in args.levels:
                 items = args.waves * level
-                cpu = time.process_time()
-                summary, watcher = run_level(images, base_url, level, items, workdir)
-                cpu_ms = (time.process_time() - cpu) * 1000 / summary["requests"]
+                if args.http_only:
+                    requests, watcher, wall, cpu_s = run_http_only(images, base_url, level, items)
+                    cpu_ms = cpu_s * 1000 / requests
+                else:
+                    cpu = time.process_time()
+                    summary, watcher = run_level(images, base_url, level, items, workdir)
+                    cpu_ms = (time.process_time() - cpu) * 1000 / summary["requests"]
+                    wall = summary["this_run"]["wall_time_s"]
                 rate, steady_cpu_ms = watcher.between(int(0.3 * items), int(0.6 * items))
                 ideal = level / mean
-                wall = summary["this_run"]["wall_time_s"]
                 cells = [level, items, f"{wall:.1f}", f"{rate:.1f}", f"{ideal:.1f}", f"{rate / ideal:.2f}"]
                 cells += [f"{steady_cpu_ms:.1f}", f"{cpu_ms:.1f}", f"{os.getloadavg()[0]:.1f}"]
                 print("| " + " | ".join(map(str, cells)) + " |", flush=True)

@@ -32,6 +32,7 @@ from dataset_scripts.teacher_client import (
     FatalAPIError,
     InvalidResponse,
     TransientAPIError,
+    chat_request,
     parse_completion,
 )
 from dataset_scripts.usage import Usage
@@ -201,7 +202,7 @@ class BatchSynthesis(Synthesis):
                 if lines:
                     await self._send(lines)
                 raise
-            body = {"model": self.client.model, "messages": messages, **self.client.sampling}
+            body = chat_request(self.client.model, messages, self.client.sampling)
             request = {"custom_id": pending.custom_id, "method": "POST", "url": CHAT_ENDPOINT, "body": body}
             line = (json.dumps(request, ensure_ascii=False) + "\n").encode()
             if lines and (len(lines) >= self.batch.max_requests or size + len(line) > self.batch.max_bytes):

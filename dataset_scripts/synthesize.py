@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _sampling(args: argparse.Namespace) -> dict:
+def sampling_parameters(args: argparse.Namespace) -> dict:
+    """The sampling fields every chat request of a run carries (also what bench/bench_synthesis.py sends)."""
     sampling = {"temperature": args.temperature, "max_tokens": args.max_tokens}
     if args.top_p is not None:
         sampling["top_p"] = args.top_p
@@ -265,7 +266,7 @@ def _main(argv: list[str] | None) -> int:
     except (InputError, PromptError, OSError, ValueError) as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
-    spec = TaskSpec(args.mode, args.strategy, args.model, prompts, _sampling(args), args.image_detail)
+    spec = TaskSpec(args.mode, args.strategy, args.model, prompts, sampling_parameters(args), args.image_detail)
     client = TeacherClient(
         base_url=base_urls,
         api_key=api_key,

@@ -87,6 +87,11 @@ class RetryStats:
     retry_after_honoured: int = 0
 
 
+def chat_request(model: str, messages: list[dict], sampling: dict) -> dict:
+    """The body of one chat completion request (live, or one line of a batch)."""
+    return {"model": model, "messages": messages, **sampling}
+
+
 def parse_completion(data: object, estimated_tokens: int, start: str = "") -> Reply:
     """The reply inside a decoded chat completion (a 200's body, or one line of a batch's results).
 
@@ -240,7 +245,7 @@ class TeacherClient:
     async def complete(self, messages: list[dict], estimated_tokens: int) -> Reply:
         """Send one chat completion, retrying transient failures up to `max_retries` times (on any endpoint)."""
         reserve = estimated_tokens + int(self.sampling.get("max_tokens") or 0)
-        payload = json.dumps({"model": self.model, "messages": messages, **self.sampling}).encode("utf-8")
+        payload = json.dumps(chat_request(self.model, messages, self.sampling)).encode("utf-8")
         attempt = 0
         while True:
             with self.pool.use() as endpoint:

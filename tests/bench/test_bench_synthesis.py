@@ -3,6 +3,10 @@
 import subprocess
 import sys
 
+from bench.bench_synthesis import Watcher, request_bodies
+from dataset_scripts.synthesize import main as synthesize
+from recipes.tiny import shapes_world
+from recipes.tiny.offline_teacher import OfflineTeacher
 from tests.dataset_scripts.helpers_synthesis import REPO
 
 
@@ -17,3 +21,32 @@ def test_the_bench_prints_a_row_per_level_with_its_ratios():
     assert [int(row[0]) for row in levels] == [4, 8] and [int(row[1]) for row in levels] == [12, 24]  # 3 waves each
     for row in levels:
         assert all(0 < float(row[column]) for column in (5, 6, 7))  # achieved / ideal, CPU ms/request (steady, all)
+
+
+def test_the_http_only_floor_sends_the_same_requests_and_prints_its_table():
+    command = [sys.executable, "bench/bench_synthesis.py", "--levels", "4", "--median", "0.05", "--p95", "0.2"]
+    result = subprocess.run([*command, "--http-only"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "HTTP only" in result.stdout
+    (row,) = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| 4 ")]
+    assert int(row[1]) == 12 and all(0 < float(row[column]) for column in (5, 6, 7))
+
+
+def test_the_http_only_bodies_are_the_ones_the_cli_sends(tmp_path, monkeypatch):
+    images = tmp_path / "images"
+    shapes_world.write_scenes(images, 3, seed=0)
+    monkeypatch.setenv("OPENAI_API_KEY", "bench-key")
+    sent = []
+    with OfflineTeacher() as teacher:
+        answer = teacher.completion
+        teacher.completion = lambda raw, *rest: sent.append(raw) or answer(raw, *rest)
+        argv = ["--mode", "caption-qa", "--input", str(images), "--output", str(tmp_path / "out"), "--quiet"]
+        assert synthesize([*argv, "--base-url", teacher.base_url, "--model", "bench"]) == 0
+    assert len(sent) == 3 and sorted(sent) == sorted(request_bodies(images, 3))
+
+
+def test_the_steady_window_is_bracketed_by_the_samples_around_it_even_within_one_tick():
+    watcher = Watcher(done=[])
+    watcher.samples = [(0.0, 0, 0.0), (0.1, 2, 0.001), (0.2, 10, 0.009), (0.3, 12, 0.010)]
+    rate, cpu_ms = watcher.between(3, 7)  # both counts passed between the second and third samples
+    assert round(rate, 6) == 80.0 and round(cpu_ms, 6) == 1.0
