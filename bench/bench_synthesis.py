@@ -18,8 +18,9 @@ used only `waves` times here) and the tail; and the load average, since the CPUs
 table.
 
 `--http-only` sends the same requests (same bodies, same teacher, same in-flight counts) through the client's own
-aiohttp session and does nothing else: no image reads or checks, no reply parsing, no writes. Its CPU per request is
-the floor the HTTP library and the event loop put under the client's; the images are prepared before the clock starts.
+aiohttp session, on the client's own event loop (PacedLoop), and does nothing else: no image reads or checks, no
+reply parsing, no writes. Its CPU per request is the floor the HTTP library and the event loop put under the
+client's; the images are prepared before the clock starts.
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from dataset_scripts.endpoints import Endpoint
+from dataset_scripts.event_loop import PacedLoop
 from dataset_scripts.images import prepare, read_file
 from dataset_scripts.prompt_set import load_prompt_set
 from dataset_scripts.synthesize import build_parser, sampling_parameters
@@ -140,8 +143,11 @@ def request_bodies(images: Path, items: int) -> list[bytes]:
     return bodies
 
 
-async def send_all(base_url: str, in_flight: int, bodies: list[bytes], done: list) -> None:
-    """Each body POSTed through the client's aiohttp session (Endpoint.session) by `in_flight` workers."""
+async def send_all(
+    base_url: str, in_flight: int, bodies: list[bytes], done: list, on_latency: Callable[[float], None]
+) -> None:
+    """Each body POSTed through the client's aiohttp session (Endpoint.session) by `in_flight` workers; each
+    request's latency goes to `on_latency`, as the client reports it."""
     endpoint = Endpoint(
         base_url,
         api_key="bench-key",
@@ -156,11 +162,13 @@ async def send_all(base_url: str, in_flight: int, bodies: list[bytes], done: lis
     async def worker() -> None:
         while queue:
             body = queue.pop()
+            started = time.monotonic()
             async with endpoint.session.post(endpoint.chat_url, data=body, proxy=endpoint.proxy) as response:
                 reply = await response.read()
             if response.status != 200:
                 raise RuntimeError(f"HTTP {response.status}: {reply[:200]!r}")
             json.loads(reply)
+            on_latency(time.monotonic() - started)
             done.append(None)
 
     try:
@@ -170,15 +178,17 @@ async def send_all(base_url: str, in_flight: int, bodies: list[bytes], done: lis
 
 
 def run_http_only(images: Path, base_url: str, in_flight: int, items: int) -> tuple[int, Watcher, float, float]:
-    """(requests, watcher, wall seconds, CPU seconds) of the HTTP-only client; gc frozen first, as the CLI does."""
+    """(requests, watcher, wall seconds, CPU seconds) of the HTTP-only client; gc frozen first, and the same paced
+    event loop, as the CLI has."""
     bodies = request_bodies(images, items)
+    loop = PacedLoop()
     done: list = []
     watcher = Watcher(done=done)
     watcher.start()
     gc.freeze()
     started, cpu = time.monotonic(), time.process_time()
     try:
-        asyncio.run(send_all(base_url, in_flight, bodies, done))
+        loop.run(send_all(base_url, in_flight, bodies, done, loop.observe))
     finally:
         gc.unfreeze()
         watcher.stopped.set()

@@ -15,7 +15,6 @@ failures): rerun to continue.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import json
 import os
@@ -24,6 +23,7 @@ import sys
 
 from dataset_scripts.batch_runner import BatchOptions, BatchSynthesis
 from dataset_scripts.endpoints import read_url_file
+from dataset_scripts.event_loop import PacedLoop
 from dataset_scripts.inputs import load_items, select_shard
 from dataset_scripts.limits import BATCH_DISCOUNT, CostMeter, resolve_price
 from dataset_scripts.prompt_set import MODES, STRATEGIES, PromptError, load_prompt_set
@@ -267,6 +267,7 @@ def _main(argv: list[str] | None) -> int:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     spec = TaskSpec(args.mode, args.strategy, args.model, prompts, sampling_parameters(args), args.image_detail)
+    loop = PacedLoop()
     client = TeacherClient(
         base_url=base_urls,
         api_key=api_key,
@@ -282,6 +283,7 @@ def _main(argv: list[str] | None) -> int:
         max_reply_chars=reply_char_limit(args.max_tokens),
         failures_to_eject=args.endpoint_failures,
         eject_seconds=args.endpoint_cooldown,
+        on_latency=loop.observe,
     )
     options = RunOptions(
         concurrency=args.concurrency,
@@ -318,7 +320,7 @@ def _main(argv: list[str] | None) -> int:
     else:
         synthesis = Synthesis(spec, items, out, client, meter, options, describe_run)
     try:
-        summary = asyncio.run(synthesis.run())
+        summary = loop.run(synthesis.run())
     except ShardLockedError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE

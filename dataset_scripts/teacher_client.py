@@ -13,7 +13,7 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -147,6 +147,7 @@ class TeacherClient:
         max_reply_chars: int | None = None,
         failures_to_eject: int = 5,
         eject_seconds: float = 30.0,
+        on_latency: Callable[[float], None] | None = None,
     ) -> None:
         self.model = model
         self.sampling = dict(sampling)
@@ -156,6 +157,7 @@ class TeacherClient:
         # A body larger than the longest acceptable reply could need is refused unread by the JSON parser.
         self.max_body_bytes = JSON_BYTES_PER_CHAR * max_reply_chars + 65_536 if max_reply_chars else None
         self.rng = rng or random.Random()
+        self.on_latency = on_latency  # told each successful request's seconds (the synthesis loop's pacing)
         self.stats = RetryStats()
         self._secrets = (api_key,)
         ssl_context = httpx2.create_ssl_context()  # loading CA certificates once, not per pool
@@ -256,6 +258,7 @@ class TeacherClient:
                     await endpoint.rpm.acquire(1)
                 if endpoint.tpm is not None:
                     await endpoint.tpm.acquire(reserve)
+                started = time.monotonic()
                 try:
                     # A plain aiohttp POST, not the SDK's `chat.completions.create` nor its `post`: measured at
                     # realistic latency (bench/bench_synthesis.py: 1024 in flight, log-normal latency with median 8 s
@@ -282,6 +285,8 @@ class TeacherClient:
                     raise
                 else:
                     self.pool.succeeded(endpoint)
+                    if self.on_latency is not None:
+                        self.on_latency(time.monotonic() - started)
                     if endpoint.tpm is not None:
                         endpoint.tpm.refund(max(0, reserve - reply.prompt_tokens - reply.completion_tokens))
                     reply.endpoint = endpoint.name

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from dataset_scripts import runner, thread_batches
+from dataset_scripts import event_loop, runner, thread_batches
 from dataset_scripts.synthesize import main
 from recipes.tiny import shapes_world as world
 from recipes.tiny.offline_teacher import OfflineTeacher
@@ -44,6 +44,19 @@ def test_caption_qa_strategies(synth, shapes_dir, tmp_path, strategy):
     assert set(summary["prompts"]) >= {"caption_qa", "caption", "qa_from_caption", "qa_direct"} & set(
         summary["prompts"]
     )
+
+
+def test_each_answered_request_paces_the_runs_event_loop(synth, shapes_dir, tmp_path, monkeypatch):
+    reported: list[float] = []
+    observe = event_loop.PacedLoop.observe
+
+    def recording(self, seconds):
+        reported.append(seconds)
+        observe(self, seconds)
+
+    monkeypatch.setattr(event_loop.PacedLoop, "observe", recording)
+    _, summary = synth("--mode", "caption-qa", "--input", str(shapes_dir), output=tmp_path / "out")
+    assert len(reported) == summary["requests"] == 24 and all(seconds > 0 for seconds in reported)
 
 
 def test_vflan_mode(synth, shapes_dir, tmp_path):

@@ -137,3 +137,22 @@ def test_a_body_larger_than_any_reply_could_be_is_refused_unparsed(teacher):
     error, reply = asyncio.run(huge_then_normal())
     assert error.value.kind == "invalid_response" and "bytes" in str(error.value)
     assert reply.text == "2 plus 5 is 7."
+
+
+def test_each_answered_request_reports_its_latency_and_failed_attempts_do_not(teacher):
+    seen: list[float] = []
+    client_ = client(teacher.base_url, max_retries=1, on_latency=seen.append)
+
+    async def failing_then_slow():  # one event loop, as in a run
+        teacher.set_faults({"server_error": 1.0})
+        with pytest.raises(TransientAPIError):
+            await client_.complete(*text_request())
+        failed = list(seen)
+        teacher.set_faults({})
+        teacher.latency = 0.2
+        await client_.complete(*text_request())
+        await client_.aclose()
+        return failed
+
+    assert asyncio.run(failing_then_slow()) == []
+    assert len(seen) == 1 and seen[0] >= 0.2  # the teacher's added latency is part of what is reported
