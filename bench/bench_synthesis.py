@@ -9,13 +9,13 @@ multiplied by --time-scale (1 = real latency; 0.05 = x1/20, which needs 20x the 
 the real CLI code path (`synthesize.main`, caption-qa one-call, one request per image, records fsync'd).
 
 Ideal rate = in-flight / mean latency (mean = median * exp(sigma^2 / 2)). Achieved rate is the steady-state rate:
-records written per second between 30% and 60% of the items, while the queue is still full (each level runs
-`waves` x in-flight items, so the queue empties only after (waves - 1) / waves of them) -- the run's end, where the
-last slow requests finish alone, is not throughput. Also reported: the client's CPU per request (process time of
-this process: client plus a 10 Hz file watcher) in that same steady window -- what each request of a long run costs --
-and over the whole run, which adds the start (listing the inputs, opening one connection per in-flight request, each
-used only `waves` times here) and the tail; and the load average, since the CPUs may be shared. Prints a markdown
-table.
+records written per second between 30% and 60% of the items, while the queue is still full (each level runs `waves`
+x in-flight items, so the queue empties only after (waves - 1) / waves of them) -- the run's end, where the last
+slow requests finish alone, is not throughput. Also reported: the client's CPU per request (process time of this
+process, less the thread time of the bench's own 10 Hz file watcher) in that same steady window -- what each request
+of a long run costs -- and over the whole run, which adds the start (listing the inputs, opening one connection per
+in-flight request, each used only `waves` times here) and the tail; and the load average, since the CPUs may be
+shared. Prints a markdown table.
 
 `--http-only` sends the same requests (same bodies, same teacher, same in-flight counts) through the client's own
 aiohttp session, on the client's own event loop (PacedLoop), and does nothing else: no image reads or checks, no
@@ -57,7 +57,7 @@ from recipes.tiny import shapes_world
 
 HEADER = (
     "| in flight | items | wall s | steady req/s | ideal req/s | achieved / ideal | client CPU ms/req, steady "
-    "| client CPU ms/req, whole run | load (1 min) |"
+    "| client CPU ms/req, whole run | load (1 min) | bench watcher ms/req (not counted) |"
 )
 
 
@@ -69,9 +69,10 @@ def start_teacher(median: float, sigma: float) -> tuple[subprocess.Popen, str]:
 
 
 class Watcher(threading.Thread):
-    """Counts finished requests a few times a second: (monotonic time, finished, process CPU seconds) samples.
+    """Counts finished requests a few times a second: (monotonic time, finished, client CPU seconds) samples.
 
     Finished requests are the lines of the growing records file, or `done` (a list the HTTP-only client appends to).
+    Client CPU is this process's CPU time less this thread's own (`own_cpu`, the watcher's cost, kept out).
     """
 
     def __init__(self, path: Path | None = None, done: list | None = None) -> None:
@@ -79,6 +80,7 @@ class Watcher(threading.Thread):
         self.path = path
         self.done = done
         self.samples: list[tuple[float, int, float]] = []
+        self.own_cpu = 0.0
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -93,13 +95,14 @@ class Watcher(threading.Thread):
                     chunk = handle.read()
                 offset += len(chunk)
                 count += chunk.count(b"\n")
-            self.samples.append((time.monotonic(), count, time.process_time()))
+            self.own_cpu = time.thread_time()
+            self.samples.append((time.monotonic(), count, time.process_time() - self.own_cpu))
             if final:
                 return
             self.stopped.wait(0.1)
 
     def between(self, low: int, high: int) -> tuple[float, float]:
-        """(records per second, process CPU ms per record) from the last sample with <= low records to the first
+        """(records per second, client CPU ms per record) from the last sample with <= low records to the first
         with >= high: the steady state, where as many requests start as finish. The two samples bracket the window,
         so they differ even when a short run passes both counts within one tick."""
         start = [sample for sample in self.samples if sample[1] <= low][-1]
@@ -193,7 +196,7 @@ def run_http_only(images: Path, base_url: str, in_flight: int, items: int) -> tu
         gc.unfreeze()
         watcher.stopped.set()
         watcher.join()
-    return len(done), watcher, time.monotonic() - started, time.process_time() - cpu
+    return len(done), watcher, time.monotonic() - started, time.process_time() - cpu - watcher.own_cpu
 
 
 def main() -> None:
@@ -222,7 +225,7 @@ def main() -> None:
                 + ("; HTTP only (aiohttp session, no client work)\n" if args.http_only else "\n")
             )
             print(HEADER)
-            print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
             for level in args.levels:
                 items = args.waves * level
                 if args.http_only:
@@ -231,12 +234,14 @@ def main() -> None:
                 else:
                     cpu = time.process_time()
                     summary, watcher = run_level(images, base_url, level, items, workdir)
-                    cpu_ms = (time.process_time() - cpu) * 1000 / summary["requests"]
+                    requests = summary["requests"]
+                    cpu_ms = (time.process_time() - cpu - watcher.own_cpu) * 1000 / requests
                     wall = summary["this_run"]["wall_time_s"]
                 rate, steady_cpu_ms = watcher.between(int(0.3 * items), int(0.6 * items))
                 ideal = level / mean
                 cells = [level, items, f"{wall:.1f}", f"{rate:.1f}", f"{ideal:.1f}", f"{rate / ideal:.2f}"]
                 cells += [f"{steady_cpu_ms:.1f}", f"{cpu_ms:.1f}", f"{os.getloadavg()[0]:.1f}"]
+                cells.append(f"{watcher.own_cpu * 1000 / requests:.2f}")
                 print("| " + " | ".join(map(str, cells)) + " |", flush=True)
     finally:
         teacher.terminate()

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 
 from bench.bench_synthesis import Watcher, request_bodies
 from dataset_scripts.synthesize import main as synthesize
@@ -50,3 +51,20 @@ def test_the_steady_window_is_bracketed_by_the_samples_around_it_even_within_one
     watcher.samples = [(0.0, 0, 0.0), (0.1, 2, 0.001), (0.2, 10, 0.009), (0.3, 12, 0.010)]
     rate, cpu_ms = watcher.between(3, 7)  # both counts passed between the second and third samples
     assert round(rate, 6) == 80.0 and round(cpu_ms, 6) == 1.0
+
+
+def test_the_watchers_own_cpu_is_kept_out_of_the_clients():
+    class CostlyCount(list):
+        def __len__(self):  # each count burns ~5 ms of the watcher's thread
+            deadline = time.thread_time() + 0.005
+            while time.thread_time() < deadline:
+                pass
+            return super().__len__()
+
+    watcher = Watcher(done=CostlyCount())
+    watcher.start()
+    time.sleep(0.5)  # the "client" (this thread) does nothing meanwhile
+    watcher.stopped.set()
+    watcher.join()
+    client_cpu = watcher.samples[-1][2] - watcher.samples[0][2]
+    assert watcher.own_cpu >= 0.02 and client_cpu < 0.25 * watcher.own_cpu

@@ -1,50 +1,9 @@
-import io
 import json
-import random
 
 import pytest
-from PIL import Image
 
-from dataset_scripts.images import SKIP_REASONS, SkipImage, prepare
+from dataset_scripts.images import SkipImage
 from dataset_scripts.inputs import InputError, load_items, select_shard
-from recipes.tiny import shapes_world as world
-
-
-def png(size=(64, 48), colour=(200, 10, 10)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, colour).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def test_small_supported_images_pass_through_byte_for_byte():
-    raw = world.png_bytes(world.random_scene(random.Random(0)))
-    prepared = prepare(raw, max_side=768, max_pixels=10**6)
-    assert prepared.data == raw and prepared.mime == "image/png" and (prepared.width, prepared.height) == (112, 112)
-    assert prepared.data_url().startswith("data:image/png;base64,")
-
-
-def test_large_images_are_downscaled_and_other_formats_reencoded():
-    prepared = prepare(png((2000, 1000)), max_side=500, max_pixels=10**8)
-    assert (prepared.width, prepared.height) == (500, 250)
-    assert Image.open(io.BytesIO(prepared.data)).size == (500, 250)
-    buffer = io.BytesIO()
-    Image.new("RGB", (30, 30)).save(buffer, format="BMP")
-    bmp = prepare(buffer.getvalue(), max_side=768, max_pixels=10**6)
-    assert bmp.mime == "image/jpeg" and bmp.source_sha256 != prepare(png(), 768, 10**6).source_sha256
-
-
-@pytest.mark.parametrize(
-    ("raw", "reason"),
-    [
-        (b"definitely not an image", "unreadable"),
-        (png((300, 300))[:400], "truncated"),
-        (png((3000, 3000)), "oversized"),
-    ],
-)
-def test_bad_images_are_skipped_with_a_reason(raw, reason):
-    with pytest.raises(SkipImage) as error:
-        prepare(raw, max_side=768, max_pixels=1_000_000, where="x.png")
-    assert error.value.reason == reason and reason in SKIP_REASONS and "x.png" in str(error.value)
 
 
 def test_folder_manifest_and_shards(tmp_path, shapes_dir):
