@@ -20,8 +20,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hub.cli import Parser, run
 from recipes.tiny.demo import SIZES, evaluation_command, training_commands
+from toolkit.cli import Parser, run
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -30,8 +30,8 @@ from dataset_scripts.image_pack import PackError
 from dataset_scripts.report import REPORT_NAME, write_report
 from dataset_scripts.schema import IMAGE_TOKEN, make_row, subset_name
 from dataset_scripts.shards import iter_jsonl, read_image
-from hub.cli import InputError, Parser, check_repo_id, run
 from hub.upload import require_token
+from toolkit.cli import InputError, Parser, check_repo_id, run
 
 
 class BuildError(InputError):

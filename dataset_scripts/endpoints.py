@@ -24,7 +24,7 @@ import httpx2
 import openai
 
 from dataset_scripts.limits import TokenBucket
-from hub.cli import public_url
+from toolkit.cli import public_url
 
 
 def split_credentials(url: str) -> tuple[str, dict[str, str]]:

@@ -21,7 +21,7 @@ import struct
 import threading
 from pathlib import Path
 
-from dataset_scripts.jsonl_store import write_all
+from toolkit.jsonl_store import write_all
 
 
 HEADER = struct.Struct("<32sQ")  # sha256 digest, length of the bytes that follow

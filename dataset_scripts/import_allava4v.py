@@ -27,9 +27,9 @@ from dataset_scripts.dataset_writer import (
     write_subsets,
 )
 from dataset_scripts.schema import KNOWN_SUBSETS, make_row
-from hub.cli import InputError, Parser, check_repo_id, run
 from hub.upload import require_token
 from modeling_allava.processing_allava import ImageTooLargeError, open_image
+from toolkit.cli import InputError, Parser, check_repo_id, run
 
 
 PROMPT_VERSION = "allava-4v-release"

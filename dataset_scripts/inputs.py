@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from dataset_scripts.images import SkipImage, read_file
 from dataset_scripts.schema import check_source_name
 from dataset_scripts.url_fetch import fetch_url
-from hub.cli import InputError
+from toolkit.cli import InputError
 
 
 if TYPE_CHECKING:

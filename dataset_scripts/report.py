@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataset_scripts.jsonl_store import atomic_write, iter_jsonl
 from dataset_scripts.schema import IMAGE_TOKEN, SPLIT
-from hub.cli import Parser, run
+from toolkit.cli import Parser, run
+from toolkit.jsonl_store import atomic_write, iter_jsonl
 
 
 REPORT_NAME = "report.html"

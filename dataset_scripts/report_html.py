@@ -10,7 +10,7 @@ import html
 from collections.abc import Sequence
 
 from dataset_scripts.report import Report, SubsetReport
-from hub.cards import cost_text
+from toolkit.cost import cost_text
 
 
 HISTOGRAM_BINS = 20

@@ -30,7 +30,7 @@ from dataset_scripts.teacher_client import (
 )
 from dataset_scripts.thread_batches import ThreadBatches
 from dataset_scripts.usage import Usage, shard_totals, usage_report
-from hub.cards import NO_PRICE
+from toolkit.cost import NO_PRICE
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ One folder, one layout: processes may share a folder only as different shards of
 inputs never overlap). Each holds `flock` on `.lock-<shard>` (holding its pid) for its whole run; a starting process
 checks the others under the brief folder lock `.lock`. The kernel drops a dead process's locks, so a killed run never
 blocks a rerun; a process that finds itself alone removes the temporary summary files killed runs left behind.
-The store itself: dataset_scripts/jsonl_store.py.
+The store itself: toolkit/jsonl_store.py.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 
 from dataset_scripts.image_pack import ImagePack, read_packed
-from dataset_scripts.jsonl_store import (  # noqa: F401 (atomic_write, cut_torn_tail, iter_jsonl: re-exported)
+from toolkit.jsonl_store import (  # noqa: F401 (atomic_write, cut_torn_tail, iter_jsonl: re-exported)
     JsonlStore,
     atomic_write,
     cut_torn_tail,

@@ -32,13 +32,13 @@ from dataset_scripts.sections import reply_char_limit
 from dataset_scripts.shards import OutputDir, OutputWriteError, ShardLockedError
 from dataset_scripts.tasks import TaskSpec
 from dataset_scripts.teacher_client import TeacherClient
-from hub.cli import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_USAGE, InputError, Parser, one_line, public_url
 from modeling_allava.processing_allava import (
     DEFAULT_MAX_IMAGE_PIXELS,
     MAX_IMAGE_PIXELS_ENV,
     max_image_pixels,
 )
-from modeling_allava.safety import scrub
+from toolkit.cli import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_USAGE, InputError, Parser, one_line, public_url
+from toolkit.scrub import scrub
 
 
 DEFAULT_SOURCE = {"caption-qa": "laion", "vflan": "vflan", "text": "evol"}

@@ -22,7 +22,7 @@ import openai
 
 from dataset_scripts.endpoints import Endpoint, EndpointPool
 from dataset_scripts.limits import backoff_delay, parse_retry_after
-from modeling_allava.safety import scrub
+from toolkit.scrub import scrub
 
 
 FATAL_STATUSES = {400: "bad request", 401: "authentication failed", 403: "permission denied", 404: "not found"}

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from dataset_scripts.shards import OutputDir, iter_jsonl
-from hub.cards import NO_PRICE
+from toolkit.cost import NO_PRICE
 
 
 USAGE_FIELDS = ("prompt_tokens", "cached_tokens", "completion_tokens", "requests")

@@ -10,23 +10,19 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from toolkit.cost import NO_PRICE, cost_text
+
 
 if TYPE_CHECKING:
     from huggingface_hub import DatasetCard
 
 
-NO_PRICE = "no price configured"  # what every cost reads when no price was known: never a misleading $0
 _SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
 _SUBSET_NOTES = {
     "caption": "a description paired with one of a fixed list of caption requests",
     "instruct": "a complex question and a detailed, reasoned answer",
     "text": "a text-only instruction and a regenerated answer",
 }
-
-
-def cost_text(cost_usd: float | None) -> str:
-    """A teacher cost for people: dollars, or `no price configured` (None: the runs had no price)."""
-    return NO_PRICE if cost_usd is None else f"${cost_usd:.4f}"
 
 
 def size_category(rows: int) -> str:

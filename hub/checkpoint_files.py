@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hub.cli import InputError
+from toolkit.cli import InputError
 
 
 REMOTE_CODE_FILES = ("configuration_allava.py", "modeling_allava.py", "processing_allava.py")

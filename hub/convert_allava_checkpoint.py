@@ -21,7 +21,6 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from hub.checkpoint_files import read_json
-from hub.cli import Parser, existing_folder, folder_or_repo_id, run
 from modeling_allava import (
     IMAGE_TOKEN,
     TEXT_BACKBONES,
@@ -30,6 +29,7 @@ from modeling_allava import (
     AllavaProcessor,
     load_tokenizer_with_image_token,
 )
+from toolkit.cli import Parser, existing_folder, folder_or_repo_id, run
 
 
 # Original architecture -> text backbone model_type (its chat template comes from TEXT_BACKBONES).

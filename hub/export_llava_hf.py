@@ -24,8 +24,8 @@ from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProces
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_MAPPING_NAMES
 
 from hub.checkpoint_files import read_allava_config
-from hub.cli import Parser, existing_folder, run
 from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor
+from toolkit.cli import Parser, existing_folder, run
 
 
 # Our in-memory names -> llava-hf names (prefix renames, first match wins).

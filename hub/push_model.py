@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from hub.checkpoint_files import check_upload_folder, read_allava_config, read_json
-from hub.cli import Parser, check_repo_id, existing_folder, run
 from hub.model_card import build_model_card, incomplete_benchmarks, scored_benchmarks
 from hub.upload import require_token, upload_folder
+from toolkit.cli import Parser, check_repo_id, existing_folder, run
 
 
 # Copied next to the weights when present: they document where the card's numbers come from.

@@ -3,8 +3,8 @@ re-push that changed nothing apart from a new commit. Used for models (hub/push_
 
 from pathlib import Path
 
-from hub.cli import check_repo_id
-from modeling_allava.safety import describe_error
+from toolkit.cli import check_repo_id
+from toolkit.scrub import describe_error
 
 
 def require_token() -> str:

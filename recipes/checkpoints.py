@@ -17,7 +17,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from hub.cli import InputError
+from toolkit.cli import InputError
 
 
 logger = logging.getLogger("allava.sft")

@@ -27,8 +27,8 @@ import datasets
 from datasets import Dataset, Features, Image, List, Value, concatenate_datasets
 
 from dataset_scripts.schema import FEATURES, conversations_to_messages
-from hub.cli import InputError, is_path_like
 from recipes.dataset_cache import local_cache_dir
+from toolkit.cli import InputError, is_path_like
 
 
 logger = logging.getLogger(__name__)

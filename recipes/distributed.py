@@ -17,7 +17,7 @@ import os
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
-from hub.cli import InputError
+from toolkit.cli import InputError
 
 
 logger = logging.getLogger("allava.distributed")

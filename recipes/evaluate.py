@@ -23,8 +23,8 @@ if __name__ == "__main__" and not __package__:
     # shadow the `evaluate` library that recipes/benchmarks imports. The repo itself comes from `pip install -e .`.
     sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
-from hub.cli import InputError, Parser, RunFailed, check_local_path, one_line, public_url, run  # noqa: E402
 from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument  # noqa: E402
+from toolkit.cli import InputError, Parser, RunFailed, check_local_path, one_line, public_url, run  # noqa: E402
 
 
 # Benchmark name -> its `Benchmark` description in recipes/benchmarks/ (module.ATTRIBUTE), in the paper's column
@@ -151,7 +151,6 @@ import json  # noqa: E402
 
 from tqdm.auto import tqdm  # noqa: E402
 
-from dataset_scripts.jsonl_store import atomic_write  # noqa: E402
 from recipes.benchmarks.benchmark import Benchmark  # noqa: E402
 from recipes.benchmarks.cache import SampleCache, weights_fingerprint  # noqa: E402
 from recipes.benchmarks.data import load_rows  # noqa: E402
@@ -160,6 +159,7 @@ from recipes.benchmarks.generation import GREEDY, fixed_batches, generate, load_
 from recipes.benchmarks.judge import Judge, JudgeConfigError, JudgeSettings, load_prompt  # noqa: E402
 from recipes.benchmarks.paper import paper_scores  # noqa: E402
 from recipes.benchmarks.report import package_versions, read_results, write_results  # noqa: E402
+from toolkit.jsonl_store import atomic_write  # noqa: E402
 
 
 def load_benchmark(name: str) -> Benchmark:

@@ -15,8 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from hub.cli import InputError, Parser, existing_folder, folder_or_repo_id, run
 from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument, load_pretrained
+from toolkit.cli import InputError, Parser, existing_folder, folder_or_repo_id, run
 
 
 def resolve_base_model(adapter_dir: Path, recorded: str, what: str) -> str:

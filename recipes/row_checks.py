@@ -18,9 +18,9 @@ from typing import Any
 from datasets import Dataset
 from datasets.fingerprint import Hasher
 
-from hub.cli import InputError
 from recipes.collator import AllavaCollator
 from recipes.lengths import collator_fingerprint
+from toolkit.cli import InputError
 
 
 logger = logging.getLogger("allava.sft")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from hub.cli import InputError
 from modeling_allava import TRAINABLE_STAGES
 from modeling_allava.processing_allava import CHAT_TEMPLATES
 from recipes.sft_args import mixture_not_a_list
+from toolkit.cli import InputError
 
 
 @dataclass

@@ -16,7 +16,7 @@ which `recipes/merge_lora.py` turns into such a checkpoint.
 Rerunning the same command continues: an output folder with complete checkpoints resumes from the newest
 (recipes/checkpoints.py). Every row is checked before the first step (recipes/row_checks.py). The finished folder
 holds training_summary.json and our model card as README.md (recipes/training_summary.py). Bad input is one line
-and exit 2, Ctrl-C one line and exit 3 (hub/cli.py, docs/failure-behaviour.md).
+and exit 2, Ctrl-C one line and exit 3 (toolkit/cli.py, docs/failure-behaviour.md).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from hub.cli import InputError, Interrupted, run
 from recipes.sft_args import parse_checked, precheck
+from toolkit.cli import InputError, Interrupted, run
 
 
 CTRL_C_BEFORE_TRAINING = "before any training step; nothing to keep"  # later, the trainer keeps a checkpoint

@@ -5,7 +5,7 @@ carries a stray control character. `check_settings` runs once the argument datac
 a known setting (else the closest one is named), YAML values have the field's type and sane ranges. Each failure is
 an `InputError` naming the file or flag and the field.
 
-Path-like values follow `hub.cli.is_path_like` (`./x`, `outputs/tiny/stage1`, `my.jinja`; `org/name` is a hub id);
+Path-like values follow `toolkit.cli.is_path_like` (`./x`, `outputs/tiny/stage1`, `my.jinja`; `org/name` is a hub id);
 a value that is not path-like may still be a local folder (transformers and datasets try that first).
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from hub.cli import InputError, is_path_like
+from toolkit.cli import InputError, is_path_like
 
 
 MODEL_FIELDS = ("model_name_or_path", "vision_model_name_or_path", "text_model_name_or_path")

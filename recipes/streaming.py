@@ -44,10 +44,10 @@ from datasets import Image, IterableDataset, List, interleave_datasets
 from datasets.distributed import split_dataset_by_node
 
 from dataset_scripts.schema import conversations_to_messages
-from hub.cli import InputError, is_path_like
 from recipes.collator import AllavaCollator, EncodedRow
 from recipes.data import COLUMNS, TRAINING_FEATURES, MixtureEntry, parse_mixture
 from recipes.token_budget import budget_batches
+from toolkit.cli import InputError, is_path_like
 
 
 logger = logging.getLogger("allava.sft")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from hub.cli import InputError
+from toolkit.cli import InputError
 
 
 Row = TypeVar("Row")

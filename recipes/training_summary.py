@@ -15,9 +15,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from hub.cli import is_path_like
 from hub.model_card import build_model_card
 from recipes.sft_args import split_arguments
+from toolkit.cli import is_path_like
 
 
 SUMMARY_FILE = "training_summary.json"

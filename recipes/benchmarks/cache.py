@@ -1,6 +1,6 @@
 """Append-only per-sample cache: a crashed or interrupted run continues without redoing finished samples.
 
-The file is an append-only JSONL store (dataset_scripts/jsonl_store.py): a kill at any instant leaves at worst a
+The file is an append-only JSONL store (toolkit/jsonl_store.py): a kill at any instant leaves at worst a
 torn last line, which is cut off on the next open (that sample is redone). Line 1 holds the settings that decide a
 sample's answer (model and a fingerprint of its files, dtype, generation settings, prompt variant, judge, data
 provenance); a run with other settings is refused, naming what differs, so answers are never mixed. Later lines
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from huggingface_hub import try_to_load_from_cache
 
-from dataset_scripts.jsonl_store import JsonlError, JsonlStore
+from toolkit.jsonl_store import JsonlError, JsonlStore
 
 
 # The files that hold a checkpoint's weights and architecture (not results or notes a user may keep beside them).

@@ -4,7 +4,7 @@ HTTP errors are retried by the `openai` client itself (429/5xx, honouring Retry-
 parse is asked again up to `parse_retries` times. A sample that still has no verdict is recorded as a judge failure
 (counted in results.json, re-judged on the next resume) instead of crashing a long run. Only a rejected key or model
 (401/403/404) stops the run, since every later call would fail the same way. The API key is read from the
-environment and never logged or stored: every error is scrubbed (modeling_allava.safety) before it is recorded.
+environment and never logged or stored: every error is scrubbed (toolkit.scrub) before it is recorded.
 """
 
 import base64
@@ -20,7 +20,7 @@ from string import Template
 import openai
 from PIL import Image
 
-from modeling_allava.safety import describe_error, scrub
+from toolkit.scrub import describe_error, scrub
 
 from .common import PROMPTS_DIR
 

@@ -5,7 +5,7 @@ import json
 import platform
 from pathlib import Path
 
-from dataset_scripts.jsonl_store import atomic_write
+from toolkit.jsonl_store import atomic_write
 
 from .paper import PAPER_MODELS
 

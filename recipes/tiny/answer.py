@@ -11,9 +11,9 @@ from pathlib import Path
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from hub.cli import InputError, Parser, existing_folder, run
 from recipes.tiny import shapes_world
 from recipes.tiny.shapes_eval import CAPTION_REQUEST, generate_answers
+from toolkit.cli import InputError, Parser, existing_folder, run
 
 
 QUESTIONS = (CAPTION_REQUEST, shapes_world.QUESTIONS["colour"], shapes_world.QUESTIONS["shape"])

@@ -28,10 +28,10 @@ import sys
 import time
 from pathlib import Path
 
-from hub.cli import Parser
 from recipes.tiny import shapes_world
 from recipes.tiny.loss_curve import plot_loss_curves
 from recipes.tiny.offline_teacher import OfflineTeacher
+from toolkit.cli import Parser
 
 
 REPO = Path(__file__).resolve().parents[2]

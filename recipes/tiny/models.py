@@ -22,11 +22,11 @@ from transformers import (
     SiglipVisionConfig,
 )
 
-from hub.cli import Parser
 from modeling_allava.configuration_allava import TEMPLATE_TOKENS, TEXT_BACKBONES, AllavaConfig, end_of_turn_ids
 from modeling_allava.modeling_allava import AllavaForConditionalGeneration
 from modeling_allava.processing_allava import IMAGE_TOKEN, AllavaProcessor
 from recipes.tiny import shapes_world
+from toolkit.cli import Parser
 
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<pad>", IMAGE_TOKEN, "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]

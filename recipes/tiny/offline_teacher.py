@@ -28,7 +28,6 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from dataset_scripts.prompt_set import marker
-from hub.cli import InputError, Parser, run
 from recipes.tiny.offline_batches import OfflineBatches
 from recipes.tiny.offline_replies import (  # noqa: F401 (chosen_question_type, detailed_answer: re-exported)
     apply_content_fault,
@@ -40,6 +39,7 @@ from recipes.tiny.offline_replies import (  # noqa: F401 (chosen_question_type, 
     leading_texts,
     scene_of,
 )
+from toolkit.cli import InputError, Parser, run
 
 
 MODEL_ID = "offline-shapes-teacher"

@@ -18,12 +18,12 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from hub.cli import Parser, run
 from modeling_allava.processing_allava import open_image
 from recipes.benchmarks.common import Sample
 from recipes.benchmarks.generation import fixed_batches, generate
 from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument, load_pretrained
 from recipes.tiny import shapes_world
+from toolkit.cli import Parser, run
 
 
 CAPTION_REQUEST = "Describe this image in detail."

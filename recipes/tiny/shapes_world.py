@@ -20,7 +20,7 @@ from typing import IO
 from PIL import Image, ImageDraw, PngImagePlugin
 
 from dataset_scripts.schema import make_row
-from hub.cli import Parser
+from toolkit.cli import Parser
 
 
 PNG_KEY = "shapes_world"

@@ -3,8 +3,8 @@
 import json
 
 from dataset_scripts.limits import Price
-from hub.cards import NO_PRICE
 from tests.dataset_scripts.helpers_synthesis import records
+from toolkit.cost import NO_PRICE
 
 
 def test_cached_prompt_tokens_are_priced_at_the_cached_rate(synth, shapes_dir, tmp_path, teacher):

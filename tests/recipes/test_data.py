@@ -6,13 +6,13 @@ import pytest
 from datasets import Dataset, Features, Image, List, Value
 
 from dataset_scripts.schema import conversations_to_messages, make_row
-from hub.cli import InputError
 from recipes import data, sft
 from recipes.collator import AllavaCollator
 from recipes.data import TRAINING_FEATURES, load_mixture, local_cache_dir, parse_mixture
 from recipes.row_checks import check_rows, drop_or_refuse
 from recipes.tiny.models import build_tiny_processor
 from tests.recipes.conftest import PROVENANCE, REPO, mixture_args, quick_args, shapes_rows, write_dataset_folder
+from toolkit.cli import InputError
 
 
 def test_mixture_applies_take_fraction_and_epochs(shapes_dataset):

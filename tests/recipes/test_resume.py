@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from hub.cli import EXIT_INCOMPLETE, InputError, run
 from recipes import sft
 from recipes.checkpoints import discard_checkpoints, resume_point
 from tests.recipes.conftest import REPO, log_history, mixture_args, quick_args, run_sft
+from toolkit.cli import EXIT_INCOMPLETE, InputError, run
 
 
 STEPS = 6

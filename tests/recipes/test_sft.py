@@ -9,7 +9,6 @@ import pytest
 import torch
 import yaml
 
-from hub.cli import EXIT_USAGE, InputError
 from modeling_allava import AllavaForConditionalGeneration
 from recipes import sft
 from recipes.data import parse_mixture
@@ -22,6 +21,7 @@ from tests.recipes.conftest import (
     red_pixels,
     run_sft,
 )
+from toolkit.cli import EXIT_USAGE, InputError
 
 
 REMOTE_CODE = {"configuration_allava.py", "modeling_allava.py", "processing_allava.py"}

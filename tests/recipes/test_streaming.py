@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import datasets
 import pytest
 
-from hub.cli import InputError
 from modeling_allava import AllavaProcessor
 from recipes import sft
 from recipes.collator import AllavaCollator
@@ -33,6 +32,7 @@ from tests.recipes.conftest import (
     write_dataset_folder,
 )
 from tests.recipes.sharded import free_port
+from toolkit.cli import InputError
 
 
 @pytest.fixture(autouse=True)

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from hub.cli import InputError
 from recipes.token_budget import batch_cost, budget_batches, check_budget
+from toolkit.cli import InputError
 
 
 @pytest.mark.parametrize("packed", [False, True])

@@ -5,10 +5,10 @@ import random
 
 from PIL import Image
 
-from hub.cli import run
 from recipes.tiny import shapes_world
 from recipes.tiny.answer import QUESTIONS, main
 from recipes.tiny.models import build_tiny_model_and_processor
+from toolkit.cli import run
 
 
 SCENE = shapes_world.random_scene(random.Random(2026))

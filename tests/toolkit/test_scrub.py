@@ -1,6 +1,6 @@
 """The one secret scrubber shared by synthesis, the judge and the Hub clients."""
 
-from modeling_allava.safety import describe_error, scrub
+from toolkit.scrub import describe_error, scrub
 
 
 def test_scrub_masks_given_secrets_and_token_shapes():

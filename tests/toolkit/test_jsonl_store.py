@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from dataset_scripts.jsonl_store import JsonlError, JsonlStore, atomic_write, iter_jsonl
+from toolkit.jsonl_store import JsonlError, JsonlStore, atomic_write, iter_jsonl
 
 
 def lines(path):

@@ -5,8 +5,7 @@ interruption `interrupted: <message>` with exit code 3. No traceback for those; 
 reports. Anything else is a bug and keeps its traceback.
 
 Standard library only and importing nothing from this repo: hub/, recipes/ and dataset_scripts/ all import it, and
-a typo is reported before torch, transformers or datasets are imported. The model package (`modeling_allava`) is
-not the place for it: it ships as remote code and its import already costs those libraries.
+a typo is reported before torch, transformers or datasets are imported.
 """
 
 from __future__ import annotations

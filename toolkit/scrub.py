@@ -1,7 +1,4 @@
-"""Keeping secrets out of messages: the one scrubber every client we own (synthesis, judge, Hub) formats errors with.
-
-Not remote code: the model files never import it, so checkpoints do not ship it.
-"""
+"""Keeping secrets out of messages: the one scrubber every client we own (synthesis, judge, Hub) uses for errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""hub/cli.py, the one command-line module: help that opens with a summary and an example, one-line errors with
+"""toolkit/cli.py, the one command-line module: help that opens with a summary and an example, one-line errors with
 exit codes 2 / 1 / 3 (traceback only with LOGLEVEL=DEBUG), one path rule, mistyped local paths named before any Hub
 lookup, URLs safe to print, and the console scripts of setup.cfg."""
 
@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from hub.cli import (
+from tests.hub.processes import REPO_ROOT
+from toolkit.cli import (
     EXIT_INCOMPLETE,
     EXIT_USAGE,
     InputError,
@@ -22,7 +23,6 @@ from hub.cli import (
     public_url,
     run,
 )
-from tests.hub.processes import REPO_ROOT
 
 
 # (command, summary start, example start): every tool that publishes, builds data or merges adapters.
