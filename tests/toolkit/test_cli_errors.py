@@ -30,6 +30,7 @@ CLIS = [
     (["hub/push_model.py"], "Publish an ALLaVA checkpoint", "python hub/push_model.py "),
     (["hub/export_llava_hf.py"], "Export an ALLaVA checkpoint", "python hub/export_llava_hf.py "),
     (["hub/convert_allava_checkpoint.py"], "Convert a released", "python hub/convert_allava_checkpoint.py "),
+    (["hub/push_space.py"], "Create (or update) a Hugging Face Space", "python hub/push_space.py "),
     (["recipes/merge_lora.py"], "Merge a LoRA adapter", "python recipes/merge_lora.py "),
     (["recipes/tiny/loss_curve.py"], "Plot the training-loss curves", "python recipes/tiny/loss_curve.py "),
     (["dataset_scripts/build_dataset.py"], "Merge synthesis output", "python dataset_scripts/build_dataset.py"),
