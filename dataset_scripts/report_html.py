@@ -7,14 +7,42 @@ from the data goes through `_e` (html.escape) before it reaches the page.
 from __future__ import annotations
 
 import html
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from dataset_scripts.report import Report, SubsetReport
 from toolkit.cost import cost_text
 
 
 HISTOGRAM_BINS = 20
 TOP_OPENINGS = 8
+
+
+@dataclass
+class SubsetReport:
+    """What the page shows of one subset (read by report.py)."""
+
+    name: str
+    rows: int = 0
+    # length name ("caption", "question", "answer") -> one count per row
+    lengths: dict[str, list[int]] = field(default_factory=dict)
+    openings: Counter = field(default_factory=Counter)
+    # sampled rows: id, has_image, thumbnail (data: URI, None if absent or undecodable), prompt, response, extra_turns
+    samples: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    """Everything the page shows (collected by report.py)."""
+
+    title: str
+    stats: dict
+    unit: str
+    subsets: list[SubsetReport]
+    # "rejected" / "skipped" -> reason -> up to report.EXAMPLES_PER_REASON {origin, detail, raw}
+    examples: dict[str, dict[str, list[dict]]]
+    examples_source: str
+
 
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2430; background: #f4f5f7;
