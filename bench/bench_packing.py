@@ -3,9 +3,9 @@
     python -m bench.bench_packing                      # the table in docs/packing.md (~15 minutes on one core)
     python -m bench.bench_packing --samples 16 --hidden 128   # a quick look
 
-All variants run in this one process, on the same rows (ALLaVA-like: 576 image tokens per image sample, questions of
-10-60 and answers of 50-600 tokens, 15% text-only rows), the same random weights and the same TRL `SFTTrainer`
-settings; only the model class, the collator and the sampler differ:
+All variants run in this one process, on the same rows (ALLaVA-like shapes-world rows, `bench.common.bench_rows`: 576
+image tokens per 336 px scene, answers of ANSWER_WORDS words (about 50-600 tokens), 15% text-only rows), the same
+random weights and the same TRL `SFTTrainer` settings; only the model class, the collator and the sampler differ:
 
   (a) baseline: transformers' `LlavaForConditionalGeneration` + TRL's vision collator (`assistant_only_loss`), padded
   (b) ours padded: `AllavaForConditionalGeneration` + `recipes.collator.AllavaCollator`
@@ -28,15 +28,11 @@ gradients, optimiser state and activations. glibc is told to return freed memory
 from __future__ import annotations
 
 import argparse
-import io
 import os
-import random
 import tempfile
 
 import torch
-from datasets import Dataset, Features, Image, List, Value
-from PIL import Image as PILImage
-from PIL import ImageDraw
+from datasets import Dataset
 from transformers import LlavaForConditionalGeneration
 from transformers.trainer_pt_utils import get_length_grouped_indices
 from trl import SFTConfig, SFTTrainer
@@ -48,49 +44,19 @@ from bench.common import (
     TokenCounter,
     baseline_model,
     baseline_processor,
+    bench_rows,
     phi_clip_config,
     release_memory,
+    training_datasets,
 )
 from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor
 from recipes.collator import AllavaCollator
-from recipes.data import TRAINING_FEATURES
 from recipes.lengths import add_length_column
 from recipes.packing import SDPA_PER_SAMPLE, PackedAllavaCollator
 from recipes.tiny.models import build_tiny_tokenizer
 
 
-def one_token_words(tokenizer) -> list[str]:
-    """Words the tokenizer keeps whole, so `n` words separated by spaces are exactly `2n - 1` tokens."""
-    words = [w for w in tokenizer.get_vocab() if w.isascii() and w.isalpha() and len(w) > 2]
-    return sorted(w for w in words if len(tokenizer.encode(" " + w, add_special_tokens=False)) == 2)
-
-
-def allava_like_rows(tokenizer, count: int, seed: int = 0, text_only_fraction: float = 0.15) -> list[dict]:
-    """Rows in the training format (`id`, `messages`, `images` as JPEG bytes) with ALLaVA-like lengths:
-    questions of 10-60 tokens, answers of 50-600 tokens, one 300-800 px image on all but `text_only_fraction`."""
-    rng = random.Random(seed)
-    words = one_token_words(tokenizer)
-
-    def text(tokens: int) -> str:
-        return " ".join(rng.choice(words) for _ in range((tokens + 1) // 2))
-
-    rows = []
-    for index in range(count):
-        has_image = rng.random() >= text_only_fraction
-        user = [{"type": "image", "text": None}] if has_image else []
-        user.append({"type": "text", "text": text(rng.randint(10, 60))})
-        answer = [{"type": "text", "text": text(rng.randint(50, 600))}]
-        images = []
-        if has_image:
-            size = (rng.randint(300, 800), rng.randint(300, 800))
-            image = PILImage.new("RGB", size, tuple(rng.randint(0, 255) for _ in range(3)))
-            ImageDraw.Draw(image).ellipse((10, 10, size[0] // 2, size[1] // 2), fill=(rng.randint(0, 255), 0, 0))
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=90)
-            images = [{"bytes": buffer.getvalue(), "path": None}]
-        messages = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-        rows.append({"id": f"bench-{index}", "messages": messages, "images": images})
-    return rows
+ANSWER_WORDS = (20, 250)  # answers of about 50-600 tokens
 
 
 def run(name: str, build_model, collator, processor, dataset: Dataset, args: argparse.Namespace, **config) -> dict:
@@ -169,12 +135,8 @@ def main() -> None:
     processor = AllavaProcessor.from_config(config, tokenizer)
     weights = AllavaForConditionalGeneration(config).state_dict()  # every variant starts from these
 
-    rows = allava_like_rows(processor.tokenizer, args.samples, seed=args.seed)
-    ours = Dataset.from_list(rows, features=TRAINING_FEATURES)
-    # The baseline reads decoded images, as `load_dataset` gives them; both pipelines decode each image once.
-    theirs = ours.cast(
-        Features({"id": Value("string"), "messages": ours.features["messages"], "images": List(Image())})
-    )
+    rows = bench_rows(args.samples, args.seed, shape.image_size, ANSWER_WORDS[1], min_words=ANSWER_WORDS[0])
+    ours, theirs = training_datasets(rows)
     padded = AllavaCollator(processor, args.max_length)
     lengths = add_length_column(ours, padded)["length"]
     torch.manual_seed(args.seed)

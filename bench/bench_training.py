@@ -30,6 +30,7 @@ from bench.common import (
     TokenCounter,
     baseline_model,
     baseline_processor,
+    bench_rows,
     data_waits,
     phi_clip_config,
     release_memory,
@@ -38,25 +39,7 @@ from dataset_scripts.schema import FEATURES
 from modeling_allava import AllavaConfig, AllavaForConditionalGeneration, AllavaProcessor, build_image_processor
 from modeling_allava.processing_allava import CHAT_TEMPLATES
 from recipes.collator import AllavaCollator
-from recipes.tiny import shapes_world
 from recipes.tiny.models import build_tiny_tokenizer
-
-
-def build_rows(count: int, seed: int, image_size: int, max_words: int) -> list[dict]:
-    """Shapes-world rows with ALLaVA-like variety: captions, long-answer questions and ~15% text-only rows."""
-    return shapes_world.dataset_rows(
-        "detailed",
-        count,
-        seed,
-        image_size=image_size,
-        text_fraction=0.15,
-        max_words=max_words,
-        id_prefix="bench",
-        teacher_model=None,
-        prompt_version=None,
-        prompt_hash=None,
-        origin="bench",
-    )
 
 
 def training_args(
@@ -195,7 +178,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     tokenizer = build_tiny_tokenizer()
     shape = ModelShape()
     config = phi_clip_config(tokenizer, shape)
-    rows = build_rows((args.steps + args.warmup) * args.batch_size, 0, shape.image_size, args.max_words)
+    rows = bench_rows((args.steps + args.warmup) * args.batch_size, 0, shape.image_size, args.max_words)
     results = compare(config, tokenizer, rows, args.steps, args.warmup, args.repeats, args.batch_size, "cpu", False)
     print(f"torch threads: {torch.get_num_threads()}, batch {args.batch_size}, {args.steps} timed steps")
     print(format_table(results))

@@ -12,10 +12,14 @@ import time
 from dataclasses import dataclass
 
 import torch
+from datasets import Dataset, Features, Image, List, Value
 from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, TrainerCallback
 from trl.trainer.utils import get_peak_flops
 
+from dataset_scripts.schema import FEATURES
 from modeling_allava import AllavaConfig, AllavaProcessor
+from recipes.data import TRAINING_FEATURES
+from recipes.tiny import shapes_world
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt() parameters, glibc's malloc.h
@@ -91,6 +95,36 @@ def phi_clip_config(tokenizer, shape: ModelShape) -> AllavaConfig:
         },
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
     )
+
+
+def bench_rows(count: int, seed: int, image_size: int, max_words: int, min_words: int = 10) -> list[dict]:
+    """Shapes-world rows with ALLaVA-like variety: a scene description and a question's answer grown to
+    `min_words`-`max_words` words (~2.4 tokens each with the tiny tokenizer), ~15% text-only rows."""
+    return shapes_world.dataset_rows(
+        "detailed",
+        count,
+        seed,
+        image_size=image_size,
+        text_fraction=0.15,
+        max_words=max_words,
+        min_words=min_words,
+        id_prefix="bench",
+        teacher_model=None,
+        prompt_version=None,
+        prompt_hash=None,
+        origin="bench",
+    )
+
+
+def training_datasets(rows: list[dict]) -> tuple[Dataset, Dataset]:
+    """The rows as our collators read them (`id`, `messages`, undecoded `images`) and as TRL's vision collator reads
+    them (images decoded, as `load_dataset` gives them); both pipelines decode each image once."""
+    ours = Dataset.from_list(rows, features=FEATURES).select_columns(["id", "messages", "images"])
+    ours = ours.cast(TRAINING_FEATURES)
+    theirs = ours.cast(
+        Features({"id": Value("string"), "messages": ours.features["messages"], "images": List(Image())})
+    )
+    return ours, theirs
 
 
 class StepClock(TrainerCallback):

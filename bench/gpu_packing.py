@@ -26,10 +26,9 @@ import importlib.util
 import tempfile
 
 import torch
-from datasets import Dataset, Features, Image, List, Value
 from trl import SFTConfig, SFTTrainer
 
-from bench.bench_packing import allava_like_rows
+from bench.bench_packing import ANSWER_WORDS
 from bench.common import (
     PHI2_SHAPE,
     ModelShape,
@@ -38,14 +37,15 @@ from bench.common import (
     TokenCounter,
     baseline_model,
     baseline_processor,
+    bench_rows,
     data_waits,
     peak_flops,
     phi_clip_config,
+    training_datasets,
     training_flops,
 )
 from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor
 from recipes.collator import AllavaCollator
-from recipes.data import TRAINING_FEATURES
 from recipes.packing import SDPA_PER_SAMPLE, PackedAllavaCollator
 from recipes.tiny.models import build_tiny_tokenizer
 
@@ -137,10 +137,9 @@ def main() -> None:
     processor = AllavaProcessor.from_config(config, tokenizer)
     # One batch more than is trained: accelerate's loader collates batch k + 1 while handing out batch k, so the last
     # measured step's fetch then collates a batch as every other one does (the GPU idle share counts it).
-    rows = allava_like_rows(processor.tokenizer, args.batch_size * (args.warmup + args.steps + 1), seed=0)
-    ours = Dataset.from_list(rows, features=TRAINING_FEATURES)
-    theirs = ours.cast(
-        Features({"id": Value("string"), "messages": ours.features["messages"], "images": List(Image())})
+    count = args.batch_size * (args.warmup + args.steps + 1)
+    ours, theirs = training_datasets(
+        bench_rows(count, 0, shape.image_size, ANSWER_WORDS[1], min_words=ANSWER_WORDS[0])
     )
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else args.device
     print(f"device: {device_name}; torch {torch.__version__}; attention: {attentions}", flush=True)

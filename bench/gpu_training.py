@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from bench import bench_training
-from bench.common import PHI2_SHAPE, ModelShape, peak_flops, phi_clip_config, training_flops
+from bench.common import PHI2_SHAPE, ModelShape, bench_rows, peak_flops, phi_clip_config, training_flops
 from recipes.tiny.models import build_tiny_tokenizer
 
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     shape = ModelShape() if args.tiny else PHI2_SHAPE
     config = phi_clip_config(tokenizer, shape)
     config._attn_implementation = "sdpa"
-    rows = bench_training.build_rows((args.steps + args.warmup) * args.batch_size, 0, shape.image_size, args.max_words)
+    rows = bench_rows((args.steps + args.warmup) * args.batch_size, 0, shape.image_size, args.max_words)
     bf16 = args.device == "cuda"
     # Arms alternate and each keeps its fastest run: kernels compiled (and autotuned) for a batch shape in one arm's
     # run are cached for the next, so a single run per arm would favour whichever runs second.
