@@ -65,11 +65,10 @@ def test_flops_count_the_projector_on_image_tokens_and_the_tower_on_every_positi
     text, vision = config.text_config, config.vision_config
     one_image = training_flops(config, [], 1)
     positions = (vision.image_size // vision.patch_size) ** 2 + 1  # patches and the CLS token
-    tower = vision.num_hidden_layers * positions * (
-        2 * (4 * vision.hidden_size**2 + 2 * vision.hidden_size * vision.intermediate_size)
-        + 4 * vision.hidden_size * positions
-    )
-    projector = 6 * (positions - 1) * (vision.hidden_size + text.hidden_size) * text.hidden_size
+    v = vision.hidden_size
+    per_layer = 2 * positions * (4 * v * v + 2 * v * vision.intermediate_size) + 4 * v * positions**2
+    tower = vision.num_hidden_layers * per_layer
+    projector = 6 * (positions - 1) * (v + text.hidden_size) * text.hidden_size
     assert one_image == tower + projector
     # 2 samples of 3 tokens: 6 FLOPs per weight and token, causal attention over 3 x 3 each
     weights = text.num_hidden_layers * (4 * text.hidden_size**2 + 2 * text.hidden_size * text.intermediate_size)
