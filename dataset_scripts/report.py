@@ -20,11 +20,10 @@ import itertools
 import json
 import random
 import sys
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from dataset_scripts.report_html import Report, SubsetReport, render
 from dataset_scripts.schema import IMAGE_TOKEN, SPLIT
 from toolkit.cli import Parser, run
 from toolkit.jsonl_store import atomic_write, iter_jsonl
@@ -41,28 +40,6 @@ WORDS = "whitespace-separated words"
 
 class ReportError(RuntimeError):
     """The folder is not a dataset folder this repo wrote."""
-
-
-@dataclass
-class SubsetReport:
-    name: str
-    rows: int = 0
-    # length name ("caption", "question", "answer") -> one count per row
-    lengths: dict[str, list[int]] = field(default_factory=dict)
-    openings: Counter = field(default_factory=Counter)
-    # sampled rows: id, has_image, thumbnail (data: URI, None if absent or undecodable), prompt, response, extra_turns
-    samples: list[dict] = field(default_factory=list)
-
-
-@dataclass
-class Report:
-    title: str
-    stats: dict
-    unit: str
-    subsets: list[SubsetReport]
-    # "rejected" / "skipped" -> reason -> up to EXAMPLES_PER_REASON {origin, detail, raw}
-    examples: dict[str, dict[str, list[dict]]]
-    examples_source: str
 
 
 def thumbnail(data: bytes | None, side: int = THUMBNAIL_SIDE) -> str | None:
@@ -243,8 +220,6 @@ def collect(
 
 def write_report(folder: str | Path, output: str | Path, **options) -> Path:
     """Collect and render the report of `folder` into `output` (written atomically: never a half page)."""
-    from dataset_scripts.report_html import render
-
     output = Path(output)
     atomic_write(output, render(collect(folder, **options)))
     return output

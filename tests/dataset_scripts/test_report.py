@@ -113,10 +113,10 @@ def test_untrusted_text_is_escaped_and_the_page_is_self_contained(tmp_path):
     )
     page = write_report(folder, tmp_path / "r.html").read_text()
     assert "<script" not in page and "<img src=x" not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
     assert page.count('src="data:image/jpeg;base64,') == 2 and page.count('class="noimg"') == 1
-    assert "how many &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&lt;img …" in page  # opening, escaped
+    assert "how many &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img …" in page  # opening, escaped
 
 
 def test_cost_reads_no_price_configured_without_a_price(tmp_path):

@@ -119,6 +119,26 @@ def test_folders_and_repo_ids(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
+    "value",
+    ["gpt2", "org/name", "a.b_c-d", "ünï/cödé", "-lead", "trail.", "a--b", "a..b", "x.git", "a/b/c", "", "a" * 97],
+)
+def test_repo_id_rule_agrees_with_huggingface_hub(value):
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(value)
+        hub_accepts = True
+    except HFValidationError:
+        hub_accepts = False
+    try:
+        check_repo_id(value, "--repo-id")
+        accepted = True
+    except InputError:
+        accepted = False
+    assert accepted == hub_accepts
+
+
+@pytest.mark.parametrize(
     ("value", "path_like"),
     [
         ("/abs/model", True),
