@@ -303,6 +303,8 @@ def test_chat_in_headless_chromium_streams_an_answer_about_the_upload(served, tm
         page.goto(url)
         page.get_by_text("Generation settings").click()
         page.get_by_label("number input for Max new tokens").fill("16")
+        page.get_by_label("number input for Max new tokens").blur()  # the slider takes the value on change
+        page.wait_for_function("() => [...document.querySelectorAll('input[type=range]')].some(e => e.value === '16')")
         page.locator("input[type=file]").first.set_input_files(str(EXAMPLE_IMAGE))
         page.locator("[data-testid=textbox]").fill("What colour are the shapes?")
         page.wait_for_function("document.querySelectorAll('.thumbnail-item, .thumbnail-image').length > 0")
