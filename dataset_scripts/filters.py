@@ -111,6 +111,15 @@ def script_share(text: str, scripts: tuple[str, ...]) -> float | None:
     return inside / len(letters)
 
 
+def wrong_script(text: str | None, language: str, min_share: float = 0.8) -> bool:
+    """Whether fewer than `min_share` of the letters of `text` are in the script of `language` (one of SCRIPTS);
+    text without letters passes. The language filter of build_dataset, also used by the ALLaVA-4V import."""
+    if not text:
+        return False
+    share = script_share(text, SCRIPTS[language])
+    return share is not None and share < min_share
+
+
 def _normal(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().casefold()
 
@@ -122,10 +131,8 @@ class QualityFilters:
         self.counts: Counter = Counter()
 
     def _wrong_language(self, text: str | None) -> bool:
-        if self.options.language is None or not text:
-            return False
-        share = script_share(text, SCRIPTS[self.options.language])
-        return share is not None and share < self.options.min_script_share
+        language = self.options.language
+        return language is not None and wrong_script(text, language, self.options.min_script_share)
 
     def _row_problem(self, kind: str, record: dict) -> str | None:
         options = self.options

@@ -103,3 +103,13 @@ def test_unknown_language_is_a_usage_error(synth, shapes_dir, tmp_path, capsys):
     synth("--mode", "caption-qa", "--input", str(shapes_dir), "--limit", "2", output=out)
     assert main(["--input", str(out), "--output", str(tmp_path / "ds"), "--language", "xx"]) == 2
     assert "--language 'xx'" in capsys.readouterr().err
+
+
+def test_wrong_script_is_the_language_filter_rule():
+    from dataset_scripts.filters import wrong_script
+
+    assert wrong_script("The picture shows a square.", "zh")
+    assert not wrong_script("图片中有一个绿色的方块。", "zh")
+    mixed = "图中写着 OPEN 和一个方块以及一棵树"  # 14 of 18 letters CJK: 78%
+    assert wrong_script(mixed, "zh") and not wrong_script(mixed, "zh", min_share=0.75)
+    assert not wrong_script("42!", "en") and not wrong_script(None, "en")
