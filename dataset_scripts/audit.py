@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from dataset_scripts.dataset_writer import write_subsets
 from dataset_scripts.dual_encoder import DualEncoder, HFDualEncoder
 from modeling_allava.processing_allava import IMAGE_TOKEN
 from toolkit.cli import InputError, Parser, run
@@ -199,6 +201,56 @@ class Audit:
 
 def _key(row: dict) -> Key:
     return row["subset"], row["index"]
+
+
+def drop_flagged(folder: Path, flagged: dict[str, set[int]], rows_per_file: int = 10_000) -> dict[str, int]:
+    """Rewrite the parquet files of each subset with flagged rows (by row index) without them; rows dropped per subset.
+    Rows stream from the old files into new ones in a sibling folder, which then replaces the subset's folder."""
+    import pyarrow.parquet as pq
+
+    dropped = {}
+    for subset, indices in sorted(flagged.items()):
+        if not indices:
+            continue
+        files = sorted((folder / subset).glob("*.parquet"))
+        staging = folder / f".{subset}.rewrite"
+        shutil.rmtree(staging, ignore_errors=True)
+
+        def kept(files=files, indices=indices, subset=subset) -> Iterator[tuple[str, dict]]:
+            index = 0
+            for path in files:
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
+                    for row in batch.to_pylist():
+                        if index not in indices:
+                            yield subset, row
+                        index += 1
+
+        written = write_subsets(kept(), staging, rows_per_file)
+        (folder / subset).rename(staging / "replaced")
+        if written:  # a subset whose every row was flagged is gone
+            (staging / subset).rename(folder / subset)
+        shutil.rmtree(staging)
+        dropped[subset] = len(indices)
+    return dropped
+
+
+def audit_dataset(folder: Path, encoder: DualEncoder, model: str, *, drop: bool, rows_per_file: int) -> dict:
+    """build_dataset --audit: score the folder just written into <folder>/audit/, and with `drop` remove the flagged
+    rows from it. Returns the stats the card reports (counts per subset, rule, rows dropped)."""
+    audit = Audit(folder, folder / "audit")
+    summary = audit.run(encoder, model)
+    flagged: dict[str, set[int]] = {name: set() for name in audit.tables}
+    for row in audit.scored():
+        if row["flagged"]:
+            flagged[row["subset"]].add(row["index"])
+    return {
+        "model": model,
+        "rule": f"{RULE} (margin {summary['margin']}, batches of {summary['batch_size']}, seed {summary['seed']})",
+        "text": summary["text"],
+        "flagged": {name: len(indices) for name, indices in flagged.items() if indices},
+        "dropped": drop_flagged(folder, flagged, rows_per_file) if drop else {},
+        "scores": f"audit/{SCORES}",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,7 +65,7 @@ class HFDualEncoder:
 
     def texts(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
         tokenizer = self.processor.tokenizer
-        lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+        lengths = [len(ids) for ids in tokenizer(texts, verbose=False)["input_ids"]]
         inputs = tokenizer(
             texts, padding=self.padding, truncation=True, max_length=self.context, return_tensors="pt"
         ).to(self.device)

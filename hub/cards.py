@@ -95,6 +95,28 @@ def _release_section(stats: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _audit_section(audit: Mapping[str, Any] | None) -> str:
+    """What the image-text audit (dataset_scripts/audit.py) flagged, and whether those rows were dropped."""
+    if not audit:
+        return ""
+    flagged = sum((audit.get("flagged") or {}).values())
+    dropped = audit.get("dropped") or {}
+    fate = (
+        f"{sum(dropped.values())} flagged rows were dropped (`--drop-mismatched`):"
+        if dropped
+        else f"the flagged rows were kept; their scores are in `{audit.get('scores')}`:"
+    )
+    return "\n".join(
+        [
+            f"Image-text audit with `{audit.get('model')}`: {flagged} rows flagged as likely image-text mismatches, "
+            f"{audit.get('rule')}. Text: {audit.get('text')}. {fate}",
+            "",
+            markdown_table(("subset", "rows dropped" if dropped else "rows flagged"), dropped or audit.get("flagged")),
+            "",
+        ]
+    )
+
+
 def _cost_line(cost_usd: float | None) -> str:
     return NO_PRICE if cost_usd is None else f"{cost_text(cost_usd)} (from the configured price table)"
 
@@ -199,6 +221,7 @@ Rows dropped by the quality filters (dataset_scripts/filters.py), by filter:
 
 {markdown_table(("filter", "rows"), (stats.get("filtered") or {}).get("dropped_rows") or {})}
 
+{_audit_section(stats.get("audit"))}
 ## Licence and caveats
 
 {_caveats(stats)}

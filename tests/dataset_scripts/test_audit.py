@@ -119,6 +119,32 @@ def test_a_rerun_skips_scored_rows_and_finishes_a_torn_run(tmp_path):
         Audit(tmp_path / "ds", tmp_path / "audit", seed=5, batch_size=40).run(FactsEncoder(), "facts", False)
 
 
+def test_a_siglip_folder_loads_with_its_full_context_padding(tmp_path):
+    import torch
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
+
+    from dataset_scripts.dual_encoder import HFDualEncoder
+    from recipes.tiny.models import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    tower = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+    text = tower | {"vocab_size": len(tokenizer), "max_position_embeddings": 16}
+    torch.manual_seed(0)
+    SiglipModel(
+        SiglipConfig(text_config=text, vision_config=tower | {"image_size": 56, "patch_size": 14})
+    ).save_pretrained(tmp_path)
+    processor = SiglipProcessor(
+        image_processor=SiglipImageProcessor(size={"height": 56, "width": 56}), tokenizer=tokenizer
+    )
+    processor.save_pretrained(tmp_path)
+    encoder = HFDualEncoder(str(tmp_path), "cpu")
+    assert (encoder.context, encoder.padding) == (16, "max_length")
+    image = shapes_world.png_bytes(shapes_world.random_scene(random.Random(0)), 56)
+    features, lengths = encoder.texts(["a red circle", "a very long text " * 10])
+    assert encoder.images([image]).shape == (1, 32) and features.shape == (2, 32) and lengths[1] > 16
+    assert np.allclose(np.linalg.norm(features, axis=1), 1)
+
+
 def test_texts_and_batches():
     turns = [{"from": "human", "value": "<image>\nWhat colour?"}, {"from": "gpt", "value": "Red."}]
     assert row_text("instruct_laion", turns) == "What colour? Red."
@@ -179,3 +205,49 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert "no subsets" in capsys.readouterr().err
     assert main(["--dataset", str(tmp_path / "nope"), "--output", str(tmp_path / "out")]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def contradicting(scene):
+    """A scene that differs from `scene` in colour, shape, count and position."""
+    colours, shapes = list(shapes_world.COLOURS), list(shapes_world.SHAPES)
+    return shapes_world.Scene(
+        colour=colours[(colours.index(scene.colour) + 1) % len(colours)],
+        shape=shapes[(shapes.index(scene.shape) + 1) % len(shapes)],
+        count=scene.count % 3 + 1,
+        size=scene.size,
+        position=shapes_world.POSITIONS[(shapes_world.POSITIONS.index(scene.position) + 1) % 3],
+    )
+
+
+def test_build_dataset_audit_drops_the_mismatched_rows_and_the_card_says_so(synth, shapes_dir, tmp_path):
+    from dataset_scripts.build_dataset import build
+    from tests.dataset_scripts.helpers_synthesis import scene_of_record
+
+    out = tmp_path / "out"
+    synth("--mode", "caption-qa", "--input", str(shapes_dir), "--source-name", "shapes", output=out)
+    (path,) = out.glob("records-*.jsonl")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for record in lines[:3]:  # captions of another picture
+        record["description"] = shapes_world.describe(contradicting(scene_of_record(out, record)))
+    path.write_text("".join(json.dumps(record) + "\n" for record in lines))
+    stats = build([out], tmp_path / "ds", audit=("facts", FactsEncoder()), drop_mismatched=True)
+    dropped = stats["audit"]["dropped"]
+    assert dropped["caption_shapes"] == 3 and stats["subsets"]["caption_shapes"] == 21
+    flagged = [row for row in scores(tmp_path / "ds" / "audit") if row["flagged"]]
+    planted = {f"allava_shapes_cap_{record['key'][:16]}" for record in lines[:3]}
+    assert {row["id"] for row in flagged if row["subset"] == "caption_shapes"} == planted
+    assert sum(dropped.values()) == len(flagged) == sum(stats["audit"]["flagged"].values())
+    import datasets
+
+    kept = datasets.load_dataset(str(tmp_path / "ds"), "caption_shapes", split="train")
+    assert len(kept) == 21 and not planted & set(kept["id"])
+    card = (tmp_path / "ds" / "README.md").read_text()
+    assert f"{len(flagged)} flagged rows were dropped (`--drop-mismatched`)" in card
+    assert "Image-text audit with `facts`" in card and "| caption_shapes | 3 |" in card
+
+
+def test_drop_mismatched_needs_audit(tmp_path, capsys):
+    from dataset_scripts.build_dataset import main as build_main
+
+    assert build_main(["--input", str(tmp_path), "--output", str(tmp_path / "ds"), "--drop-mismatched"]) == 2
+    assert "--drop-mismatched needs --audit MODEL" in capsys.readouterr().err
