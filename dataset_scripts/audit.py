@@ -13,8 +13,9 @@ The text is the reply for caption rows (the caption request says nothing about t
 reply, for the others; the encoder's tokenizer cuts it to its context (dataset_scripts/dual_encoder.py), and each row
 records its token count and whether it was cut. Outputs in --output: scores.jsonl (one row per scored row: subset,
 index, id, score, baseline, margin, rank = share of other images that scored at least as high, others, tokens,
-truncated, flagged) and audit.json (settings, counts per subset, the lowest-margin rows). scores.jsonl is appended a
-batch at a time and fsync'd: a rerun with the same settings skips the rows already scored.
+truncated, flagged), audit.json (settings, counts per subset, the lowest-margin rows) and lowest.arrow (those rows'
+image bytes and conversations, so the data report can show them after --drop-mismatched removed them). scores.jsonl
+is appended a batch at a time and fsync'd: a rerun with the same settings skips the rows already scored.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from toolkit.jsonl_store import JsonlStore, atomic_write
 DEFAULT_MODEL = "openai/clip-vit-large-patch14-336"
 SCORES = "scores.jsonl"
 SUMMARY = "audit.json"
+LOWEST_ROWS = "lowest.arrow"  # Arrow IPC, not parquet: load_subsets must not read the audit folder as a subset
 RULE = "flagged when the own-image score minus the median score of the same text against other images is <= margin"
 REQUIRED_COLUMNS = ("id", "image", "conversations")
 Key = tuple[str, int]  # (subset, row index)
@@ -166,8 +168,27 @@ class Audit:
             bar.close()
             store.close()
         summary = self.summary(model, encoder.context)
+        self._keep_lowest(summary["lowest"])
         atomic_write(self.output / SUMMARY, json.dumps(summary, indent=2, sort_keys=True) + "\n")
         return summary
+
+    def _keep_lowest(self, lowest: list[dict]) -> None:
+        """Write the lowest-margin rows (subset, index, id, image bytes, conversations) to lowest.arrow."""
+        import pyarrow as pa
+
+        turn = pa.struct([("from", pa.string()), ("value", pa.string())])
+        schema = pa.schema([("subset", pa.string()), ("index", pa.int64()), ("id", pa.string()),
+                            ("image", pa.binary()), ("conversations", pa.list_(turn))])  # fmt: skip
+        rows = []
+        for entry in lowest:
+            row = self.tables[entry["subset"]][entry["index"]]
+            turns = [{"from": t["from"], "value": t["value"]} for t in row["conversations"]]
+            image = row["image"]["bytes"]
+            rows.append({**entry, "id": row["id"], "image": image, "conversations": turns})
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, schema) as writer:
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+        atomic_write(self.output / LOWEST_ROWS, sink.getvalue().to_pybytes())
 
     def scored(self) -> Iterator[dict]:
         return (row for row in JsonlStore(self.output / SCORES).rows() if "index" in row)
@@ -201,6 +222,18 @@ class Audit:
 
 def _key(row: dict) -> Key:
     return row["subset"], row["index"]
+
+
+def read_lowest(folder: Path) -> dict[Key, dict]:
+    """{(subset, index): row with id, image bytes, conversations} from an audit folder's lowest.arrow ({} if none)."""
+    import pyarrow as pa
+
+    path = folder / LOWEST_ROWS
+    if not path.is_file():
+        return {}
+    with pa.memory_map(str(path)) as source:
+        rows = pa.ipc.open_file(source).read_all().to_pylist()
+    return {_key(row): row for row in rows}
 
 
 def drop_flagged(folder: Path, flagged: dict[str, set[int]], rows_per_file: int = 10_000) -> dict[str, int]:

@@ -37,6 +37,18 @@ class SubsetReport:
 
 
 @dataclass
+class AuditReport:
+    """The image-text audit section (read by report.py from an audit folder)."""
+
+    summary: dict  # audit.json: model, rule, margin, batch_size, seed, text, subsets -> counts, flagged, lowest
+    dropped: dict[str, int]  # rows build_dataset --drop-mismatched removed, per subset
+    # the lowest-margin rows shown: audit.json's fields, plus kept (image and text found in lowest.arrow),
+    # thumbnail (data: URI or None), prompt, response, extra_turns
+    rows: list[dict]
+    ranked: int  # rows audit.json lists as lowest (rows holds the first report.AUDIT_ROWS of them)
+
+
+@dataclass
 class Report:
     """Everything the page shows (collected by report.py)."""
 
@@ -47,6 +59,7 @@ class Report:
     # "rejected" / "skipped" -> reason -> up to report.EXAMPLES_PER_REASON {origin, detail, raw}
     examples: dict[str, dict[str, list[dict]]]
     examples_source: str
+    audit: AuditReport | None = None  # None when the dataset was not audited
 
 
 def _listing(values: object) -> str:

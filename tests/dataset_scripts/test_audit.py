@@ -244,6 +244,11 @@ def test_build_dataset_audit_drops_the_mismatched_rows_and_the_card_says_so(synt
     card = (tmp_path / "ds" / "README.md").read_text()
     assert f"{len(flagged)} flagged rows were dropped (`--drop-mismatched`)" in card
     assert "Image-text audit with `facts`" in card and "| caption_shapes | 3 |" in card
+    page = (tmp_path / "ds" / "report.html").read_text()
+    section = page[page.index('<section id="audit">') :]
+    section = section[: section.index("</section>")]  # the dropped rows still show, with their images
+    assert all(f"caption_shapes · {row_id}</div>" in section for row_id in planted)
+    assert section.count('<span class="badge">flagged, dropped</span>') >= 3 and "image not kept" not in section
 
 
 def test_drop_mismatched_needs_audit(tmp_path, capsys):
