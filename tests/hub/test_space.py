@@ -320,6 +320,8 @@ def test_chat_in_headless_chromium_streams_an_answer_about_the_upload(served, tm
                                " return b.length && b[b.length - 1].innerText.replace(/[\\W_]/g, '') === want; }",
                                arg=final.replace("_", ""))  # fmt: skip
         seen = [alnum(text) for text in page.evaluate("window.seen")]
+        page.get_by_text("Generation settings").click()  # folded again, and back to the top
+        page.evaluate("window.scrollTo(0, 0)")
         shot = tmp_path / "space-demo.png"
         page.screenshot(path=str(shot))
         browser.close()
