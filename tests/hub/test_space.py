@@ -3,7 +3,6 @@ to the fake Hub, the CLI, and a real headless Chromium uploading an image and wa
 
 import functools
 import importlib.util
-import os
 import re
 import shutil
 import socket
@@ -34,8 +33,6 @@ needs_chromium = pytest.mark.skipif(
 )
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-# The README's screenshot is this test's: `ALLAVA_UPDATE_SCREENSHOTS=1 pytest tests/hub/test_space.py` rewrites it.
-DOCS_SCREENSHOT = REPO_ROOT / "docs" / "space-demo.png"
 EXAMPLE_IMAGE = REPO_ROOT / "hub" / "space" / "examples" / "shapes.png"
 TOKEN = "hf_FakeTokenForTests0123456789abcdef"
 
@@ -325,9 +322,9 @@ def test_chat_in_headless_chromium_streams_an_answer_about_the_upload(served, tm
                                " return b.length && b[b.length - 1].innerText.replace(/[\\W_]/g, '') === want; }",
                                arg=final.replace("_", ""))  # fmt: skip
         seen = [alnum(text) for text in page.evaluate("window.seen")]
-        page.get_by_text("Generation settings").click()  # folded again, and back to the top, for the README
+        page.get_by_text("Generation settings").click()  # folded again, and back to the top
         page.evaluate("window.scrollTo(0, 0)")
-        shot = DOCS_SCREENSHOT if os.environ.get("ALLAVA_UPDATE_SCREENSHOTS") == "1" else tmp_path / "space-demo.png"
+        shot = tmp_path / "space-demo.png"
         page.screenshot(path=str(shot))
         browser.close()
 
