@@ -107,6 +107,11 @@ class AllavaScriptArguments:
             raise InputError(mixture_not_a_list(self.dataset_mixture, "recipe"))
         if self.dataset_mixture is not None:
             self.dataset_mixture = [_json_entry(entry, index) for index, entry in enumerate(self.dataset_mixture)]
+        if self.max_tokens_per_batch is not None and not self.streaming:
+            raise InputError(
+                "max_tokens_per_batch works with streaming: true only; a map-style mixture is batched by "
+                "per_device_train_batch_size"
+            )
 
 
 def _json_entry(entry, index: int):
