@@ -1,12 +1,10 @@
-"""What recipes/sft.py trains: the processor and model of either stage, frozen per `trainable`, LoRA on top.
-
-Stage 1 composes a new model from a vision and a text backbone; stage 2 loads a checkpoint (folder or hub id): an
-ALLaVA one with the installed classes, any other only with SFTConfig's --trust_remote_code. A model or processor that
-cannot be loaded is one line naming the field.
-"""
+"""What recipes/sft.py trains: processor and model of either stage (stage 1 composes backbones, stage 2 loads a
+checkpoint: an ALLaVA one with the installed classes, any other only with --trust_remote_code), frozen per
+`trainable`, LoRA on top. A model or processor that cannot be loaded is one line naming the field."""
 
 from __future__ import annotations
 
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -128,8 +126,9 @@ def prepare_for_training(
         model.enable_input_require_grads()
     if not model_args.use_peft:
         return None
-    if model_args.model_name_or_path:
-        base = base_model_reference(model_args.model_name_or_path)
+    if model_args.model_name_or_path:  # a local folder's absolute path (merging then works from any folder), or the id
+        path = Path(model_args.model_name_or_path).expanduser()
+        base = str(path.resolve()) if path.is_dir() else model_args.model_name_or_path
     else:
         base = str((Path(training_args.output_dir) / "base_model").resolve())
         if training_args.process_index == 0:
@@ -155,24 +154,13 @@ def lora_config(model_args: ModelConfig) -> LoraConfig:
     )
 
 
-def base_model_reference(name_or_path: str) -> str:
-    """What a LoRA adapter records as its base: a local folder's absolute path (so merging works from any folder),
-    else the hub id as given."""
-    path = Path(name_or_path).expanduser()
-    return str(path.resolve()) if path.is_dir() else name_or_path
-
-
 def trainable_report(model: torch.nn.Module) -> str:
     """Trainable parameters of the model as it trains, per part. Counted after peft has wrapped the model (LoRA
     freezes the language model and adds adapters), so `set_trainable_modules`' counts would not tell it."""
-    parts: dict[str, int] = {}
-    total = trainable = 0
+    parts: Counter[str] = Counter()
     for name, parameter in model.named_parameters():
-        total += parameter.numel()
         if parameter.requires_grad:
-            trainable += parameter.numel()
-            part = next((p for p in TRAINABLE_PARTS if p in name), "other")
-            part = "LoRA adapters" if part == "lora_" else part
-            parts[part] = parts.get(part, 0) + parameter.numel()
-    detail = ", ".join(f"{part} {count:,}" for part, count in parts.items())
+            parts[next((part for part in TRAINABLE_PARTS if part in name), "other")] += parameter.numel()
+    trainable, total = parts.total(), sum(parameter.numel() for parameter in model.parameters())
+    detail = ", ".join(f"{'LoRA adapters' if part == 'lora_' else part} {count:,}" for part, count in parts.items())
     return f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / max(total, 1):.2f}%): {detail}"

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 JUDGED = {"vicuna80", "touchstone", "mmvet", "llava_w", "mllm_bench"}
 
 
-def test_evaluate_lists_one_description_per_benchmark_in_the_paper_order():
+def test_eval_benchmarks_lists_one_description_per_benchmark_in_the_paper_order():
     assert list(eval_benchmarks.BENCHMARKS) == list(eval_benchmarks.BENCHMARK_SOURCES)
     for name, benchmark in eval_benchmarks.BENCHMARKS.items():
         assert isinstance(benchmark, Benchmark) and benchmark.name == name
