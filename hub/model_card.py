@@ -57,7 +57,7 @@ print(processor.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_t
 def scored_benchmarks(results: Mapping[str, Any], source: str = "results.json") -> dict[str, Mapping[str, Any]]:
     """The benchmarks of `results.json` that have a score, validated; a malformed entry is an error naming it.
 
-    Shape (what `recipes/evaluate.py` writes): `{"model": ..., "benchmarks": {"<name>": {"metric": "accuracy",
+    Shape (what `recipes/eval_benchmarks.py` writes): `{"model": ..., "benchmarks": {"<name>": {"metric": "accuracy",
     "value": 0.5, "dataset_id": "...", "split": "..."}}}`; optional per benchmark: `dataset_config`,
     `dataset_revision`, `num_samples`, `prompt_variant`, `judge` (`{"model": ...}` or null), `limit`,
     `dataset_source` (see `incomplete_benchmarks`). A `value` of null (nothing could be scored) leaves the benchmark
@@ -86,8 +86,8 @@ def incomplete_benchmarks(benchmarks: Mapping[str, Mapping[str, Any]]) -> dict[s
     """Why each score that is not a full-benchmark result on a Hub dataset falls short; only the others may go into
     `model-index`, where the Hub shows them next to published numbers.
 
-    A full run records `"limit": null` (evaluate.py's `--limit N` records N); a score without the field cannot be
-    told apart from a smoke test, so it counts as partial too.
+    A full run records `"limit": null` (eval_benchmarks.py's `--limit N` records N); a score without the field cannot
+    be told apart from a smoke test, so it counts as partial too.
     """
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -197,8 +197,8 @@ def _evaluation_section(benchmarks: Mapping[str, Mapping[str, Any]], partial: Ma
             f"`model-index` metadata:\n\n{reasons}"
         )
     return (
-        "Scores from this repo's evaluation harness (`recipes/evaluate.py`, see results.json in this repo); they are "
-        "only comparable to numbers produced with the same prompts, answer parsing and judge.\n\n"
+        "Scores from this repo's evaluation harness (`recipes/eval_benchmarks.py`, see results.json in this repo); "
+        "they are only comparable to numbers produced with the same prompts, answer parsing and judge.\n\n"
         + markdown_table(("benchmark", "score"), rows)
         + warning
     )

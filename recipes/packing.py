@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ from modeling_allava import TEXT_BACKBONES
 from recipes.collator import IGNORE_INDEX, AllavaCollator, EncodedRow
 
 
+logger = logging.getLogger("allava.sft")
 # sdpa run on each packed sample alone (see `sdpa_per_sample`); plain sdpa for everything else.
 SDPA_PER_SAMPLE = "sdpa_per_sample"
 # Attention implementations that honour restarting position_ids (flash-attention: in a single row only).
@@ -229,3 +231,17 @@ class PackedAllavaCollator(AllavaCollator):
         if images:
             batch["pixel_values"] = self.pixel_values(images)
         return batch
+
+
+def training_collator(collator: AllavaCollator, model, pack: bool) -> AllavaCollator:
+    """The collator to train with: `collator` packed where asked and the model supports it (its text model then runs
+    sdpa on each sample alone, `use_per_sample_attention`), else `collator` itself, padded (the log says why)."""
+    reason = packing_unsupported_reason(model.config, collator.max_length)
+    if not pack or reason is not None:
+        if pack:
+            logger.warning("padded batches, not packed: %s", reason)
+        return collator
+    attention = use_per_sample_attention(model)
+    return PackedAllavaCollator(
+        collator.processor, collator.max_length, collator.pad_to_multiple_of, attn_implementation=attention
+    )

@@ -3,12 +3,11 @@ trainable parts, ALLaVA's batching and streaming switches). Kept apart so the sc
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from modeling_allava import TRAINABLE_STAGES
 from modeling_allava.processing_allava import CHAT_TEMPLATES
-from recipes.sft_args import mixture_not_a_list
+from recipes.sft_args import mixture_entry, mixture_not_a_list
 from toolkit.cli import InputError
 
 
@@ -106,16 +105,9 @@ class AllavaScriptArguments:
         if isinstance(self.dataset_mixture, (str, dict)):
             raise InputError(mixture_not_a_list(self.dataset_mixture, "recipe"))
         if self.dataset_mixture is not None:
-            self.dataset_mixture = [_json_entry(entry, index) for index, entry in enumerate(self.dataset_mixture)]
-
-
-def _json_entry(entry, index: int):
-    if not isinstance(entry, str):
-        return entry
-    try:
-        return json.loads(entry)
-    except json.JSONDecodeError as error:
-        raise InputError(
-            f"dataset_mixture[{index}]: not a JSON object: {entry!r} ({error}); on the command line give one JSON "
-            'object per entry, e.g. \'{"path": "data/allava4v", "name": "text"}\''
-        ) from error
+            self.dataset_mixture = [mixture_entry(entry, index) for index, entry in enumerate(self.dataset_mixture)]
+        if self.max_tokens_per_batch is not None and not self.streaming:
+            raise InputError(
+                "max_tokens_per_batch works with streaming: true only; a map-style mixture is batched by "
+                "per_device_train_batch_size"
+            )

@@ -98,16 +98,25 @@ def precheck(argv: list[str]) -> None:
     mixture = options.get("dataset_mixture", recipe.get("dataset_mixture"))
     if isinstance(mixture, list):
         for index, entry in enumerate(mixture):
-            entry = _json_or_none(entry) if isinstance(entry, str) else entry
+            try:
+                entry = mixture_entry(entry, index)
+            except InputError:
+                continue  # reported when the mixture is parsed
             if isinstance(entry, Mapping):
                 _check_path(f"dataset_mixture[{index}].path", entry.get("path"), where["dataset_mixture"])
 
 
-def _json_or_none(text: str) -> Any:
+def mixture_entry(entry: Any, index: int) -> Any:
+    """A mixture entry as given in the recipe, or parsed from its JSON on the command line."""
+    if not isinstance(entry, str):
+        return entry
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return None  # reported with its position when the mixture is parsed
+        return json.loads(entry)
+    except json.JSONDecodeError as error:
+        raise InputError(
+            f"dataset_mixture[{index}]: not a JSON object: {entry!r} ({error}); on the command line give one JSON "
+            'object per entry, e.g. \'{"path": "data/allava4v", "name": "text"}\''
+        ) from error
 
 
 def _check_path(field: str, value: Any, where: str | None) -> None:
@@ -196,8 +205,6 @@ def _shown(value: Any) -> str:
 def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
     try:
         return float(value)
     except (TypeError, ValueError):

@@ -1,9 +1,10 @@
-"""What evaluate.py needs to know about a benchmark, in one explicit record per benchmark.
+"""What eval_benchmarks.py needs to know about a benchmark, in one explicit record per benchmark.
 
 Each benchmark module builds its `Benchmark` from its own functions (MME and MMBench build two, one per part or
-language); recipes/evaluate.py lists them in the paper's order. A benchmark is scored either by rule (`parse_answer`
-reads each answer, `aggregate` scores them) or by a judge model (`judge` asks it about each answer). A rule-scored
-benchmark whose official protocol ends with a GPT call describes that call in `judge_step` (see fallback.py).
+language); recipes/eval_benchmarks.py lists them in the paper's order. A benchmark is scored either by rule
+(`parse_answer` reads each answer, `aggregate` scores them) or by a judge model (`judge` asks it about each answer).
+A rule-scored benchmark whose official protocol ends with a GPT call describes that call in `judge_step` (see
+fallback.py).
 """
 
 import sys

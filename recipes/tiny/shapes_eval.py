@@ -33,7 +33,7 @@ CAPTION_FACTS = ("colour", "shape", "count", "position", "size")
 def generate_answers(
     model, processor, prompts: list[tuple[Image.Image | None, str]], batch_size: int, max_new_tokens: int
 ) -> list[str]:
-    """Greedy answers for (image or None, question) pairs: evaluate.py's batched generator, with left padding."""
+    """Greedy answers for (image or None, question) pairs: eval_benchmarks.py's batched generator, left-padded."""
     processor.tokenizer.padding_side = "left"
     samples = [
         Sample(id=str(index), prompt=question, images=[image] if image is not None else [])

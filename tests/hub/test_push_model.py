@@ -18,7 +18,7 @@ from hub import checkpoint_files
 from hub.model_card import USAGE_IMAGE_URL
 from hub.push_model import build_upload_folder, main
 from hub.upload import upload_folder
-from recipes.sft import AllavaScriptArguments
+from recipes.script_arguments import AllavaScriptArguments
 from recipes.tiny.models import build_tiny_model_and_processor
 from recipes.training_summary import summary_of_run, write_summary_and_card
 from tests.hub.fake_hub import FakeHub, check_model_index

@@ -11,7 +11,6 @@ import torch
 from datasets import Dataset
 from PIL import Image
 from transformers import AutoProcessor
-from trl import ModelConfig, SFTConfig, TrlParser
 
 from dataset_scripts.schema import FEATURES
 from recipes import sft
@@ -105,9 +104,8 @@ def red_pixels(folder: Path) -> torch.Tensor:
 
 
 def run_sft(args: list[str]) -> None:
-    """recipes/sft.py in this process (same parser, same main) to save a Python start-up per run."""
-    parser = TrlParser((sft.AllavaScriptArguments, SFTConfig, ModelConfig))
-    sft.main(*parser.parse_args_and_config(args))
+    """recipes/sft.py in this process (same parser, same pipeline) to save a Python start-up per run."""
+    sft.train(args)
 
 
 def quick_args(output_dir: Path, steps: int, **overrides) -> list[str]:

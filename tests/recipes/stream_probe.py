@@ -25,4 +25,4 @@ if __name__ == "__main__":
     # ends a pass every few steps.
     datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN = 0
     sft.AllavaSFTTrainer.note_stream_batch = record
-    sys.exit(sft.command())
+    sys.exit(sft.main())

@@ -1,4 +1,4 @@
-"""Each benchmark is one explicit `Benchmark` description; evaluate.py runs exactly the ones it lists."""
+"""Each benchmark is one explicit `Benchmark` description; eval_benchmarks.py runs exactly the ones it lists."""
 
 import subprocess
 import sys
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from recipes import evaluate
+from recipes import eval_benchmarks
 from recipes.benchmarks import gqa, mmbench, mme, textvqa
 from recipes.benchmarks.benchmark import Benchmark
 from tests.recipes.fixture_media import picture
@@ -16,20 +16,20 @@ REPO = Path(__file__).resolve().parents[2]
 JUDGED = {"vicuna80", "touchstone", "mmvet", "llava_w", "mllm_bench"}
 
 
-def test_evaluate_lists_one_description_per_benchmark_in_the_paper_order():
-    assert list(evaluate.BENCHMARKS) == list(evaluate.BENCHMARK_SOURCES)
-    for name, benchmark in evaluate.BENCHMARKS.items():
+def test_eval_benchmarks_lists_one_description_per_benchmark_in_the_paper_order():
+    assert list(eval_benchmarks.BENCHMARKS) == list(eval_benchmarks.BENCHMARK_SOURCES)
+    for name, benchmark in eval_benchmarks.BENCHMARKS.items():
         assert isinstance(benchmark, Benchmark) and benchmark.name == name
         assert (benchmark.kind == "judged") == (name in JUDGED), name
         assert (benchmark.parse_answer is None) == (benchmark.judge is not None), name
-    unconfirmed = {name for name, benchmark in evaluate.BENCHMARKS.items() if benchmark.unconfirmed}
+    unconfirmed = {name for name, benchmark in eval_benchmarks.BENCHMARKS.items() if benchmark.unconfirmed}
     assert unconfirmed == {"vicuna80", "touchstone", "mllm_bench"}
 
 
 def test_the_parts_of_one_benchmark_are_two_descriptions_from_one_module():
-    assert evaluate.BENCHMARKS["mme_perception"] is mme.MME_PERCEPTION
-    assert evaluate.BENCHMARKS["mme_cognition"] is mme.MME_COGNITION
-    assert evaluate.BENCHMARKS["mmbench_en"] is mmbench.MMBENCH_EN and mmbench.MMBENCH_CN.dataset_config == "cn"
+    assert eval_benchmarks.BENCHMARKS["mme_perception"] is mme.MME_PERCEPTION
+    assert eval_benchmarks.BENCHMARKS["mme_cognition"] is mme.MME_COGNITION
+    assert eval_benchmarks.BENCHMARKS["mmbench_en"] is mmbench.MMBENCH_EN and mmbench.MMBENCH_CN.dataset_config == "cn"
     assert mme.MME_PERCEPTION.aggregate is mme.MME_COGNITION.aggregate
     for stub in ("mme_perception", "mme_cognition", "mmbench_en", "mmbench_cn"):
         assert not (REPO / "recipes" / "benchmarks" / f"{stub}.py").exists()

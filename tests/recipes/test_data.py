@@ -157,7 +157,7 @@ def test_every_bad_row_is_reported_before_the_model_loads(tmp_path, tiny_backbon
     argv += quick_args(tmp_path / "out", 2)
     monkeypatch.setattr(sft, "load_model", lambda *args: pytest.fail("the model loaded before the rows were checked"))
     with pytest.raises(InputError) as error:
-        sft.cli(argv)
+        sft.train(argv)
     message = str(error.value)
     assert message.startswith("3 training row(s) cannot be used")
     assert re.search(r"row 'long_1': \d+ tokens .* exceed max_length=256", message)

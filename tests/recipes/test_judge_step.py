@@ -134,7 +134,7 @@ def test_mmvp_grader_accepts_only_a_bare_yes_or_no(tmp_path):
 
 
 def test_every_benchmark_whose_official_protocol_ends_with_gpt_offers_the_step():
-    from recipes.evaluate import BENCHMARKS
+    from recipes.eval_benchmarks import BENCHMARKS
 
     with_step = {name for name, benchmark in BENCHMARKS.items() if benchmark.judge_step is not None}
     assert with_step == {"mmbench_en", "mmbench_cn", "mathvista", "hallusionbench", "mmvp"}

@@ -15,8 +15,8 @@ from trl import SFTConfig, SFTTrainer
 from modeling_allava import TEXT_BACKBONES
 from recipes.collator import IGNORE_INDEX, AllavaCollator
 from recipes.packing import SDPA_PER_SAMPLE, PackedAllavaCollator, use_per_sample_attention
-from recipes.sft import AllavaSFTTrainer
 from recipes.tiny.models import build_tiny_model_and_processor
+from recipes.trainer import AllavaSFTTrainer
 from tests.recipes.test_packing import chat_rows, segments
 
 

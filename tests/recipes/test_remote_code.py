@@ -1,5 +1,5 @@
 """Checkpoint code runs only when asked: ALLaVA loads with the installed classes, anything else needs
---trust-remote-code (generation / evaluate.py, merge_lora.py, shapes_eval.py)."""
+--trust-remote-code (generation / eval_benchmarks.py, merge_lora.py, shapes_eval.py)."""
 
 import json
 
@@ -7,7 +7,7 @@ import pytest
 from transformers import AutoModelForImageTextToText
 
 from modeling_allava import AllavaForConditionalGeneration
-from recipes import evaluate, merge_lora
+from recipes import eval_benchmarks, merge_lora
 from recipes.benchmarks.generation import load_model
 from recipes.remote_code import RemoteCodeRefusedError, load_pretrained
 from recipes.tiny import shapes_eval
@@ -69,7 +69,9 @@ def test_scripts_refuse_foreign_code_with_exit_2(foreign_checkpoint, tmp_path, c
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(folder)}))
     runs = [
-        lambda: evaluate.main(["--model", str(folder), "--benchmarks", "gqa", "--output", str(tmp_path / "eval")]),
+        lambda: eval_benchmarks.main(
+            ["--model", str(folder), "--benchmarks", "gqa", "--output", str(tmp_path / "eval")]
+        ),
         lambda: merge_lora.main([str(adapter), str(tmp_path / "merged")]),
         lambda: shapes_eval.main(["--model", str(folder), "--images", str(tmp_path)]),
     ]

@@ -11,7 +11,7 @@ import pytest
 from recipes import sft
 from recipes.checkpoints import discard_checkpoints, resume_point
 from tests.recipes.conftest import REPO, log_history, mixture_args, quick_args, run_sft
-from toolkit.cli import EXIT_INCOMPLETE, InputError, run
+from toolkit.cli import EXIT_INCOMPLETE, InputError
 
 
 STEPS = 6
@@ -86,7 +86,7 @@ def test_ctrl_c_is_one_line_and_rerunning_the_same_command_resumes(
         return original_step(self, *args, **kwargs)
 
     monkeypatch.setattr(sft.AllavaSFTTrainer, "training_step", press_ctrl_c_at_step_3)
-    assert run(sft.cli, argv) == EXIT_INCOMPLETE
+    assert sft.main(argv) == EXIT_INCOMPLETE
     err = capsys.readouterr().err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert err.strip().splitlines()[-1] == (
@@ -96,7 +96,7 @@ def test_ctrl_c_is_one_line_and_rerunning_the_same_command_resumes(
     assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
 
     caplog.set_level(logging.INFO, logger="allava.sft")
-    assert run(sft.cli, argv) == 0
+    assert sft.main(argv) == 0
     assert any(record.getMessage().startswith("resuming from checkpoint-2") for record in caplog.records)
     assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]  # limit 2
     assert steps[3:] == [2]  # the rerun trained step 3 only

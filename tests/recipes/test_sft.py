@@ -12,6 +12,7 @@ import yaml
 from modeling_allava import AllavaForConditionalGeneration
 from recipes import sft
 from recipes.data import parse_mixture
+from recipes.model_loading import load_model
 from tests.recipes.conftest import (
     REPO,
     log_history,
@@ -119,11 +120,11 @@ def test_config_errors_name_the_key(tmp_path, shapes_dataset):
     missing = ["--config", str(REPO / "recipes/tiny/pretrain.yaml"), "--output_dir", str(tmp_path / "out")]
     missing += mixture_args(shapes_dataset, "caption_shapes", "no_such_subset")
     with pytest.raises(ValueError, match=r"dataset_mixture\[1\].*'no_such_subset'.*cannot load"):
-        sft.main(*parse(missing))
+        sft.train(missing)
     both = mixture_args(shapes_dataset, "text") + ["--model_name_or_path", "x", "--bf16", "false"]
     both += ["--output_dir", str(tmp_path / "o")]
     with pytest.raises(ValueError, match="Set either model_name_or_path"):
-        sft.main(*parse(both + ["--text_model_name_or_path", "y"]))
+        sft.train(both + ["--text_model_name_or_path", "y"])
 
 
 @pytest.mark.parametrize("flag", ["packing", "padding_free"])
@@ -132,7 +133,7 @@ def test_trl_packing_switches_are_refused_in_favour_of_pack_batches(flag, tmp_pa
     switches: it stops at once, naming pack_batches."""
     args = ["--config", str(REPO / "recipes/tiny/pretrain.yaml"), "--output_dir", str(tmp_path), f"--{flag}", "true"]
     with pytest.raises(InputError, match=rf"^{flag}: TRL's {flag} is not used .*packing is pack_batches"):
-        sft.main(*parse(args))
+        sft.train(args)
     assert not any(tmp_path.iterdir())  # nothing loaded or written
 
 
@@ -233,4 +234,4 @@ def test_vision_feature_layer_is_a_stage_1_option_with_the_llava_default(tiny_ba
     vision, text = tiny_backbones
     backbones = ["--vision_model_name_or_path", str(vision), "--text_model_name_or_path", str(text)]
     script_args, _, model_args = parse([*backbones, "--use_cpu", "true", *args])
-    assert sft.load_model(script_args, model_args, composing=True).config.vision_feature_layer == layer
+    assert load_model(script_args, model_args, composing=True).config.vision_feature_layer == layer

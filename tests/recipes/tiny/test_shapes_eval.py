@@ -34,7 +34,7 @@ def test_every_generated_scene_is_fully_described():
 
 
 def test_answers_come_from_the_benchmark_generator_in_fixed_batches(monkeypatch):
-    """shapes_eval uses evaluate.py's batched greedy generator and its batches by position."""
+    """shapes_eval uses eval_benchmarks.py's batched greedy generator and its batches by position."""
     batches = []
 
     def fake_generate(model, processor, samples, max_new_tokens):

@@ -1,4 +1,5 @@
-"""`python recipes/evaluate.py` as a script, SIGKILLed mid-benchmark, then resumed without redoing finished samples."""
+"""`python recipes/eval_benchmarks.py` as a script, SIGKILLed mid-benchmark, then resumed without redoing finished
+samples."""
 
 import json
 import os
@@ -10,7 +11,7 @@ import time
 import pytest
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from recipes import evaluate
+from recipes import eval_benchmarks
 from tests.recipes import benchmark_fixtures, benchmark_rows_open
 from tests.recipes.fake_judge import FakeJudge, default_reply
 
@@ -53,7 +54,7 @@ def test_sigkill_mid_benchmark_then_resume(tmp_path, monkeypatch):
     env = {**os.environ, "OPENAI_API_KEY": SECRET, "OMP_NUM_THREADS": "1", "PYTHONPATH": ""}
     with FakeJudge(slow) as judge:
         process = subprocess.Popen(
-            [sys.executable, "recipes/evaluate.py", *args, "--judge-base-url", judge.url],
+            [sys.executable, "recipes/eval_benchmarks.py", *args, "--judge-base-url", judge.url],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
@@ -72,11 +73,14 @@ def test_sigkill_mid_benchmark_then_resume(tmp_path, monkeypatch):
     assert not (output / "results.json").exists()
 
     generated = []
-    real_generate = evaluate.generate
-    monkeypatch.setattr(evaluate, "generate", lambda *a: generated.extend(s.id for s in a[2]) or real_generate(*a))
+    real_generate = eval_benchmarks.generate
+    monkeypatch.setattr(
+        eval_benchmarks, "generate", lambda *a: generated.extend(s.id for s in a[2]) or real_generate(*a)
+    )
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     with FakeJudge() as judge:
-        results = evaluate.main([*args, "--judge-base-url", judge.url])
+        assert eval_benchmarks.main([*args, "--judge-base-url", judge.url]) == 0
+    results = json.loads((output / "results.json").read_text())
     done = {record["id"] for record in finished}
     assert sorted(generated) == sorted(f"v1_{i}" for i in range(8) if f"v1_{i}" not in done)
     assert len(judge.requests) == len(generated)
@@ -90,7 +94,15 @@ def test_sigkill_mid_benchmark_then_resume(tmp_path, monkeypatch):
     # The same folder in another dtype: refused in one line with exit code 2, the cache untouched.
     before = cache.read_bytes()
     refused = subprocess.run(
-        [sys.executable, "recipes/evaluate.py", *args, "--judge-base-url", "http://127.0.0.1:9", "--dtype", "float16"],
+        [
+            sys.executable,
+            "recipes/eval_benchmarks.py",
+            *args,
+            "--judge-base-url",
+            "http://127.0.0.1:9",
+            "--dtype",
+            "float16",
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -104,7 +116,7 @@ def test_sigkill_mid_benchmark_then_resume(tmp_path, monkeypatch):
 
 def script(*args: str, cwd=REPO, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, os.path.join(REPO, "recipes", "evaluate.py"), *args],
+        [sys.executable, os.path.join(REPO, "recipes", "eval_benchmarks.py"), *args],
         cwd=cwd,
         env={**os.environ, "PYTHONPATH": "", **(env or {})},
         capture_output=True,
@@ -149,7 +161,7 @@ def test_path_and_usage_errors_come_before_the_heavy_imports():
     probe = (
         "import runpy, sys\n"
         "try:\n"
-        "    runpy.run_path('recipes/evaluate.py', run_name='__main__')\n"
+        "    runpy.run_path('recipes/eval_benchmarks.py', run_name='__main__')\n"
         "except SystemExit as exit:\n"
         "    heavy = sorted(name for name in ('torch', 'transformers', 'datasets') if name in sys.modules)\n"
         "    print(exit.code, heavy)\n"
@@ -172,5 +184,5 @@ def test_usage_errors_are_one_line_and_help_opens_with_a_summary_and_an_example(
     helped = script("--help")
     after_usage = helped.stdout.split("\n\n")[1:]  # the shared layout: usage, summary, example, options
     assert helped.returncode == 0
-    assert after_usage[0] == evaluate.__doc__.splitlines()[0]
-    assert after_usage[1].startswith("example:\n  python recipes/evaluate.py --model ")
+    assert after_usage[0] == eval_benchmarks.__doc__.splitlines()[0]
+    assert after_usage[1].startswith("example:\n  python recipes/eval_benchmarks.py --model ")

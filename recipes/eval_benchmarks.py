@@ -1,10 +1,10 @@
 """Evaluate a model on the 17 benchmarks of the ALLaVA paper; every score says how it was made.
 
-    python recipes/evaluate.py --model FreedomIntelligence/ALLaVA-Phi2-2_7B --benchmarks gqa,textvqa,mme_perception \
-        --output eval/phi2
-    python recipes/evaluate.py --model ./checkpoints/stage2 --benchmarks mmvet,llava_w --output eval/stage2 \
+    python recipes/eval_benchmarks.py --model FreedomIntelligence/ALLaVA-Phi2-2_7B \
+        --benchmarks gqa,textvqa,mme_perception --output eval/phi2
+    python recipes/eval_benchmarks.py --model ./checkpoints/stage2 --benchmarks mmvet,llava_w --output eval/stage2 \
         --judge-model gpt-4-0613 --judge-base-url https://my-endpoint/v1      # key from $OPENAI_API_KEY
-    python recipes/evaluate.py --list
+    python recipes/eval_benchmarks.py --list
 
 Writes OUTPUT/results.json (scores, prompt variants, judge, dataset revisions, package versions; read by the
 model card), OUTPUT/results.md (ours next to the paper's numbers), OUTPUT/samples/<benchmark>.jsonl (prompt, raw
@@ -13,18 +13,14 @@ command after a crash and finished samples are not recomputed.
 """
 
 import argparse
+import importlib
+import json
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-
-if __name__ == "__main__" and not __package__:
-    # The one path edit left: `python recipes/evaluate.py` puts recipes/ first on sys.path, where this file would
-    # shadow the `evaluate` library that recipes/benchmarks imports. The repo itself comes from `pip install -e .`.
-    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-
-from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument  # noqa: E402
-from toolkit.cli import InputError, Parser, RunFailed, check_local_path, one_line, public_url, run  # noqa: E402
+from recipes.remote_code import RemoteCodeRefusedError, add_trust_remote_code_argument
+from toolkit.cli import InputError, Parser, RunFailed, check_local_path, one_line, public_url, run
 
 
 # Benchmark name -> its `Benchmark` description in recipes/benchmarks/ (module.ATTRIBUTE), in the paper's column
@@ -49,7 +45,9 @@ BENCHMARK_SOURCES = {
     "mmbench_cn": "mmbench.MMBENCH_CN",
     "seed_bench": "seed_bench.BENCHMARK",
 }
-EXAMPLE = "python recipes/evaluate.py --model ./checkpoints/stage2 --benchmarks gqa,textvqa --output eval/stage2"
+EXAMPLE = (
+    "python recipes/eval_benchmarks.py --model ./checkpoints/stage2 --benchmarks gqa,textvqa --output eval/stage2"
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -145,9 +143,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":
     # Usage errors and mistyped paths end here, before the imports below (several seconds).
     run(parse_args, sys.argv[1:], exit_now=True)
-
-import importlib  # noqa: E402
-import json  # noqa: E402
 
 from tqdm.auto import tqdm  # noqa: E402
 
@@ -324,23 +319,17 @@ def answer_missing(
             progress.update(missing)
 
 
-def main(argv: list[str] | None = None) -> dict | int:
-    """The command line (module docstring): the results (0 for --list). What a user can fix ends in one line on
-    stderr and SystemExit(2); a run whose judge answered no call ends in SystemExit(1); both reasons also go into
-    results.json as `stopped`."""
+def main(argv: list[str] | None = None) -> int:
+    """`python recipes/eval_benchmarks.py` and `allava-eval` (module docstring): 0 once every benchmark is scored
+    into OUTPUT/results.json. What a user can fix ends in one line on stderr and SystemExit(2); a run whose judge
+    answered no call ends in SystemExit(1); both reasons also go into results.json as `stopped`."""
     return run(lambda argv: evaluate_all(parse_args(argv)), argv, exit_now=True)
 
 
-def command() -> int:
-    """`allava-eval`: `main` on sys.argv, as an exit code (failures exit from `main`)."""
-    main()
-    return 0
-
-
-def evaluate_all(args: argparse.Namespace) -> dict | None:
+def evaluate_all(args: argparse.Namespace) -> None:
     if args.list:
         print(list_benchmarks())
-        return None
+        return
     check_benchmark_options(args)
     judge = None
     if args.judge_model:  # required for the judged benchmarks, optional for the rule-scored ones' GPT step
@@ -392,7 +381,6 @@ def evaluate_all(args: argparse.Namespace) -> dict | None:
                 "(--judge-base-url, --judge-model, the key) works to score them"
             )
             raise stop(results, args.output, name, failure)
-    return results
 
 
 def stop(results: dict, output: Path, name: str, error: InputError | RunFailed) -> InputError | RunFailed:

@@ -1,4 +1,4 @@
-"""recipes/evaluate.py end to end, in-process: tiny random model, fixture datasets, loopback judge.
+"""recipes/eval_benchmarks.py end to end, in-process: tiny random model, fixture datasets, loopback judge.
 
 The tiny model's answers are noise, so these tests prove the pipeline (loading, prompting, batching, caching,
 judging, scoring, reporting), not accuracy; scoring itself is pinned by scripted answers and the unit tests.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from recipes import evaluate
+from recipes import eval_benchmarks
 from recipes.benchmarks.common import PROMPTS_DIR
 from recipes.benchmarks.judge import model_is_first
 from recipes.benchmarks.paper import paper_scores
@@ -93,7 +93,8 @@ def run(workspace, output: Path, names: list[str], *extra: str, judge: FakeJudge
     ]
     if judge is not None:
         argv += ["--judge-model", "fake-judge", "--judge-base-url", judge.url]
-    return evaluate.main(argv)
+    assert eval_benchmarks.main(argv) == 0
+    return json.loads((output / "results.json").read_text())
 
 
 def error_lines(capsys) -> list[str]:
@@ -107,17 +108,17 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def test_all_seventeen_benchmarks(workspace, tmp_path):
     with FakeJudge() as judge:
-        results = run(workspace, tmp_path, list(evaluate.BENCHMARKS), "--batch-size", "3", judge=judge)
+        results = run(workspace, tmp_path, list(eval_benchmarks.BENCHMARKS), "--batch-size", "3", judge=judge)
 
     assert set(results) == {"model", "benchmarks", "versions", "generation", "stopped"}
     assert results["stopped"] is None
     assert results["model"] == str(workspace["model"])
-    assert list(results["benchmarks"]) == list(evaluate.BENCHMARKS)
+    assert list(results["benchmarks"]) == list(eval_benchmarks.BENCHMARKS)
     assert results["versions"]["transformers"] and results["versions"]["evaluate"]
     assert json.loads((tmp_path / "results.json").read_text()) == results
     markdown = (tmp_path / "results.md").read_text()
     for name, entry in results["benchmarks"].items():
-        benchmark = evaluate.BENCHMARKS[name]
+        benchmark = eval_benchmarks.BENCHMARKS[name]
         assert set(entry) == ENTRY_KEYS, name
         assert entry["num_samples"] == EXPECTED_SAMPLES[name], name
         assert entry["paper"] == paper_scores(benchmark.paper_column)
@@ -200,7 +201,7 @@ def test_scores_from_scripted_answers(workspace, tmp_path, monkeypatch):
         "1/shift0": "B",
         "1/shift1": "B",
     }
-    monkeypatch.setattr(evaluate, "generate", _scripted(answers))
+    monkeypatch.setattr(eval_benchmarks, "generate", _scripted(answers))
     results = run(workspace, tmp_path, ["gqa", "textvqa", "mmbench_en"])
     assert results["benchmarks"]["gqa"]["value"] == pytest.approx(100 * 1 / 3)
     assert results["benchmarks"]["textvqa"]["value"] == pytest.approx(95.0)
@@ -217,7 +218,7 @@ def test_scores_from_scripted_answers(workspace, tmp_path, monkeypatch):
 
 def test_resume_after_a_crash_recomputes_nothing_finished(workspace, tmp_path, monkeypatch):
     names = ["gqa", "mmbench_en"]
-    real_generate = evaluate.generate
+    real_generate = eval_benchmarks.generate
     clean = run(workspace, tmp_path / "clean", names, "--batch-size", "1")
 
     calls = []
@@ -228,14 +229,14 @@ def test_resume_after_a_crash_recomputes_nothing_finished(workspace, tmp_path, m
         calls.append([s.id for s in samples])
         return real_generate(model, processor, samples, max_new_tokens)
 
-    monkeypatch.setattr(evaluate, "generate", crashing)
+    monkeypatch.setattr(eval_benchmarks, "generate", crashing)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(workspace, tmp_path / "crashed", names, "--batch-size", "1")
     assert json.loads((tmp_path / "crashed" / "results.json").read_text())["benchmarks"].keys() == {"gqa"}
 
     calls.clear()
     monkeypatch.setattr(
-        evaluate, "generate", lambda *args: calls.append([s.id for s in args[2]]) or real_generate(*args)
+        eval_benchmarks, "generate", lambda *args: calls.append([s.id for s in args[2]]) or real_generate(*args)
     )
     resumed = run(workspace, tmp_path / "crashed", names, "--batch-size", "1")
     assert calls == [["0/shift2"], ["0/shift3"], ["1/shift0"], ["1/shift1"]]
@@ -269,7 +270,7 @@ def test_judge_errors_and_unparsable_replies_are_counted_then_rejudged_on_resume
     assert "1 failed" in (tmp_path / "results.md").read_text()
 
     generated = []
-    monkeypatch.setattr(evaluate, "generate", lambda *args: generated.append(args[2]) or [])
+    monkeypatch.setattr(eval_benchmarks, "generate", lambda *args: generated.append(args[2]) or [])
     with FakeJudge(lambda request, n: "1.0") as judge:
         results = run(workspace, tmp_path, ["mmvet"], judge=judge)
     assert generated == [] and len(judge.requests) == 1
@@ -334,7 +335,7 @@ def test_results_accumulate_across_runs_for_the_same_model_only(workspace, tmp_p
 )
 def test_bad_arguments_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        evaluate.main(["--model", "m", "--output", "out", *argv])
+        eval_benchmarks.main(["--model", "m", "--output", "out", *argv])
     assert exit_info.value.code == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
@@ -343,7 +344,7 @@ def test_bad_arguments_are_refused(argv, message, capsys):
 def test_bad_data_gives_errors_naming_the_place(workspace, tmp_path, monkeypatch, capsys):
     def refused(argv: list[str]) -> str:
         with pytest.raises(SystemExit) as exit_info:
-            evaluate.main(argv)
+            eval_benchmarks.main(argv)
         assert exit_info.value.code == 2
         message = error_lines(capsys)
         assert len(message) == 1
@@ -391,7 +392,7 @@ def test_an_unreachable_judge_is_named_without_credentials_and_fails_the_run(wor
 
 
 def test_list_benchmarks_says_what_is_unconfirmed(capsys):
-    evaluate.main(["--list-benchmarks"])
+    eval_benchmarks.main(["--list-benchmarks"])
     listing = capsys.readouterr().out.splitlines()
     starts = [index for index, line in enumerate(listing) if not line.startswith(" ")]
     for index, start in enumerate(starts):
@@ -399,4 +400,4 @@ def test_list_benchmarks_says_what_is_unconfirmed(capsys):
         block = listing[start : starts[index + 1] if index + 1 < len(starts) else None]
         marked = [line for line in block if line.strip().startswith("unconfirmed: ")]
         assert bool(marked) == (name in UNCONFIRMED), name
-    assert len(starts) == len(evaluate.BENCHMARKS)
+    assert len(starts) == len(eval_benchmarks.BENCHMARKS)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from recipes import evaluate
+from recipes import eval_benchmarks
 from recipes.tiny.models import build_tiny_model_and_processor
 from tests.recipes import benchmark_fixtures
 
@@ -34,14 +34,14 @@ def calls(monkeypatch) -> list[list[str]]:
         seen.append(ids)
         return [f"{sample_id} in {'+'.join(ids)}" for sample_id in ids]
 
-    monkeypatch.setattr(evaluate, "generate", generate)
+    monkeypatch.setattr(eval_benchmarks, "generate", generate)
     return seen
 
 
-def run(workspace, output: Path, *extra: str, model: Path | None = None) -> dict:
+def run(workspace, output: Path, *extra: str, model: Path | None = None) -> int:
     argv = ["--model", str(model or workspace["model"]), "--benchmarks", "mmbench_en", "--output", str(output)]
     argv += ["--max-new-tokens", "4", *benchmark_fixtures.dataset_path_args(workspace["data"]), *extra]
-    return evaluate.main(argv)
+    return eval_benchmarks.main(argv)
 
 
 def answers(output: Path) -> dict[str, str]:
