@@ -7,9 +7,10 @@ Runs are resumable: rerun the same command after any interruption (kill -9 inclu
 stopped, without losing or duplicating records. `--base-url` may be repeated (requests go to the endpoint with the
 fewest outstanding; failing endpoints are taken out and probed back in); `--api batch` uses the Batch API at half
 price, and a rerun polls the batches already submitted instead of paying for them again (batch_runner.py).
-Exit codes: 0 finished, 1 fatal (API refused, bad config, the output folder cannot be written, e.g. a full disk),
-2 bad arguments or inputs, or the output folder in use by another process, 3 stopped early (budget reached, repeated
-failures): rerun to continue.
+How a run ended (outcome.py) is the last line on stderr, `outcome` in the summary and on stdout, and the exit code:
+0 finished, 1 failed (the teacher refused, the output folder cannot be written, e.g. a full disk), 2 bad arguments or
+inputs (every input skipped included), or the output folder in use by another process, 3 stopped early (budget
+reached, inputs whose retries ran out) or interrupted (Ctrl-C; the summary is still written): rerun to continue.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from toolkit.scrub import scrub
 
 
 DEFAULT_SOURCE = {"caption-qa": "laion", "vflan": "vflan", "text": "evol"}
+# The JSON line on stdout: the shard's totals and how the run ended (the same `outcome` as the last stderr line).
+REPORTED = ("done", "rejected", "skipped", "tokens", "cost", "ended", "inputs_left", "stopped", "outcome")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -325,35 +328,18 @@ def _main(argv: list[str] | None) -> int:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     except OutputWriteError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
+        print(f"failed: {one_line(error)}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before the run started, or a second Ctrl-C while it wrote its summary
         print("interrupted: finished records are kept; rerun the same command to continue", file=sys.stderr)
         return EXIT_INCOMPLETE
-    report = {key: summary[key] for key in ("done", "rejected", "skipped", "tokens", "cost", "stopped")}
+    report = {key: summary[key] for key in REPORTED}
+    report["cost_this_run"] = summary["this_run"]["cost_usd"]
     print(scrub(json.dumps(report), (api_key,)))
     if synthesis.summary_written:
         print(f"summary: {out.path('summary')}", file=sys.stderr)
-    if summary["stopped"] == "disk":
-        written = "" if synthesis.summary_written else "; its file could not be written"
-        print(
-            f"error: {summary['message']}; the {summary['done']} finished records are kept (summary above{written}); "
-            "free space and rerun the same command to continue",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
-    if summary["stopped"] == "fatal":
-        print(f"error: {one_line(scrub(summary['message'], (api_key,)))}", file=sys.stderr)
-        return EXIT_FAILED
-    if summary["items_in_shard"] and not summary["done"] and not summary["rejected"] and not summary["stopped"]:
-        # Every input was left out before reaching the teacher: bad input. (Rejects are kept for --retry-rejects.)
-        print(f"error: no records: every input was skipped ({summary['skipped']}); check --input", file=sys.stderr)
-        return EXIT_USAGE
-    if summary["stopped"] or summary["this_run"]["failed"]:
-        reason = summary["message"] or "some items failed"
-        print(f"stopped early: {reason}; rerun the same command to continue", file=sys.stderr)
-        return EXIT_INCOMPLETE
-    return 0
+    print(one_line(scrub(summary["outcome"], (api_key,))), file=sys.stderr)  # how the run ended (outcome.py)
+    return summary["exit_code"]
 
 
 if __name__ == "__main__":
