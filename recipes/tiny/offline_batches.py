@@ -10,10 +10,11 @@ Uploaded JSONL files are kept in memory. A batch is worked off `seconds` after i
 creation index, take `slow_seconds` longer). Faults: each request fails with probability `error_rate` (a 500 in the
 error file); `line_status(request line)` may answer a request with another status and message instead (e.g. a 400
 "Invalid image."); `expire` batches (by creation index) expire with only their first half answered (the rest in the
-error file as `batch_expired`); `validation_error` (`{code, message, line, param}`) fails every batch at validation.
-For tests it counts, per `custom_id`, how often it was submitted in a batch (`submissions`) and how often it was
-answered and billed (`billed`), and how many pages of the batch list were asked for (`list_pages`). The teacher's
-content faults (malformed, refusal, leak, huge) apply to batch requests too.
+error file as `batch_expired`); `cancel` batches are cancelled while they run (none answered); `validation_error`
+(`{code, message, line, param}`) fails every batch at validation. For tests it counts, per `custom_id`, how often it
+was submitted in a batch (`submissions`) and how often it was answered and billed (`billed`), and how many pages of
+the batch list were asked for (`list_pages`). The teacher's content faults (malformed, refusal, leak, huge) apply to
+batch requests too.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class OfflineBatches:
         self.slow: set[int] = set()
         self.slow_seconds = 1.0
         self.expire: set[int] = set()
+        self.cancel: set[int] = set()
         self.error_rate = 0.0
         self.line_status: Callable[[dict], tuple[int, str] | None] | None = None
         self.validation_error: dict | None = None
@@ -173,6 +175,8 @@ class OfflineBatches:
                 batch["errors"] = {"object": "list", "data": [dict(self.validation_error)]}
             else:
                 batch["status"] = "in_progress"
+        elif status == "in_progress" and batch["_index"] in self.cancel:  # as if someone cancelled it
+            batch["status"] = "cancelling"
         elif status == "in_progress" and time.monotonic() >= batch["_ready"]:
             batch["status"] = "finalizing"
         elif status == "finalizing":

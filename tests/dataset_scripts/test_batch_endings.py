@@ -46,6 +46,15 @@ def test_expired_batches_resubmit_only_the_unanswered_and_an_unfinished_run_says
     assert sent == summary["this_run"]["batch"]["requests"] == 30
 
 
+def test_a_cancelled_batch_is_sent_again(synth, teacher, shapes_dir, tmp_path):
+    teacher.batches.cancel = {0}
+    out = tmp_path / "out"
+    _, summary = synth("--mode", "caption-qa", "--input", str(shapes_dir), "--limit", "6", *BATCH, output=out)
+    assert summary["done"] == 6 and summary["this_run"]["batch"]["cancelled"] == 1
+    assert set(teacher.batches.submissions.values()) == {2}
+    assert_nothing_paid_twice(teacher)
+
+
 def test_a_batch_that_fails_validation_is_told_once_and_never_resubmitted(
     synth, teacher, shapes_dir, tmp_path, capsys
 ):
