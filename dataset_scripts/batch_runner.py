@@ -47,6 +47,8 @@ from dataset_scripts.usage import Usage
 
 @dataclass(frozen=True)
 class BatchOptions:
+    """The Batch API's limits; these defaults are also the command line's (synthesize.py reads them)."""
+
     poll_interval: float = 30.0
     max_requests: int = 50_000  # the provider's limit per batch
     max_bytes: int = 190_000_000  # under the 200 MB input file limit

@@ -32,15 +32,18 @@ from dataset_scripts.teacher_client import (
 )
 from dataset_scripts.thread_batches import ThreadBatches
 from dataset_scripts.usage import Usage, shard_totals
+from modeling_allava.processing_allava import DEFAULT_MAX_IMAGE_PIXELS
 from toolkit.cost import NO_PRICE
 
 
 @dataclass(frozen=True)
 class RunOptions:
+    """How a run works; these defaults are also the command line's (synthesize.py reads them: one source each)."""
+
     concurrency: int = 16
     max_parse_retries: int = 2
     max_side: int = 768
-    max_pixels: int = 64_000_000
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # the CLI's --max-pixels also honours $ALLAVA_MAX_IMAGE_PIXELS
     max_image_bytes: int = 20_000_000
     fetch_timeout: float = 20.0
     retry_rejects: bool = False

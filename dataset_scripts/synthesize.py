@@ -33,16 +33,13 @@ from dataset_scripts.sections import reply_char_limit
 from dataset_scripts.shards import OutputDir, OutputWriteError, ShardLockedError
 from dataset_scripts.tasks import TaskSpec
 from dataset_scripts.teacher_client import TeacherClient
-from modeling_allava.processing_allava import (
-    DEFAULT_MAX_IMAGE_PIXELS,
-    MAX_IMAGE_PIXELS_ENV,
-    max_image_pixels,
-)
+from modeling_allava.processing_allava import MAX_IMAGE_PIXELS_ENV, max_image_pixels
 from toolkit.cli import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_USAGE, InputError, Parser, one_line, public_url
 from toolkit.scrub import scrub
 
 
 DEFAULT_SOURCE = {"caption-qa": "laion", "vflan": "vflan", "text": "evol"}
+RUN, BATCH = RunOptions(), BatchOptions()  # the defaults of the options below: one source each
 # The JSON line on stdout: the shard's totals and how the run ended (the same `outcome` as the last stderr line).
 REPORTED = ("done", "rejected", "skipped", "tokens", "cost", "ended", "inputs_left", "stopped", "outcome")
 
@@ -117,20 +114,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch = parser.add_argument_group("--api batch")
     batch.add_argument(
-        "--batch-poll-interval", type=float, default=30.0, help="seconds between polls (default: %(default)s)"
+        "--batch-poll-interval",
+        type=float,
+        default=BATCH.poll_interval,
+        help="seconds between polls (default: %(default)s)",
     )
     batch.add_argument(
-        "--batch-max-requests", type=int, default=50_000, help="requests per batch at most (default: %(default)s)"
+        "--batch-max-requests",
+        type=int,
+        default=BATCH.max_requests,
+        help="requests per batch at most (default: %(default)s)",
     )
     batch.add_argument(
         "--batch-max-bytes",
         type=int,
-        default=190_000_000,
+        default=BATCH.max_bytes,
         help="bytes per batch input file at most (default: %(default)s, under the 200 MB limit)",
     )
     limits = parser.add_argument_group("limits")
     limits.add_argument(
-        "--concurrency", type=int, default=16, help="requests in flight at once (default: %(default)s)"
+        "--concurrency", type=int, default=RUN.concurrency, help="requests in flight at once (default: %(default)s)"
     )
     limits.add_argument("--rpm", type=float, help="requests per minute budget, per endpoint")
     limits.add_argument(
@@ -185,29 +188,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds; backoff is U(0, base * 2^attempt) (default: %(default)s)",
     )
     limits.add_argument(
-        "--max-parse-retries", type=int, default=2, help="new requests after an invalid reply (default: %(default)s)"
+        "--max-parse-retries",
+        type=int,
+        default=RUN.max_parse_retries,
+        help="new requests after an invalid reply (default: %(default)s)",
     )
     limits.add_argument("--retry-rejects", action="store_true", help="try again the inputs rejected by earlier runs")
     limits.add_argument(
-        "--max-consecutive-failures", type=int, default=50, help="stop after this many in a row (default: %(default)s)"
+        "--max-consecutive-failures",
+        type=int,
+        default=RUN.max_consecutive_failures,
+        help="stop after this many in a row (default: %(default)s)",
     )
     images = parser.add_argument_group("images")
     images.add_argument(
-        "--max-side", type=int, default=768, help="downscale larger images to this side (default: %(default)s)"
+        "--max-side",
+        type=int,
+        default=RUN.max_side,
+        help="downscale larger images to this side (default: %(default)s)",
     )
     images.add_argument(
         "--max-pixels",
         type=int,
         help=f"skip larger images as oversized, before decoding (default: ${MAX_IMAGE_PIXELS_ENV} or "
-        f"{DEFAULT_MAX_IMAGE_PIXELS})",
+        f"{RUN.max_pixels})",
     )
     images.add_argument(
-        "--max-image-bytes", type=int, default=20_000_000, help="skip larger files as oversized (default: %(default)s)"
+        "--max-image-bytes",
+        type=int,
+        default=RUN.max_image_bytes,
+        help="skip larger files as oversized (default: %(default)s)",
     )
     images.add_argument(
         "--fetch-timeout",
         type=float,
-        default=20.0,
+        default=RUN.fetch_timeout,
         help="seconds to download an image URL, redirects included (default: %(default)s)",
     )
     images.add_argument(
