@@ -21,12 +21,14 @@ import json
 import os
 import random
 import sys
+from pathlib import Path
 
 from dataset_scripts.batch_runner import BatchOptions, BatchSynthesis
 from dataset_scripts.endpoints import read_url_file
 from dataset_scripts.event_loop import PacedLoop
 from dataset_scripts.inputs import load_items, select_shard
-from dataset_scripts.limits import BATCH_DISCOUNT, CostMeter, resolve_price
+from dataset_scripts.limits import BATCH_DISCOUNT, CostMeter, Price, resolve_price
+from dataset_scripts.outcome import RERUN
 from dataset_scripts.prompt_set import MODES, STRATEGIES, PromptError, load_prompt_set
 from dataset_scripts.runner import RunOptions, Synthesis
 from dataset_scripts.sections import reply_char_limit
@@ -34,7 +36,7 @@ from dataset_scripts.shards import OutputDir, OutputWriteError, ShardLockedError
 from dataset_scripts.tasks import TaskSpec
 from dataset_scripts.teacher_client import TeacherClient
 from modeling_allava.processing_allava import MAX_IMAGE_PIXELS_ENV, max_image_pixels
-from toolkit.cli import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_USAGE, InputError, Parser, one_line, public_url
+from toolkit.cli import InputError, Parser, RunFailed, one_line, public_url, run
 from toolkit.scrub import scrub
 
 
@@ -245,11 +247,13 @@ def sampling_parameters(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: bad input is one `error:` line (2), a failed run `failed:` (1), Ctrl-C before the run
+    started `interrupted:` (3), all through toolkit.cli.run; a run that started ends as outcome.py decides."""
     # What is alive now (~400k objects, torch included) is left out of garbage collection while inputs are listed and
     # requests are in flight: each full collection would walk it all (measured in docs/benchmarks.md).
     gc.freeze()
     try:
-        return _main(argv)
+        return run(_main, argv, expected=(ShardLockedError,), on_ctrl_c=f"finished records are kept; {RERUN}")
     finally:
         gc.unfreeze()  # an in-process caller (the bench, tests) gets ordinary collection back
 
@@ -281,12 +285,41 @@ def _main(argv: list[str] | None) -> int:
         max_pixels = args.max_pixels or max_image_pixels()
         items = load_items(args.input, args.mode, source, args.image_column, args.allow_private_urls)
         items = select_shard(items, args.num_shards, args.shard_index, args.limit)
-    except (InputError, PromptError, OSError, ValueError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return EXIT_USAGE
+    except (PromptError, OSError, ValueError) as error:  # InputError included
+        raise InputError(one_line(error)) from None
     spec = TaskSpec(args.mode, args.strategy, args.model, prompts, sampling_parameters(args), args.image_detail)
     loop = PacedLoop()
-    client = TeacherClient(
+    client = _teacher_client(args, base_urls, api_key, spec, loop)
+    options = RunOptions(
+        concurrency=args.concurrency,
+        max_parse_retries=args.max_parse_retries,
+        max_side=args.max_side,
+        max_pixels=max_pixels,
+        max_image_bytes=args.max_image_bytes,
+        fetch_timeout=args.fetch_timeout,
+        retry_rejects=args.retry_rejects,
+        max_consecutive_failures=args.max_consecutive_failures,
+        progress=not args.quiet,
+    )
+    out = OutputDir(args.output, args.shard_index, args.num_shards)
+    meter = CostMeter(price, args.max_cost)
+    describe_run = _describe_run(args, base_urls, spec, price)
+    if args.api == "batch":
+        limits = BatchOptions(args.batch_poll_interval, args.batch_max_requests, args.batch_max_bytes)
+        synthesis = BatchSynthesis(spec, items, out, client, meter, options, describe_run, batch=limits)
+    else:
+        synthesis = Synthesis(spec, items, out, client, meter, options, describe_run)
+    try:
+        summary = loop.run(synthesis.run())  # Ctrl-C while it runs still returns its summary (interrupted)
+    except OutputWriteError as error:  # the folder cannot be opened for writing
+        raise RunFailed(str(error)) from None
+    return _report(summary, out.path("summary") if synthesis.summary_written else None, api_key)
+
+
+def _teacher_client(
+    args: argparse.Namespace, base_urls: list[str], api_key: str, spec: TaskSpec, loop: PacedLoop
+) -> TeacherClient:
+    return TeacherClient(
         base_url=base_urls,
         api_key=api_key,
         model=args.model,
@@ -303,18 +336,11 @@ def _main(argv: list[str] | None) -> int:
         eject_seconds=args.endpoint_cooldown,
         on_latency=loop.observe,
     )
-    options = RunOptions(
-        concurrency=args.concurrency,
-        max_parse_retries=args.max_parse_retries,
-        max_side=args.max_side,
-        max_pixels=max_pixels,
-        max_image_bytes=args.max_image_bytes,
-        fetch_timeout=args.fetch_timeout,
-        retry_rejects=args.retry_rejects,
-        max_consecutive_failures=args.max_consecutive_failures,
-        progress=not args.quiet,
-    )
-    describe_run = {
+
+
+def _describe_run(args: argparse.Namespace, base_urls: list[str], spec: TaskSpec, price: Price | None) -> dict:
+    """The recipe of the run, at the top of its summary (URLs without credentials)."""
+    return {
         "shard_index": args.shard_index,
         "num_shards": args.num_shards,
         "mode": args.mode,
@@ -322,38 +348,24 @@ def _main(argv: list[str] | None) -> int:
         "teacher_model": args.model,
         "base_url": [public_url(url) for url in base_urls],
         "api": args.api,
-        "prompt_version": prompts.version,
+        "prompt_version": spec.prompts.version,
         "prompt_hash": spec.prompt_hash,
-        "prompts": prompts.texts_for(args.mode, args.strategy),
+        "prompts": spec.prompts.texts_for(args.mode, args.strategy),
         "sampling": spec.sampling,
         "image_detail": args.image_detail,
         "max_side": args.max_side,
         "price_usd_per_1m": price.as_list() if price else None,
     }
-    out = OutputDir(args.output, args.shard_index, args.num_shards)
-    meter = CostMeter(price, args.max_cost)
-    if args.api == "batch":
-        limits = BatchOptions(args.batch_poll_interval, args.batch_max_requests, args.batch_max_bytes)
-        synthesis = BatchSynthesis(spec, items, out, client, meter, options, describe_run, batch=limits)
-    else:
-        synthesis = Synthesis(spec, items, out, client, meter, options, describe_run)
-    try:
-        summary = loop.run(synthesis.run())
-    except ShardLockedError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return EXIT_USAGE
-    except OutputWriteError as error:
-        print(f"failed: {one_line(error)}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:  # before the run started, or a second Ctrl-C while it wrote its summary
-        print("interrupted: finished records are kept; rerun the same command to continue", file=sys.stderr)
-        return EXIT_INCOMPLETE
+
+
+def _report(summary: dict, summary_path: Path | None, api_key: str) -> int:
+    """The JSON line on stdout, where the summary is, then how the run ended as the last line on stderr."""
     report = {key: summary[key] for key in REPORTED}
     report["cost_this_run"] = summary["this_run"]["cost_usd"]
     print(scrub(json.dumps(report), (api_key,)))
-    if synthesis.summary_written:
-        print(f"summary: {out.path('summary')}", file=sys.stderr)
-    print(one_line(scrub(summary["outcome"], (api_key,))), file=sys.stderr)  # how the run ended (outcome.py)
+    if summary_path is not None:
+        print(f"summary: {summary_path}", file=sys.stderr)
+    print(one_line(scrub(summary["outcome"], (api_key,))), file=sys.stderr)  # outcome.py
     return summary["exit_code"]
 
 

@@ -136,3 +136,20 @@ def test_ctrl_c_still_writes_the_summary(tmp_path):
     assert summary["ended"] == "interrupted" and summary["inputs_left"] == left > 0
     assert stderr.splitlines()[-1] == summary["outcome"] == json.loads(stdout)["outcome"]
     assert summary["outcome"].startswith(f"interrupted: {left} of 12 inputs left; finished records are kept; rerun")
+
+
+def test_errors_before_the_run_go_through_the_toolkit_runner(synth, shapes_dir, tmp_path, monkeypatch, capsys):
+    """toolkit.cli.run, as every tool: one `error:` (2) or `failed:` (1) line; LOGLEVEL=DEBUG adds the traceback."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    for level, traceback in (("", False), ("DEBUG", True)):
+        monkeypatch.setenv("LOGLEVEL", level)
+        synth("--mode", "caption-qa", "--input", str(bad), output=tmp_path / "o", check=2)
+        err = capsys.readouterr().err
+        assert err.splitlines()[-1].startswith(f"error: {bad}:1: not valid JSON") and ("Traceback" in err) == traceback
+    monkeypatch.setenv("LOGLEVEL", "")
+    blocker = tmp_path / "file"
+    blocker.write_text("in the way")
+    synth("--mode", "caption-qa", "--input", str(shapes_dir), output=blocker / "out", check=1)
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith(f"failed: cannot write {blocker / 'out'}")
