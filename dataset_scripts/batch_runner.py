@@ -31,7 +31,8 @@ from dataset_scripts.batch_api import (
 )
 from dataset_scripts.images import PreparedImage
 from dataset_scripts.inputs import Item
-from dataset_scripts.runner import BudgetExhausted, Synthesis, judge_reply
+from dataset_scripts.limits import BudgetExhausted
+from dataset_scripts.runner import Synthesis, judge_reply
 from dataset_scripts.sections import Rejected, reply_char_limit
 from dataset_scripts.shards import OutputWriteError, iter_jsonl, read_image
 from dataset_scripts.teacher_client import (

@@ -234,3 +234,32 @@ class CostMeter:
             if max_completion > 0:
                 self.completion_factor = max(self.completion_factor, completion_tokens / max_completion)
         return actual
+
+
+class BudgetExhausted(Exception):
+    """The next request could push the cost past --max-cost."""
+
+
+class BudgetGate:
+    """A CostMeter shared by concurrent requests: a reservation that does not fit waits while other requests are in
+    flight (their billed cost usually settles below their reservation, freeing budget), as batch mode waits for its
+    running batches; only when none is in flight and it still does not fit is the budget spent (BudgetExhausted)."""
+
+    def __init__(self, meter: CostMeter) -> None:
+        self.meter = meter
+        self.in_flight = 0
+        self._freed = asyncio.Event()
+
+    async def reserve(self, amount: float) -> None:
+        while not self.meter.try_reserve(amount):
+            if not self.in_flight:
+                raise BudgetExhausted
+            self._freed.clear()
+            await self._freed.wait()
+        self.in_flight += 1
+
+    def settle(self, reserved: float, prompt_tokens: int = 0, completion_tokens: int = 0, **billed) -> float:
+        """CostMeter.settle of one reserved request; wakes the requests waiting for budget."""
+        self.in_flight -= 1
+        self._freed.set()
+        return self.meter.settle(reserved, prompt_tokens, completion_tokens, **billed)

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from dataset_scripts.images import PreparedImage, SkipImage, prepare
 from dataset_scripts.inputs import Item
-from dataset_scripts.limits import CostMeter
+from dataset_scripts.limits import BudgetExhausted, BudgetGate, CostMeter
 from dataset_scripts.outcome import RunCounts, decide
 from dataset_scripts.run_summary import run_summary
 from dataset_scripts.sections import Rejected, parse_reply, reply_char_limit
@@ -51,10 +51,6 @@ class RunOptions:
     progress: bool = True
 
 
-class BudgetExhausted(Exception):
-    """The next request could push the cost past --max-cost."""
-
-
 def judge_reply(template: str, reply: Reply, max_tokens: int) -> dict:
     """The parsed fields of a reply, or `Rejected` (truncated, malformed, a refusal, ...)."""
     if reply.finish_reason == "length":
@@ -80,6 +76,7 @@ class Synthesis:
         self.out = out
         self.client = client
         self.meter = meter
+        self.budget = BudgetGate(meter)
         self.options = options
         self.describe_run = describe_run
         # Image reads and output writes in batches, one thread hop each (see thread_batches.py). A batch that is not
@@ -136,20 +133,19 @@ class Synthesis:
         rejection, raw = None, ""
         for _ in range(self.options.max_parse_retries + 1):
             reserved = self.meter.estimate(estimate, max_tokens)
-            if not self.meter.try_reserve(reserved):
-                raise BudgetExhausted
+            await self.budget.reserve(reserved)
             try:
                 reply = await self.client.complete(messages, estimate)
             except TransientAPIError as error:
-                self.meter.settle(reserved, 0, 0)
+                self.budget.settle(reserved)
                 if error.kind != INVALID_RESPONSE:
                     raise
                 # The teacher answered, but never with a chat completion: a reject with the reason, not a failure.
                 return None, Rejected(INVALID_RESPONSE, str(error)), ""
             except BaseException:
-                self.meter.settle(reserved, 0, 0)
+                self.budget.settle(reserved)
                 raise
-            cost = self.meter.settle(
+            cost = self.budget.settle(
                 reserved,
                 reply.prompt_tokens,
                 reply.completion_tokens,
@@ -203,8 +199,16 @@ class Synthesis:
         return results
 
     def _write_rows(self, entries: list[tuple[str, dict, bytes | None]]) -> list[None]:
-        """A group commit, in a worker thread: the images, then the rows (one write and one fsync per file)."""
+        """A group commit, in a worker thread: the images, then the rows (one write and one fsync per file).
+
+        Inputs count as done or rejected here, once durable: a worker cancelled (Ctrl-C) while its row is written
+        is still counted, so the summary's inputs left agree with the files."""
         self.out.write_group(entries)
+        for kind, row, _ in entries:
+            if kind == "records":
+                self.this_run["done"] += 1
+            elif kind == "rejects":
+                self.this_run[f"rejected:{row['reason']}"] += 1
         return [None] * len(entries)
 
     async def _process(self, item: Item) -> None:
@@ -225,7 +229,6 @@ class Synthesis:
             for template in self.spec.templates:
                 parsed, rejection, raw = await self._call_template(template, item, image, description, usage)
                 if parsed is None:
-                    self.this_run[f"rejected:{rejection.reason}"] += 1
                     reject = self._base(item, key, usage)
                     reject.update(template=template, reason=rejection.reason, detail=rejection.detail, raw=raw)
                     await self.commit.submit(("rejects", reject, None))
@@ -238,7 +241,6 @@ class Synthesis:
             raise
         record = self._record(item, key, usage, image, fields)
         await self.commit.submit(("records", record, image.data if image else None))  # the image is stored first
-        self.this_run["done"] += 1
 
     def _record(self, item: Item, key: str, usage: Usage, image: PreparedImage | None, fields: dict) -> dict:
         """The record row; `image` stays None until the write stores the image and names it (OutputDir.write_group)."""
