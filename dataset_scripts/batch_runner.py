@@ -3,15 +3,19 @@
 Each round writes the requests every unfinished input needs next as JSONL (split at `max_requests` requests and
 `max_bytes` bytes per file), uploads it, creates a batch, polls until the batch ends, and maps the results back by
 `custom_id` (`<key>.<step>.<attempt>`: the record key, which template of the strategy, which parse retry). Multi-call
-strategies and parse retries take further rounds. Per-request errors and requests a batch left unanswered (expired,
-failed) are sent again in the next round; nothing answered is ever sent again.
+strategies and parse retries take further rounds. Requests answered 5xx (or 408/409/429) and those a batch left
+unanswered (expired, cancelled) are sent again in the next round, up to `--max-retries` times; a request refused with
+another 4xx becomes a reject with the reason; nothing answered is ever sent again. A batch that fails validation
+(`failed`, `errors.data`) stops the run with its errors: resubmitting the same file cannot help. What does not fit
+the budget waits for running batches to settle (their billed cost replaces their reservations).
 
 The batches-<shard>.jsonl store (same append-only store as the shards) is what makes a killed run resumable without
-paying twice: `uploaded` (file id and its custom ids) is written before the batch is created and `created` right
-after, so a rerun polls the same batches; a file uploaded but without a `created` row is looked up in the batch list
-first. `progress` rows keep an input's state between rounds (fields so far, usage so far), `collected` marks a batch
-whose results are all applied. Prepared images are stored in the shard's image pack (as records need them anyway;
-identical bytes once) and read back when their request line is built, so memory does not grow with the inputs.
+paying twice: `uploaded` (file id and its custom ids) is written before the batch is created and `created` right after,
+so a rerun polls the same batches; a file uploaded but without a `created` row is looked up in the batch list once
+(`created` or `never_created` records the answer). `progress` rows keep an input's state between rounds (fields so far,
+usage so far), `collected` marks a batch whose results are all applied. Prepared images are stored in the shard's image
+pack (as records need them anyway; identical bytes once) and read back when their request line is built, so memory does
+not grow with the inputs.
 """
 
 from __future__ import annotations

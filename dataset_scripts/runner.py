@@ -2,7 +2,8 @@
 
 Workers pull items, skip those finished by an earlier run, prepare the image, call the teacher for each template of
 the strategy, validate (retrying bad replies a bounded number of times), and append one record, reject or skip line.
-The budget is checked before every request; a fatal API error cancels everything at once.
+The budget is reserved before every request (limits.BudgetGate); a fatal API error cancels everything at once; Ctrl-C
+still ends with the summary. How the run ended is decided once, in outcome.py; the summary is run_summary.py's.
 """
 
 from __future__ import annotations
