@@ -11,10 +11,11 @@ creation index, take `slow_seconds` longer). Faults: each request fails with pro
 error file); `line_status(request line)` may answer a request with another status and message instead (e.g. a 400
 "Invalid image."); `expire` batches (by creation index) expire with only their first half answered (the rest in the
 error file as `batch_expired`); `cancel` batches are cancelled while they run (none answered); `validation_error`
-(`{code, message, line, param}`) fails every batch at validation. For tests it counts, per `custom_id`, how often it
-was submitted in a batch (`submissions`) and how often it was answered and billed (`billed`), and how many pages of
-the batch list were asked for (`list_pages`). The teacher's content faults (malformed, refusal, leak, huge) apply to
-batch requests too.
+(`{code, message, line, param}`) fails every batch at validation; `control_faults` answers that many creates
+(`create_lost`: made, but the answer is a 500) or polls (`retrieve`) with a 500. For tests it counts, per
+`custom_id`, how often it was submitted in a batch (`submissions`) and how often it was answered and billed
+(`billed`), and how many pages of the batch list were asked for (`list_pages`). The teacher's content faults
+(malformed, refusal, leak, huge) apply to batch requests too.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class OfflineBatches:
         self.line_status: Callable[[dict], tuple[int, str] | None] | None = None
         self.validation_error: dict | None = None
         self.list_pages = 0
+        self.control_faults: Counter = Counter()  # "create_lost" / "retrieve": that many such calls answer 500
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
         self.submissions: Counter = Counter()
@@ -130,8 +132,17 @@ class OfflineBatches:
                     "_index": index,
                     "_ready": time.monotonic() + delay,
                 }
+            if self._take("create_lost"):  # created, but the answer is lost: the client must not create it again
+                return _error(500, "The server had an error while processing your request.")
             return 200, self._public(self.batches[batch_id])
         return _error(404, f"no route {route}")
+
+    def _take(self, fault: str) -> bool:
+        with self._lock:
+            if self.control_faults[fault] <= 0:
+                return False
+            self.control_faults[fault] -= 1
+            return True
 
     def get(self, route: str) -> tuple:
         path, _, query = route.partition("?")
@@ -141,6 +152,8 @@ class OfflineBatches:
         if parts == ["batches"]:
             return 200, self._page(parse_qs(query))
         if parts[0] == "batches" and len(parts) == 2:
+            if self._take("retrieve"):
+                return _error(500, "The server had an error while processing your request.")
             with self._lock:
                 batch = self.batches.get(parts[1])
                 if batch is None:

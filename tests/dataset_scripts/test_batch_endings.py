@@ -55,6 +55,30 @@ def test_a_cancelled_batch_is_sent_again(synth, teacher, shapes_dir, tmp_path):
     assert_nothing_paid_twice(teacher)
 
 
+def test_a_create_whose_answer_is_lost_is_found_not_repeated_and_failing_polls_stop_early(
+    synth, teacher, shapes_dir, tmp_path, capsys
+):
+    teacher.batches.control_faults.update({"create_lost": 1})
+    out = tmp_path / "out"
+    args = ["--mode", "caption-qa", "--input", str(shapes_dir), "--limit", "6", *BATCH]
+    _, summary = synth(*args, output=out)
+    assert (
+        summary["done"] == 6 and len(teacher.batches.batches) == 1 and set(teacher.batches.submissions.values()) == {1}
+    )
+    teacher.batches.control_faults.update({"retrieve": 100})
+    out = tmp_path / "polls"
+    code, summary = synth(*args, "--max-retries", "1", output=out, check=3)
+    _, last, _ = ending(capsys)
+    assert last.startswith(
+        f"stopped early: 6 of 6 inputs left: the batch API at {teacher.base_url} failed (batch API:"
+    )
+    assert "a rerun polls the same batches" in last and summary["this_run"]["api_retries"] == {"http_500": 1}
+    teacher.batches.control_faults.clear()
+    _, summary = synth(*args, output=out)
+    assert summary["done"] == 6 and len(teacher.batches.batches) == 2  # the rerun polled the batch it had made
+    assert set(teacher.batches.billed.values()) == {2}  # the same six requests, once for each output folder
+
+
 def test_a_batch_that_fails_validation_is_told_once_and_never_resubmitted(
     synth, teacher, shapes_dir, tmp_path, capsys
 ):
