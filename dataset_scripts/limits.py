@@ -26,6 +26,7 @@ DEFAULT_PRICES: dict[str, tuple[float, float, float]] = {
     "gpt-4.1-nano": (0.10, 0.40, 0.025),
     "gpt-4-turbo": (10.00, 30.00, 10.00),
 }
+BACKOFF_BASE = 0.5  # seconds: the default base of backoff_delay (--backoff-base)
 BATCH_DISCOUNT = 0.5  # the Batch API bills half the synchronous price, cached input included
 CHARS_PER_TOKEN = 3.0  # deliberately pessimistic (English averages ~4), so budgets are not overrun
 
@@ -79,7 +80,9 @@ class TokenBucket:
         self.level = min(self.capacity, self.level + amount)
 
 
-def backoff_delay(attempt: int, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None) -> float:
+def backoff_delay(
+    attempt: int, base: float = BACKOFF_BASE, cap: float = 30.0, rng: random.Random | None = None
+) -> float:
     """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt)) seconds."""
     rng = rng or random
     return rng.uniform(0.0, min(cap, base * 2.0 ** max(0, attempt)))

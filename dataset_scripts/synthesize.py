@@ -24,10 +24,10 @@ import sys
 from pathlib import Path
 
 from dataset_scripts.batch_runner import BatchOptions, BatchSynthesis
-from dataset_scripts.endpoints import read_url_file
+from dataset_scripts.endpoints import COOLDOWN_SECONDS, FAILURES_TO_EJECT, read_url_file
 from dataset_scripts.event_loop import PacedLoop
 from dataset_scripts.inputs import load_items, select_shard
-from dataset_scripts.limits import BATCH_DISCOUNT, CostMeter, Price, resolve_price
+from dataset_scripts.limits import BACKOFF_BASE, BATCH_DISCOUNT, CostMeter, Price, resolve_price
 from dataset_scripts.outcome import RERUN
 from dataset_scripts.prompt_set import MODES, STRATEGIES, PromptError, load_prompt_set
 from dataset_scripts.runner import RunOptions, Synthesis
@@ -144,13 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--endpoint-failures",
         type=int,
-        default=5,
+        default=FAILURES_TO_EJECT,
         help="take an endpoint out after this many failures in a row (default: %(default)s)",
     )
     limits.add_argument(
         "--endpoint-cooldown",
         type=float,
-        default=30.0,
+        default=COOLDOWN_SECONDS,
         help="seconds an endpoint stays out before one probe request (doubling while probes fail) "
         "(default: %(default)s)",
     )
@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--backoff-base",
         type=float,
-        default=0.5,
+        default=BACKOFF_BASE,
         help="seconds; backoff is U(0, base * 2^attempt) (default: %(default)s)",
     )
     limits.add_argument(

@@ -20,8 +20,8 @@ import aiohttp
 import httpx2
 import openai
 
-from dataset_scripts.endpoints import Endpoint, EndpointPool
-from dataset_scripts.limits import backoff_delay, parse_retry_after
+from dataset_scripts.endpoints import COOLDOWN_SECONDS, FAILURES_TO_EJECT, Endpoint, EndpointPool
+from dataset_scripts.limits import BACKOFF_BASE, backoff_delay, parse_retry_after
 from toolkit.scrub import scrub
 
 
@@ -144,13 +144,13 @@ class TeacherClient:
         timeout: float,
         max_retries: int,
         concurrency: int,
-        backoff_base: float = 0.5,
+        backoff_base: float = BACKOFF_BASE,
         rpm: float | None = None,
         tpm: float | None = None,
         rng: random.Random | None = None,
         max_reply_chars: int | None = None,
-        failures_to_eject: int = 5,
-        eject_seconds: float = 30.0,
+        failures_to_eject: int = FAILURES_TO_EJECT,
+        eject_seconds: float = COOLDOWN_SECONDS,
         on_latency: Callable[[float], None] | None = None,
     ) -> None:
         self.model = model
