@@ -21,6 +21,31 @@ from dataset_scripts.teacher_client import TeacherClient, TransientAPIError
 T = TypeVar("T")
 TERMINAL = frozenset({"completed", "expired", "failed", "cancelled"})
 CHAT_ENDPOINT = "/v1/chat/completions"
+RETRIED_STATUSES = {408, 409, 429}  # per-request 4xx that may pass on a later try; other 4xx name the request
+
+
+def validation_errors(batch: openai.types.Batch) -> str:
+    """Why a `failed` batch was refused (its input file failed validation): `code: message (line N)`, one line."""
+    errors = list(batch.errors.data or []) if batch.errors else []
+    if not errors:
+        return "no reason given"
+    parts = [f"{e.code or 'error'}: {e.message or ''}" + (f" (line {e.line})" if e.line else "") for e in errors[:3]]
+    more = f"; and {len(errors) - 3} more" if len(errors) > 3 else ""
+    return "; ".join(parts) + more
+
+
+def result_error(result: dict | None) -> tuple[int | None, str]:
+    """(HTTP status or None, message) of one request's line that is not a 200 (None: no line at all)."""
+    if result is None:
+        return None, "no answer in the batch's output or error file"
+    response = result.get("response") or {}
+    body = response.get("body") if isinstance(response.get("body"), dict) else {}
+    error = body.get("error") or result.get("error") or {}
+    message = error.get("message") if isinstance(error, dict) else str(error)
+    code = error.get("code") if isinstance(error, dict) else None
+    status = response.get("status_code")
+    label = f"HTTP {status}" if status else (code or "error")
+    return status, f"{label}: {message or 'no message'}"
 
 
 class BatchAPI:
@@ -56,6 +81,8 @@ class BatchAPI:
         return uploaded.id
 
     async def _list_find(self, input_file_id: str) -> str | None:
+        # The list is newest first and pages through every batch of the project: a rerun asks once per file
+        # (BatchSynthesis writes the answer down either way).
         async for batch in self.client.batches.list(limit=100):
             if batch.input_file_id == input_file_id:
                 return batch.id

@@ -3,15 +3,19 @@
 Each round writes the requests every unfinished input needs next as JSONL (split at `max_requests` requests and
 `max_bytes` bytes per file), uploads it, creates a batch, polls until the batch ends, and maps the results back by
 `custom_id` (`<key>.<step>.<attempt>`: the record key, which template of the strategy, which parse retry). Multi-call
-strategies and parse retries take further rounds. Per-request errors and requests a batch left unanswered (expired,
-failed) are sent again in the next round; nothing answered is ever sent again.
+strategies and parse retries take further rounds. Requests answered 5xx (or 408/409/429) and those a batch left
+unanswered (expired, cancelled) are sent again in the next round, up to `--max-retries` times; a request refused with
+another 4xx becomes a reject with the reason; nothing answered is ever sent again. A batch that fails validation
+(`failed`, `errors.data`) stops the run with its errors: resubmitting the same file cannot help. What does not fit
+the budget waits for running batches to settle (their billed cost replaces their reservations).
 
 The batches-<shard>.jsonl store (same append-only store as the shards) is what makes a killed run resumable without
-paying twice: `uploaded` (file id and its custom ids) is written before the batch is created and `created` right
-after, so a rerun polls the same batches; a file uploaded but without a `created` row is looked up in the batch list
-first. `progress` rows keep an input's state between rounds (fields so far, usage so far), `collected` marks a batch
-whose results are all applied. Prepared images are stored in the shard's image pack (as records need them anyway;
-identical bytes once) and read back when their request line is built, so memory does not grow with the inputs.
+paying twice: `uploaded` (file id and its custom ids) is written before the batch is created and `created` right after,
+so a rerun polls the same batches; a file uploaded but without a `created` row is looked up in the batch list once
+(`created` or `never_created` records the answer). `progress` rows keep an input's state between rounds (fields so far,
+usage so far), `collected` marks a batch whose results are all applied. Prepared images are stored in the shard's image
+pack (as records need them anyway; identical bytes once) and read back when their request line is built, so memory does
+not grow with the inputs.
 """
 
 from __future__ import annotations
@@ -21,10 +25,18 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
-from dataset_scripts.batch_api import CHAT_ENDPOINT, TERMINAL, BatchAPI
+from dataset_scripts.batch_api import (
+    CHAT_ENDPOINT,
+    RETRIED_STATUSES,
+    TERMINAL,
+    BatchAPI,
+    result_error,
+    validation_errors,
+)
 from dataset_scripts.images import PreparedImage
 from dataset_scripts.inputs import Item
-from dataset_scripts.runner import BudgetExhausted, Synthesis, judge_reply
+from dataset_scripts.limits import BudgetExhausted
+from dataset_scripts.runner import Synthesis, judge_reply
 from dataset_scripts.sections import Rejected, reply_char_limit
 from dataset_scripts.shards import OutputWriteError, iter_jsonl, read_image
 from dataset_scripts.teacher_client import (
@@ -40,6 +52,8 @@ from dataset_scripts.usage import Usage
 
 @dataclass(frozen=True)
 class BatchOptions:
+    """The Batch API's limits; these defaults are also the command line's (synthesize.py reads them)."""
+
     poll_interval: float = 30.0
     max_requests: int = 50_000  # the provider's limit per batch
     max_bytes: int = 190_000_000  # under the 200 MB input file limit
@@ -85,27 +99,22 @@ class BatchSynthesis(Synthesis):
         with self._progress_bar() as self.bar:
             await self._work_in_batches()
 
-    def _show_progress(self) -> None:
-        """Inputs settled so far (written, rejected, skipped, resumed, or given up for a rerun) and batches running."""
-        given_up = sum(1 for pending in self.pending.values() if self._given_up(pending))
-        self.bar.update(len(self.items) - len(self.pending) + given_up - self.bar.n)
-        self.bar.set_postfix(self._progress_postfix() | {"batches": len(self.outstanding)})
+    def _progress(self) -> None:
+        """Inputs settled so far (written, rejected, skipped or resumed; not those given up) and batches running."""
+        self._show_progress(self.bar, refresh=True, batches=len(self.outstanding))
 
     async def _work_in_batches(self) -> None:
         try:
             await self._resume_and_prepare()
-            self._show_progress()
+            self._progress()
             await self._rounds()
-        except BudgetExhausted:
-            self._stop("budget", f"--max-cost {self.meter.max_cost} reached; rerun with a higher budget to go on")
         except FatalAPIError as error:
             self._stop("fatal", str(error))
         except OutputWriteError as error:
             self.failed["write"] += 1
             self._stop("disk", str(error))
         except TransientAPIError as error:
-            self.failed[error.kind] += 1
-            self._stop("failures", f"the batch API failed: {error}; rerun to poll the same batches")
+            self._stop("failures", f"the batch API at {self.teacher} failed ({error}); a rerun polls the same batches")
 
     async def _resume_and_prepare(self) -> None:
         uploaded, created, collected, progress = {}, {}, set(), {}
@@ -115,6 +124,8 @@ class BatchSynthesis(Synthesis):
                 uploaded[row["file_id"]] = row["custom_ids"]
             elif event == "created":
                 created[row["file_id"]] = row["batch_id"]
+            elif event == "never_created":  # looked up once in the batch list and not found: never again
+                uploaded.pop(row["file_id"], None)
             elif event == "collected":
                 collected.add(row["batch_id"])
             elif event == "progress":
@@ -123,6 +134,7 @@ class BatchSynthesis(Synthesis):
             if file_id not in created:  # killed between upload and the `created` row: did the create happen?
                 batch_id = await self.api.find(file_id)
                 if batch_id is None:
+                    self._log({"event": "never_created", "file_id": file_id})
                     continue
                 created[file_id] = batch_id
                 self._log({"event": "created", "file_id": file_id, "batch_id": batch_id})
@@ -173,20 +185,35 @@ class BatchSynthesis(Synthesis):
             if todo and self.stop_reason is None:
                 try:
                     await self._submit(todo)
-                except BudgetExhausted:  # what fits was submitted; its batches are still collected below
-                    self._stop("budget", f"--max-cost {self.meter.max_cost} reached; rerun with a higher budget")
-            self._show_progress()
+                except BudgetExhausted:  # what fits was submitted; the rest waits for running batches to settle
+                    if not self.outstanding:  # nothing left to settle: the budget really is spent
+                        self._stop("budget", f"--max-cost {self.meter.max_cost} reached")
+            self._progress()
             if not self.outstanding:
                 return
             finished = False
             for batch_id in list(self.outstanding):
-                batch = await self.api.retrieve(batch_id)
+                batch = await self._retrieve(batch_id)
                 if batch.status in TERMINAL:
                     await self._collect(batch, self.outstanding.pop(batch_id))
-                    self._show_progress()
+                    self._progress()
                     finished = True
             if not finished:
                 await asyncio.sleep(self.batch.poll_interval)
+
+    async def _retrieve(self, batch_id: str):
+        """The batch's state; one written down in batches-*.jsonl that the endpoint does not know stops the run."""
+        try:
+            return await self.api.retrieve(batch_id)
+        except FatalAPIError as error:
+            if error.status != 404:
+                raise
+            raise FatalAPIError(
+                f"batch {batch_id} written down in {self.out.path('batches')} is unknown to this endpoint ({error}): "
+                "it was made with another --base-url or key (project); rerun with those, or use another --output "
+                "(moving that file away submits the unfinished inputs again, paid again)",
+                404,
+            ) from None
 
     def _given_up(self, pending: _Pending) -> bool:
         return pending.errors > self.client.max_retries
@@ -222,6 +249,7 @@ class BatchSynthesis(Synthesis):
         self.outstanding[batch_id] = set(custom_ids)
         self.this_run["batch:batches"] += 1
         self.this_run["batch:requests"] += len(custom_ids)
+        self.client.pool.endpoints[0].stats["requests"] += len(custom_ids)  # by_endpoint.sent, as in chat mode
 
     async def _collect(self, batch, custom_ids: set[str]) -> None:
         results = {}
@@ -233,6 +261,14 @@ class BatchSynthesis(Synthesis):
                         results[row.get("custom_id")] = row
         if batch.status != "completed":
             self.this_run[f"batch:{batch.status}"] += 1
+        if batch.status == "failed":  # the input file failed validation: resubmitting it cannot help
+            reason = self.client.scrub(validation_errors(batch))
+            await asyncio.to_thread(self._log, {"event": "collected", "batch_id": batch.id, "failed": reason})
+            for custom_id in custom_ids:
+                pending = self.pending.get(custom_id.split(".", 1)[0])
+                if pending is not None and pending.custom_id == custom_id:
+                    self.meter.settle(pending.reserved, 0, 0)
+            raise FatalAPIError(f"batch {batch.id} failed validation: {reason}")
         for custom_id in sorted(custom_ids):
             pending = self.pending.get(custom_id.split(".", 1)[0])
             if pending is None or pending.custom_id != custom_id:
@@ -245,9 +281,17 @@ class BatchSynthesis(Synthesis):
         response = (result or {}).get("response") or {}
         if response.get("status_code") != 200:
             self.meter.settle(pending.reserved, 0, 0)
+            status, message = result_error(result)
+            message = self.client.scrub(message)
+            if status is not None and 400 <= status < 500 and status not in RETRIED_STATUSES:
+                # The request itself was refused (e.g. "Invalid image."): a reject with the reason, as a 200 with an
+                # unusable body is; --retry-rejects tries it again.
+                self._finish(pending, rejection=Rejected(f"http_{status}", message))
+                return
+            self.client.pool.endpoints[0].stats["failures"] += 1
             pending.errors += 1
             if self._given_up(pending):  # left for a rerun
-                self.failed["batch_request"] += 1
+                self._failed("batch_request", f"no answer after {pending.errors} tries in batches ({message})")
             else:
                 self.this_run["batch:resubmitted"] += 1
             return

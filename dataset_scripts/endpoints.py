@@ -27,6 +27,10 @@ from dataset_scripts.limits import TokenBucket
 from toolkit.cli import public_url
 
 
+FAILURES_TO_EJECT = 5  # failures in a row that take an endpoint out (--endpoint-failures)
+COOLDOWN_SECONDS = 30.0  # how long it stays out before its probe, doubling while probes fail (--endpoint-cooldown)
+
+
 def split_credentials(url: str) -> tuple[str, dict[str, str]]:
     """(url without user:password, headers): credentials in a base URL are sent as HTTP Basic auth.
 
@@ -146,8 +150,8 @@ class EndpointPool:
         self,
         endpoints: list[Endpoint],
         *,
-        failures_to_eject: int = 5,
-        cooldown: float = 30.0,
+        failures_to_eject: int = FAILURES_TO_EJECT,
+        cooldown: float = COOLDOWN_SECONDS,
         max_cooldown: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

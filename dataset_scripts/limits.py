@@ -26,6 +26,7 @@ DEFAULT_PRICES: dict[str, tuple[float, float, float]] = {
     "gpt-4.1-nano": (0.10, 0.40, 0.025),
     "gpt-4-turbo": (10.00, 30.00, 10.00),
 }
+BACKOFF_BASE = 0.5  # seconds: the default base of backoff_delay (--backoff-base)
 BATCH_DISCOUNT = 0.5  # the Batch API bills half the synchronous price, cached input included
 CHARS_PER_TOKEN = 3.0  # deliberately pessimistic (English averages ~4), so budgets are not overrun
 
@@ -79,7 +80,9 @@ class TokenBucket:
         self.level = min(self.capacity, self.level + amount)
 
 
-def backoff_delay(attempt: int, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None) -> float:
+def backoff_delay(
+    attempt: int, base: float = BACKOFF_BASE, cap: float = 30.0, rng: random.Random | None = None
+) -> float:
     """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt)) seconds."""
     rng = rng or random
     return rng.uniform(0.0, min(cap, base * 2.0 ** max(0, attempt)))
@@ -234,3 +237,32 @@ class CostMeter:
             if max_completion > 0:
                 self.completion_factor = max(self.completion_factor, completion_tokens / max_completion)
         return actual
+
+
+class BudgetExhausted(Exception):
+    """The next request could push the cost past --max-cost."""
+
+
+class BudgetGate:
+    """A CostMeter shared by concurrent requests: a reservation that does not fit waits while other requests are in
+    flight (their billed cost usually settles below their reservation, freeing budget), as batch mode waits for its
+    running batches; only when none is in flight and it still does not fit is the budget spent (BudgetExhausted)."""
+
+    def __init__(self, meter: CostMeter) -> None:
+        self.meter = meter
+        self.in_flight = 0
+        self._freed = asyncio.Event()
+
+    async def reserve(self, amount: float) -> None:
+        while not self.meter.try_reserve(amount):
+            if not self.in_flight:
+                raise BudgetExhausted
+            self._freed.clear()
+            await self._freed.wait()
+        self.in_flight += 1
+
+    def settle(self, reserved: float, prompt_tokens: int = 0, completion_tokens: int = 0, **billed) -> float:
+        """CostMeter.settle of one reserved request; wakes the requests waiting for budget."""
+        self.in_flight -= 1
+        self._freed.set()
+        return self.meter.settle(reserved, prompt_tokens, completion_tokens, **billed)

@@ -2,7 +2,8 @@
 
 Workers pull items, skip those finished by an earlier run, prepare the image, call the teacher for each template of
 the strategy, validate (retrying bad replies a bounded number of times), and append one record, reject or skip line.
-The budget is checked before every request; a fatal API error cancels everything at once.
+The budget is reserved before every request (limits.BudgetGate); a fatal API error cancels everything at once; Ctrl-C
+still ends with the summary. How the run ended is decided once, in outcome.py; the summary is run_summary.py's.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from tqdm import tqdm
 
 from dataset_scripts.images import PreparedImage, SkipImage, prepare
 from dataset_scripts.inputs import Item
-from dataset_scripts.limits import CostMeter
+from dataset_scripts.limits import BudgetExhausted, BudgetGate, CostMeter
+from dataset_scripts.outcome import RunCounts, decide
+from dataset_scripts.run_summary import run_summary
 from dataset_scripts.sections import Rejected, parse_reply, reply_char_limit
 from dataset_scripts.shards import OutputDir, OutputWriteError, iter_jsonl
 from dataset_scripts.tasks import TaskSpec
@@ -29,25 +32,24 @@ from dataset_scripts.teacher_client import (
     TransientAPIError,
 )
 from dataset_scripts.thread_batches import ThreadBatches
-from dataset_scripts.usage import Usage, shard_totals, usage_report
+from dataset_scripts.usage import Usage, shard_totals
+from modeling_allava.processing_allava import DEFAULT_MAX_IMAGE_PIXELS
 from toolkit.cost import NO_PRICE
 
 
 @dataclass(frozen=True)
 class RunOptions:
+    """How a run works; these defaults are also the command line's (synthesize.py reads them: one source each)."""
+
     concurrency: int = 16
     max_parse_retries: int = 2
     max_side: int = 768
-    max_pixels: int = 64_000_000
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # the CLI's --max-pixels also honours $ALLAVA_MAX_IMAGE_PIXELS
     max_image_bytes: int = 20_000_000
     fetch_timeout: float = 20.0
     retry_rejects: bool = False
     max_consecutive_failures: int = 50
     progress: bool = True
-
-
-class BudgetExhausted(Exception):
-    """The next request could push the cost past --max-cost."""
 
 
 def judge_reply(template: str, reply: Reply, max_tokens: int) -> dict:
@@ -75,6 +77,7 @@ class Synthesis:
         self.out = out
         self.client = client
         self.meter = meter
+        self.budget = BudgetGate(meter)
         self.options = options
         self.describe_run = describe_run
         # Image reads and output writes in batches, one thread hop each (see thread_batches.py). A batch that is not
@@ -89,31 +92,27 @@ class Synthesis:
         self.failed: Counter = Counter()
         self.stop_reason: str | None = None
         self.stop_message: str | None = None
+        self.last_failure: str | None = None
         self._consecutive_failures = 0
         self.summary_written = False
         self.by_endpoint: dict[str, Usage] = {}  # this run's billed usage per endpoint
 
     def _load_previous(self) -> None:
         """What earlier runs finished: in any shard file of the folder (so changing --num-shards redoes nothing);
-        the budget counts this shard's own spending only."""
+        the budget counts this shard's own spending only, inputs not finished included (usage.py)."""
         fingerprint = self.spec.fingerprint
         self.done_items: set[str] = set()
         self.done_keys: set[str] = set()
         self.skipped_seen: set[tuple[str, str]] = set()
-        spent = 0.0
         for kind in ("records", "rejects"):
             for path in sorted(self.out.root.glob(f"{kind}-*-of-*.jsonl")):
-                own = path == self.out.path(kind)
                 for row in iter_jsonl(path):
-                    if own:
-                        spent += row.get("usage", {}).get("cost_usd", 0.0)
                     if row.get("fingerprint") == fingerprint and (kind == "records" or not self.options.retry_rejects):
                         self.done_items.add(row["item_id"])
                         self.done_keys.add(row["key"])
         for row in iter_jsonl(self.out.path("skipped")):
             self.skipped_seen.add((row["item_id"], row["reason"]))
-        self.meter.spent = spent
-        self.spent_before = spent
+        self.meter.spent = self.spent_before = shard_totals(self.out).usage.cost_usd
         self.claimed: set[str] = set()
 
     async def _skip(self, item: Item, reason: str, detail: str) -> None:
@@ -135,20 +134,19 @@ class Synthesis:
         rejection, raw = None, ""
         for _ in range(self.options.max_parse_retries + 1):
             reserved = self.meter.estimate(estimate, max_tokens)
-            if not self.meter.try_reserve(reserved):
-                raise BudgetExhausted
+            await self.budget.reserve(reserved)
             try:
                 reply = await self.client.complete(messages, estimate)
             except TransientAPIError as error:
-                self.meter.settle(reserved, 0, 0)
+                self.budget.settle(reserved)
                 if error.kind != INVALID_RESPONSE:
                     raise
                 # The teacher answered, but never with a chat completion: a reject with the reason, not a failure.
                 return None, Rejected(INVALID_RESPONSE, str(error)), ""
             except BaseException:
-                self.meter.settle(reserved, 0, 0)
+                self.budget.settle(reserved)
                 raise
-            cost = self.meter.settle(
+            cost = self.budget.settle(
                 reserved,
                 reply.prompt_tokens,
                 reply.completion_tokens,
@@ -202,8 +200,16 @@ class Synthesis:
         return results
 
     def _write_rows(self, entries: list[tuple[str, dict, bytes | None]]) -> list[None]:
-        """A group commit, in a worker thread: the images, then the rows (one write and one fsync per file)."""
+        """A group commit, in a worker thread: the images, then the rows (one write and one fsync per file).
+
+        Inputs count as done or rejected here, once durable: a worker cancelled (Ctrl-C) while its row is written
+        is still counted, so the summary's inputs left agree with the files."""
         self.out.write_group(entries)
+        for kind, row, _ in entries:
+            if kind == "records":
+                self.this_run["done"] += 1
+            elif kind == "rejects":
+                self.this_run[f"rejected:{row['reason']}"] += 1
         return [None] * len(entries)
 
     async def _process(self, item: Item) -> None:
@@ -220,19 +226,22 @@ class Synthesis:
     async def _synthesise(self, item: Item, key: str, image: PreparedImage | None) -> None:
         """The strategy's calls in order (two-call feeds the description to the second), then one record or reject."""
         usage, fields, description = Usage(), {}, None
-        for template in self.spec.templates:
-            parsed, rejection, raw = await self._call_template(template, item, image, description, usage)
-            if parsed is None:
-                self.this_run[f"rejected:{rejection.reason}"] += 1
-                reject = self._base(item, key, usage)
-                reject.update(template=template, reason=rejection.reason, detail=rejection.detail, raw=raw)
-                await self.commit.submit(("rejects", reject, None))
-                return
-            fields.update(parsed)
-            description = fields.get("description")
+        try:
+            for template in self.spec.templates:
+                parsed, rejection, raw = await self._call_template(template, item, image, description, usage)
+                if parsed is None:
+                    reject = self._base(item, key, usage)
+                    reject.update(template=template, reason=rejection.reason, detail=rejection.detail, raw=raw)
+                    await self.commit.submit(("rejects", reject, None))
+                    return
+                fields.update(parsed)
+                description = fields.get("description")
+        except (TransientAPIError, FatalAPIError, BudgetExhausted):
+            if usage.requests:  # billed, but no record or reject will carry it: kept for the totals and the budget
+                await self.commit.submit(("spent", self._base(item, key, usage), None))
+            raise
         record = self._record(item, key, usage, image, fields)
         await self.commit.submit(("records", record, image.data if image else None))  # the image is stored first
-        self.this_run["done"] += 1
 
     def _record(self, item: Item, key: str, usage: Usage, image: PreparedImage | None, fields: dict) -> dict:
         """The record row; `image` stays None until the write stores the image and names it (OutputDir.write_group)."""
@@ -275,28 +284,43 @@ class Synthesis:
                 await self._process(item)
                 self._consecutive_failures = 0
             except BudgetExhausted:
-                self._stop("budget", f"--max-cost {self.meter.max_cost} reached; rerun with a higher budget to go on")
+                self._stop("budget", f"--max-cost {self.meter.max_cost} reached")
                 return
             except TransientAPIError as error:
-                self.failed[error.kind] += 1
+                self._failed(error.kind, str(error))
                 self._consecutive_failures += 1
                 if self._consecutive_failures >= self.options.max_consecutive_failures:
-                    teacher = ", ".join(endpoint.name for endpoint in self.client.pool.endpoints)
                     self._stop(
                         "failures",
-                        f"{self._consecutive_failures} items failed in a row at {teacher}; last: {error}",
+                        f"{self._consecutive_failures} items failed in a row at {self.teacher}; last: {error}",
                     )
             except OutputWriteError as error:  # e.g. a full disk: keep what is saved, start nothing new
                 self.failed["write"] += 1
                 self._stop("disk", str(error))
                 return
-            bar.update(1)
-            bar.set_postfix(self._progress_postfix(), refresh=False)
+            self._show_progress(bar)
 
-    def _progress_postfix(self) -> dict:
-        """What the progress bar shows after its counts: spending so far and rejects."""
+    @property
+    def teacher(self) -> str:
+        """The endpoint(s), without credentials: what messages about the teacher name."""
+        return ", ".join(endpoint.name for endpoint in self.client.pool.endpoints)
+
+    def _failed(self, kind: str, message: str) -> None:
+        """An input given up this run (left for a rerun), and why."""
+        self.failed[kind] += 1
+        self.last_failure = message
+
+    def _settled(self) -> int:
+        """Inputs of this run that are done, rejected, skipped or were finished before."""
+        return self.this_run["done"] + self.this_run["resumed"] + self._count("rejected:") + self._count("skipped:")
+
+    def _show_progress(self, bar: tqdm, refresh: bool = False, **extra: object) -> None:
+        """The bar counts settled inputs only (an input given up is not), then spending, rejects and failures."""
+        bar.update(self._settled() - bar.n)
         cost = f"${self.meter.spent:.4f}" if self.meter.price else NO_PRICE
-        return {"cost": cost, "rejected": self._count("rejected:")}
+        failed = sum(n for kind, n in self.failed.items() if kind != "write")
+        postfix = {"cost": cost, "rejected": self._count("rejected:"), "failed": failed, **extra}
+        bar.set_postfix(postfix, refresh=refresh)
 
     def _progress_bar(self) -> tqdm:
         return tqdm(total=len(self.items), disable=not self.options.progress, unit="item", smoothing=0.1)
@@ -309,18 +333,24 @@ class Synthesis:
             self.stop_reason, self.stop_message = reason, message
 
     async def run(self) -> dict:
+        """The summary of the run, also when Ctrl-C cancelled it (then its ending says interrupted)."""
         started = time.monotonic()
         self.out.open()
         try:
             self._load_previous()
-            await self._work()
-            summary = self.summarise(time.monotonic() - started)
+            interrupted = False
+            try:
+                await self._work()
+            except asyncio.CancelledError:  # Ctrl-C (asyncio.Runner cancels the run): still tell how it ended
+                interrupted = True
+            await self.commit.drain()  # what cancelled workers handed over is counted in the files' totals
+            summary = self.summarise(time.monotonic() - started, interrupted)
             try:
                 self.out.write_summary(summary)
                 self.summary_written = True
             except OutputWriteError as error:
                 self._stop("disk", str(error))
-                summary.update(stopped=self.stop_reason, message=self.stop_message)
+                summary = self.summarise(time.monotonic() - started, interrupted)
             return summary
         finally:
             await self.commit.drain()  # what cancelled workers handed over is written before the files close
@@ -342,60 +372,25 @@ class Synthesis:
                     worker.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
 
-    def summarise(self, wall_time: float) -> dict:
-        """Cumulative counts over the shard folder (all runs), plus what this run did.
-
-        Without a configured price every cost reads "no price configured" rather than a misleading $0.
-        """
+    def summarise(self, wall_time: float, interrupted: bool = False) -> dict:
+        """Cumulative counts over the shard folder (all runs), what this run did, and how it ended."""
         totals = shard_totals(self.out)
-        this_run = {
-            name: dict(sorted((k.split(":", 1)[1], n) for k, n in self.this_run.items() if k.startswith(name + ":")))
-            for name in ("rejected", "skipped", "retry", "batch")
-        }
-        priced = self.meter.price is not None
-        stats = self.client.stats
-        endpoints = {endpoint.name: endpoint for endpoint in self.client.pool.endpoints}
-        by_endpoint = {
-            name: usage_report(self.by_endpoint.get(name, Usage()), priced)
-            | {
-                "sent": endpoint.stats["requests"],
-                "failures": endpoint.stats["failures"],
-                "taken_out": endpoint.stats["ejections"],
-            }
-            for name, endpoint in endpoints.items()
-        }
-        return {
-            **self.describe_run,
-            "items_in_shard": len(self.items),
-            "done": totals.done,
-            "rejected": totals.rejected,
-            "skipped": totals.skipped,
-            "tokens": {
-                "prompt": totals.usage.prompt_tokens,
-                "cached": totals.usage.cached_tokens,
-                "completion": totals.usage.completion_tokens,
-            },
-            "requests": totals.usage.requests,
-            "cost_usd": round(totals.usage.cost_usd, 6) if priced else None,
-            "cost": f"${totals.usage.cost_usd:.4f}" if priced else NO_PRICE,
-            "by_subset": {label: usage_report(usage, priced) for label, usage in sorted(totals.by_subset.items())},
-            "max_cost_usd": self.meter.max_cost,
-            "stopped": self.stop_reason,
-            "message": self.stop_message,
-            "outcome": self.stop_message or "finished: every input of this shard is done, rejected or skipped",
-            "this_run": {
-                "done": self.this_run["done"],
-                "resumed": self.this_run["resumed"],
-                "rejected": this_run["rejected"],
-                "skipped": this_run["skipped"],
-                "parse_retries": this_run["retry"],
-                **({"batch": this_run["batch"]} if self.describe_run.get("api") == "batch" else {}),
-                "failed": dict(self.failed),
-                "api_retries": dict(stats.retries),
-                "retry_after_honoured": stats.retry_after_honoured,
-                "backoff_seconds": round(stats.backoff_seconds, 3),
-                "cost_usd": round(self.meter.spent - self.spent_before, 6) if priced else None,
-                "by_endpoint": by_endpoint,
-                "wall_time_s": round(wall_time, 3),
-            },
-        }
+        failed = sum(n for kind, n in self.failed.items() if kind != "write")
+        left = len(self.items) - self._settled()
+        counts = RunCounts(
+            len(self.items), left, totals.done, totals.rejected, totals.skipped, failed, self.last_failure
+        )
+        ending = decide(counts, self.teacher, self.stop_reason, self.stop_message, interrupted)
+        return run_summary(
+            self.describe_run | {"items_in_shard": len(self.items)},
+            totals,
+            ending,
+            left,
+            this_run=self.this_run,
+            failed=self.failed,
+            meter=self.meter,
+            spent_before=self.spent_before,
+            client=self.client,
+            by_endpoint=self.by_endpoint,
+            wall_time=wall_time,
+        ) | {"message": self.stop_message}

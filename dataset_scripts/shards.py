@@ -5,6 +5,7 @@ Layout of `--output DIR` (n = --num-shards, i = --shard-index, both zero-padded 
     rejects-i-of-n.jsonl   replies that failed validation after all retries (reason + raw text)
     skipped-i-of-n.jsonl   inputs left out (unreadable, truncated, oversized, unreachable, duplicate, ...)
     batches-i-of-n.jsonl   --api batch only: files uploaded, batches created and collected, inputs between rounds
+    spent-i-of-n.jsonl     billed usage of inputs given up before a record or reject (counted in costs and budget)
     summary-i-of-n.json    written at the end of every run (atomic replace)
     images-i-of-n.pack     the images exactly as sent, each stored once (records name pack, offset and length;
                            dataset_scripts/image_pack.py)

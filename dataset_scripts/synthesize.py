@@ -7,9 +7,10 @@ Runs are resumable: rerun the same command after any interruption (kill -9 inclu
 stopped, without losing or duplicating records. `--base-url` may be repeated (requests go to the endpoint with the
 fewest outstanding; failing endpoints are taken out and probed back in); `--api batch` uses the Batch API at half
 price, and a rerun polls the batches already submitted instead of paying for them again (batch_runner.py).
-Exit codes: 0 finished, 1 fatal (API refused, bad config, the output folder cannot be written, e.g. a full disk),
-2 bad arguments or inputs, or the output folder in use by another process, 3 stopped early (budget reached, repeated
-failures): rerun to continue.
+How a run ended (outcome.py) is the last line on stderr, `outcome` in the summary and on stdout, and the exit code:
+0 finished, 1 failed (the teacher refused, the output folder cannot be written, e.g. a full disk), 2 bad arguments or
+inputs (every input skipped included), or the output folder in use by another process, 3 stopped early (budget
+reached, inputs whose retries ran out) or interrupted (Ctrl-C; the summary is still written): rerun to continue.
 """
 
 from __future__ import annotations
@@ -20,28 +21,29 @@ import json
 import os
 import random
 import sys
+from pathlib import Path
 
 from dataset_scripts.batch_runner import BatchOptions, BatchSynthesis
-from dataset_scripts.endpoints import read_url_file
+from dataset_scripts.endpoints import COOLDOWN_SECONDS, FAILURES_TO_EJECT, read_url_file
 from dataset_scripts.event_loop import PacedLoop
 from dataset_scripts.inputs import load_items, select_shard
-from dataset_scripts.limits import BATCH_DISCOUNT, CostMeter, resolve_price
+from dataset_scripts.limits import BACKOFF_BASE, BATCH_DISCOUNT, CostMeter, Price, resolve_price
+from dataset_scripts.outcome import RERUN
 from dataset_scripts.prompt_set import MODES, STRATEGIES, PromptError, load_prompt_set
 from dataset_scripts.runner import RunOptions, Synthesis
 from dataset_scripts.sections import reply_char_limit
 from dataset_scripts.shards import OutputDir, OutputWriteError, ShardLockedError
 from dataset_scripts.tasks import TaskSpec
 from dataset_scripts.teacher_client import TeacherClient
-from modeling_allava.processing_allava import (
-    DEFAULT_MAX_IMAGE_PIXELS,
-    MAX_IMAGE_PIXELS_ENV,
-    max_image_pixels,
-)
-from toolkit.cli import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_USAGE, InputError, Parser, one_line, public_url
+from modeling_allava.processing_allava import MAX_IMAGE_PIXELS_ENV, max_image_pixels
+from toolkit.cli import InputError, Parser, RunFailed, one_line, public_url, run
 from toolkit.scrub import scrub
 
 
 DEFAULT_SOURCE = {"caption-qa": "laion", "vflan": "vflan", "text": "evol"}
+RUN, BATCH = RunOptions(), BatchOptions()  # the defaults of the options below: one source each
+# The JSON line on stdout: the shard's totals and how the run ended (the same `outcome` as the last stderr line).
+REPORTED = ("done", "rejected", "skipped", "tokens", "cost", "ended", "inputs_left", "stopped", "outcome")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,20 +116,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch = parser.add_argument_group("--api batch")
     batch.add_argument(
-        "--batch-poll-interval", type=float, default=30.0, help="seconds between polls (default: %(default)s)"
+        "--batch-poll-interval",
+        type=float,
+        default=BATCH.poll_interval,
+        help="seconds between polls (default: %(default)s)",
     )
     batch.add_argument(
-        "--batch-max-requests", type=int, default=50_000, help="requests per batch at most (default: %(default)s)"
+        "--batch-max-requests",
+        type=int,
+        default=BATCH.max_requests,
+        help="requests per batch at most (default: %(default)s)",
     )
     batch.add_argument(
         "--batch-max-bytes",
         type=int,
-        default=190_000_000,
+        default=BATCH.max_bytes,
         help="bytes per batch input file at most (default: %(default)s, under the 200 MB limit)",
     )
     limits = parser.add_argument_group("limits")
     limits.add_argument(
-        "--concurrency", type=int, default=16, help="requests in flight at once (default: %(default)s)"
+        "--concurrency", type=int, default=RUN.concurrency, help="requests in flight at once (default: %(default)s)"
     )
     limits.add_argument("--rpm", type=float, help="requests per minute budget, per endpoint")
     limits.add_argument(
@@ -136,13 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--endpoint-failures",
         type=int,
-        default=5,
+        default=FAILURES_TO_EJECT,
         help="take an endpoint out after this many failures in a row (default: %(default)s)",
     )
     limits.add_argument(
         "--endpoint-cooldown",
         type=float,
-        default=30.0,
+        default=COOLDOWN_SECONDS,
         help="seconds an endpoint stays out before one probe request (doubling while probes fail) "
         "(default: %(default)s)",
     )
@@ -178,33 +186,45 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--backoff-base",
         type=float,
-        default=0.5,
+        default=BACKOFF_BASE,
         help="seconds; backoff is U(0, base * 2^attempt) (default: %(default)s)",
     )
     limits.add_argument(
-        "--max-parse-retries", type=int, default=2, help="new requests after an invalid reply (default: %(default)s)"
+        "--max-parse-retries",
+        type=int,
+        default=RUN.max_parse_retries,
+        help="new requests after an invalid reply (default: %(default)s)",
     )
     limits.add_argument("--retry-rejects", action="store_true", help="try again the inputs rejected by earlier runs")
     limits.add_argument(
-        "--max-consecutive-failures", type=int, default=50, help="stop after this many in a row (default: %(default)s)"
+        "--max-consecutive-failures",
+        type=int,
+        default=RUN.max_consecutive_failures,
+        help="stop after this many in a row (default: %(default)s)",
     )
     images = parser.add_argument_group("images")
     images.add_argument(
-        "--max-side", type=int, default=768, help="downscale larger images to this side (default: %(default)s)"
+        "--max-side",
+        type=int,
+        default=RUN.max_side,
+        help="downscale larger images to this side (default: %(default)s)",
     )
     images.add_argument(
         "--max-pixels",
         type=int,
         help=f"skip larger images as oversized, before decoding (default: ${MAX_IMAGE_PIXELS_ENV} or "
-        f"{DEFAULT_MAX_IMAGE_PIXELS})",
+        f"{RUN.max_pixels})",
     )
     images.add_argument(
-        "--max-image-bytes", type=int, default=20_000_000, help="skip larger files as oversized (default: %(default)s)"
+        "--max-image-bytes",
+        type=int,
+        default=RUN.max_image_bytes,
+        help="skip larger files as oversized (default: %(default)s)",
     )
     images.add_argument(
         "--fetch-timeout",
         type=float,
-        default=20.0,
+        default=RUN.fetch_timeout,
         help="seconds to download an image URL, redirects included (default: %(default)s)",
     )
     images.add_argument(
@@ -227,11 +247,13 @@ def sampling_parameters(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: bad input is one `error:` line (2), a failed run `failed:` (1), Ctrl-C before the run
+    started `interrupted:` (3), all through toolkit.cli.run; a run that started ends as outcome.py decides."""
     # What is alive now (~400k objects, torch included) is left out of garbage collection while inputs are listed and
     # requests are in flight: each full collection would walk it all (measured in docs/benchmarks.md).
     gc.freeze()
     try:
-        return _main(argv)
+        return run(_main, argv, expected=(ShardLockedError,), on_ctrl_c=f"finished records are kept; {RERUN}")
     finally:
         gc.unfreeze()  # an in-process caller (the bench, tests) gets ordinary collection back
 
@@ -263,12 +285,41 @@ def _main(argv: list[str] | None) -> int:
         max_pixels = args.max_pixels or max_image_pixels()
         items = load_items(args.input, args.mode, source, args.image_column, args.allow_private_urls)
         items = select_shard(items, args.num_shards, args.shard_index, args.limit)
-    except (InputError, PromptError, OSError, ValueError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return EXIT_USAGE
+    except (PromptError, OSError, ValueError) as error:  # InputError included
+        raise InputError(one_line(error)) from None
     spec = TaskSpec(args.mode, args.strategy, args.model, prompts, sampling_parameters(args), args.image_detail)
     loop = PacedLoop()
-    client = TeacherClient(
+    client = _teacher_client(args, base_urls, api_key, spec, loop)
+    options = RunOptions(
+        concurrency=args.concurrency,
+        max_parse_retries=args.max_parse_retries,
+        max_side=args.max_side,
+        max_pixels=max_pixels,
+        max_image_bytes=args.max_image_bytes,
+        fetch_timeout=args.fetch_timeout,
+        retry_rejects=args.retry_rejects,
+        max_consecutive_failures=args.max_consecutive_failures,
+        progress=not args.quiet,
+    )
+    out = OutputDir(args.output, args.shard_index, args.num_shards)
+    meter = CostMeter(price, args.max_cost)
+    describe_run = _describe_run(args, base_urls, spec, price)
+    if args.api == "batch":
+        limits = BatchOptions(args.batch_poll_interval, args.batch_max_requests, args.batch_max_bytes)
+        synthesis = BatchSynthesis(spec, items, out, client, meter, options, describe_run, batch=limits)
+    else:
+        synthesis = Synthesis(spec, items, out, client, meter, options, describe_run)
+    try:
+        summary = loop.run(synthesis.run())  # Ctrl-C while it runs still returns its summary (interrupted)
+    except OutputWriteError as error:  # the folder cannot be opened for writing
+        raise RunFailed(str(error)) from None
+    return _report(summary, out.path("summary") if synthesis.summary_written else None, api_key)
+
+
+def _teacher_client(
+    args: argparse.Namespace, base_urls: list[str], api_key: str, spec: TaskSpec, loop: PacedLoop
+) -> TeacherClient:
+    return TeacherClient(
         base_url=base_urls,
         api_key=api_key,
         model=args.model,
@@ -285,18 +336,11 @@ def _main(argv: list[str] | None) -> int:
         eject_seconds=args.endpoint_cooldown,
         on_latency=loop.observe,
     )
-    options = RunOptions(
-        concurrency=args.concurrency,
-        max_parse_retries=args.max_parse_retries,
-        max_side=args.max_side,
-        max_pixels=max_pixels,
-        max_image_bytes=args.max_image_bytes,
-        fetch_timeout=args.fetch_timeout,
-        retry_rejects=args.retry_rejects,
-        max_consecutive_failures=args.max_consecutive_failures,
-        progress=not args.quiet,
-    )
-    describe_run = {
+
+
+def _describe_run(args: argparse.Namespace, base_urls: list[str], spec: TaskSpec, price: Price | None) -> dict:
+    """The recipe of the run, at the top of its summary (URLs without credentials)."""
+    return {
         "shard_index": args.shard_index,
         "num_shards": args.num_shards,
         "mode": args.mode,
@@ -304,56 +348,25 @@ def _main(argv: list[str] | None) -> int:
         "teacher_model": args.model,
         "base_url": [public_url(url) for url in base_urls],
         "api": args.api,
-        "prompt_version": prompts.version,
+        "prompt_version": spec.prompts.version,
         "prompt_hash": spec.prompt_hash,
-        "prompts": prompts.texts_for(args.mode, args.strategy),
+        "prompts": spec.prompts.texts_for(args.mode, args.strategy),
         "sampling": spec.sampling,
         "image_detail": args.image_detail,
         "max_side": args.max_side,
         "price_usd_per_1m": price.as_list() if price else None,
     }
-    out = OutputDir(args.output, args.shard_index, args.num_shards)
-    meter = CostMeter(price, args.max_cost)
-    if args.api == "batch":
-        limits = BatchOptions(args.batch_poll_interval, args.batch_max_requests, args.batch_max_bytes)
-        synthesis = BatchSynthesis(spec, items, out, client, meter, options, describe_run, batch=limits)
-    else:
-        synthesis = Synthesis(spec, items, out, client, meter, options, describe_run)
-    try:
-        summary = loop.run(synthesis.run())
-    except ShardLockedError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return EXIT_USAGE
-    except OutputWriteError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("interrupted: finished records are kept; rerun the same command to continue", file=sys.stderr)
-        return EXIT_INCOMPLETE
-    report = {key: summary[key] for key in ("done", "rejected", "skipped", "tokens", "cost", "stopped")}
+
+
+def _report(summary: dict, summary_path: Path | None, api_key: str) -> int:
+    """The JSON line on stdout, where the summary is, then how the run ended as the last line on stderr."""
+    report = {key: summary[key] for key in REPORTED}
+    report["cost_this_run"] = summary["this_run"]["cost_usd"]
     print(scrub(json.dumps(report), (api_key,)))
-    if synthesis.summary_written:
-        print(f"summary: {out.path('summary')}", file=sys.stderr)
-    if summary["stopped"] == "disk":
-        written = "" if synthesis.summary_written else "; its file could not be written"
-        print(
-            f"error: {summary['message']}; the {summary['done']} finished records are kept (summary above{written}); "
-            "free space and rerun the same command to continue",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
-    if summary["stopped"] == "fatal":
-        print(f"error: {one_line(scrub(summary['message'], (api_key,)))}", file=sys.stderr)
-        return EXIT_FAILED
-    if summary["items_in_shard"] and not summary["done"] and not summary["rejected"] and not summary["stopped"]:
-        # Every input was left out before reaching the teacher: bad input. (Rejects are kept for --retry-rejects.)
-        print(f"error: no records: every input was skipped ({summary['skipped']}); check --input", file=sys.stderr)
-        return EXIT_USAGE
-    if summary["stopped"] or summary["this_run"]["failed"]:
-        reason = summary["message"] or "some items failed"
-        print(f"stopped early: {reason}; rerun the same command to continue", file=sys.stderr)
-        return EXIT_INCOMPLETE
-    return 0
+    if summary_path is not None:
+        print(f"summary: {summary_path}", file=sys.stderr)
+    print(one_line(scrub(summary["outcome"], (api_key,))), file=sys.stderr)  # outcome.py
+    return summary["exit_code"]
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ import aiohttp
 import httpx2
 import openai
 
-from dataset_scripts.endpoints import Endpoint, EndpointPool
-from dataset_scripts.limits import backoff_delay, parse_retry_after
+from dataset_scripts.endpoints import COOLDOWN_SECONDS, FAILURES_TO_EJECT, Endpoint, EndpointPool
+from dataset_scripts.limits import BACKOFF_BASE, backoff_delay, parse_retry_after
 from toolkit.scrub import scrub
 
 
@@ -35,6 +35,10 @@ ERROR_BODY_BYTES = 65_536  # read of an error answer's body, for its message
 
 class FatalAPIError(RuntimeError):
     """The teacher refused the request in a way retrying cannot fix; the run stops."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status, when the refusal was one
 
 
 class TransientAPIError(RuntimeError):
@@ -140,13 +144,13 @@ class TeacherClient:
         timeout: float,
         max_retries: int,
         concurrency: int,
-        backoff_base: float = 0.5,
+        backoff_base: float = BACKOFF_BASE,
         rpm: float | None = None,
         tpm: float | None = None,
         rng: random.Random | None = None,
         max_reply_chars: int | None = None,
-        failures_to_eject: int = 5,
-        eject_seconds: float = 30.0,
+        failures_to_eject: int = FAILURES_TO_EJECT,
+        eject_seconds: float = COOLDOWN_SECONDS,
         on_latency: Callable[[float], None] | None = None,
     ) -> None:
         self.model = model
@@ -187,7 +191,7 @@ class TeacherClient:
                 detail = scrub(str(error.message), self._secrets)
                 label = FATAL_STATUSES.get(status, "unprocessable request")
                 hint = " (check the key in the environment variable)" if status in (401, 403) else ""
-                raise FatalAPIError(f"teacher answered {status} {label}{hint}: {detail}") from None
+                raise FatalAPIError(f"teacher answered {status} {label}{hint}: {detail}", status) from None
             headers = error.headers if isinstance(error, StatusError) else error.response.headers
             retry_after = parse_retry_after(dict(headers))
             return ("rate_limit" if status == 429 else f"http_{status}"), retry_after
@@ -198,6 +202,10 @@ class TeacherClient:
         if isinstance(error, (openai.APIResponseValidationError, InvalidResponse)):
             return INVALID_RESPONSE, None
         raise error
+
+    def scrub(self, text: str) -> str:
+        """`text` without the key or anything shaped like a credential (what the teacher says, before it is shown)."""
+        return scrub(text, self._secrets)
 
     def classify(self, error: Exception) -> tuple[str, float | None, str]:
         """(retry kind, server-requested delay, scrubbed message) of a retriable error; FatalAPIError otherwise."""

@@ -56,21 +56,44 @@ class ShardTotals:
     by_subset: dict[str, Usage] = field(default_factory=dict)
 
 
+UNFINISHED = "(inputs not finished)"  # the by_subset label of usage billed to inputs without a record or reject
+
+
+def _add(usage: Usage, row_usage: dict) -> None:
+    for name in USAGE_FIELDS:
+        setattr(usage, name, getattr(usage, name) + row_usage.get(name, 0))
+    usage.cost_usd += row_usage.get("cost_usd", 0.0)
+
+
 def shard_totals(out: OutputDir) -> ShardTotals:
-    """Read back one shard's records, rejects and skips; an input counts once, by its best outcome."""
+    """Read back one shard's records, rejects and skips; an input counts once, by its best outcome.
+
+    The usage also counts what was billed for inputs not finished: `spent` rows (chat mode: an input given up after
+    some billed requests; a rerun starts it afresh) and, in batch mode, the last `progress` row of each input without
+    a record or reject (its record will carry that usage on: counted there once it is written).
+    """
     totals = ShardTotals()
-    done_items, rejected, skipped = set(), {}, {}
+    done_items, rejected, skipped, finished_keys = set(), {}, {}, set()
     for kind in ("records", "rejects"):
         for row in iter_jsonl(out.path(kind)):
             if kind == "records":
                 done_items.add(row["item_id"])
             else:
                 rejected[row["item_id"]] = row["reason"]
+            finished_keys.add(row["key"])
             label = subsets_label(row["mode"], row["strategy"], row["source"])
             for usage in (totals.usage, totals.by_subset.setdefault(label, Usage())):
-                for name in USAGE_FIELDS:
-                    setattr(usage, name, getattr(usage, name) + row["usage"].get(name, 0))
-                usage.cost_usd += row["usage"]["cost_usd"]
+                _add(usage, row["usage"])
+    unfinished = Usage()
+    for row in iter_jsonl(out.path("spent")):
+        _add(unfinished, row["usage"])
+    progress = {row["key"]: row["usage"] for row in iter_jsonl(out.path("batches")) if row.get("event") == "progress"}
+    for key, row_usage in progress.items():
+        if key not in finished_keys:
+            _add(unfinished, row_usage)
+    if unfinished.requests:
+        totals.by_subset[UNFINISHED] = unfinished
+        _add(totals.usage, unfinished.as_dict())
     for row in iter_jsonl(out.path("skipped")):
         skipped[row["item_id"]] = row["reason"]
     totals.done = len(done_items)

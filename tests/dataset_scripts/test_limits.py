@@ -6,6 +6,8 @@ import random
 import pytest
 
 from dataset_scripts.limits import (
+    BudgetExhausted,
+    BudgetGate,
     CostMeter,
     Price,
     TokenBucket,
@@ -138,3 +140,20 @@ def test_cached_input_and_batch_prices():
     assert resolve_price("my-vllm-model", input_per_m=1, output_per_m=2, cached_input_per_m=0.1) == Price(1, 2, 0.1)
     with pytest.raises(ValueError, match="--price-input"):
         resolve_price("my-vllm-model", cached_input_per_m=0.1)
+
+
+def test_a_reservation_that_does_not_fit_waits_for_those_in_flight():
+    async def scenario():
+        gate = BudgetGate(CostMeter(Price(1e6, 1e6), max_cost=10.0))
+        await gate.reserve(6.0)  # in flight
+        waiting = asyncio.create_task(gate.reserve(6.0))
+        await asyncio.sleep(0)
+        assert not waiting.done()  # 6 + 6 > 10: it waits instead of stopping the run
+        gate.settle(6.0, 1, 0)  # billed $1, not $6: room for the second
+        await waiting
+        assert gate.meter.spent == 1.0 and gate.meter.reserved == 6.0
+        gate.settle(6.0, 2, 0)
+        with pytest.raises(BudgetExhausted):  # nothing in flight and it still does not fit
+            await gate.reserve(8.0)
+
+    asyncio.run(scenario())

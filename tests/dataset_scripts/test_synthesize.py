@@ -364,9 +364,11 @@ def test_the_summary_says_how_the_run_ended_and_names_an_unreachable_teacher(syn
     url = f"http://user:pw@127.0.0.1:{port}/v1?key=secret"
     args = ("--mode", "caption-qa", "--input", str(shapes_dir), "--limit", "3", "--max-retries", "0")
     _, summary = synth(*args, "--max-consecutive-failures", "2", output=tmp_path / "down", base_url=url, check=3)
-    assert summary["stopped"] == "failures" and summary["outcome"] == summary["message"]
-    assert f"at http://127.0.0.1:{port}/v1;" in summary["message"]
-    text = json.dumps(summary) + capsys.readouterr().err
+    assert summary["stopped"] == "failures" and summary["outcome"].startswith("stopped early: 3 of 3 inputs left: ")
+    assert f"at http://127.0.0.1:{port}/v1;" in summary["message"] and summary["message"] in summary["outcome"]
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == summary["outcome"]
+    text = json.dumps(summary) + err
     assert "pw" not in text and "secret" not in text
 
 
