@@ -4,6 +4,8 @@ The published figures are the model cards' sizes and the parameter counts the Hu
 checkpoints' safetensors; the exact counts below are what these architectures give and round to them.
 """
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -75,3 +77,13 @@ def test_qwen3_non_embedding_size_is_the_published_one():
 def test_image_token_counts_at_real_image_sizes(recipe, tokens):
     """CLIP-L/14 at 336 px: 24 x 24 patches (its CLS dropped); SigLIP at 384 px: all 27 x 27 patches."""
     assert real_config(recipe).image_seq_length == tokens
+
+
+def test_training_docs_show_the_tables_the_real_models_give():
+    """docs/training.md's ZeRO table, FSDP wrap plan and FLOP projections are what paper_costs computes."""
+    from tests.modeling_allava import paper_costs
+
+    docs = (Path(__file__).parents[2] / "docs" / "training.md").read_text(encoding="utf-8")
+    for table in (paper_costs.zero_table(), paper_costs.wrap_table(), paper_costs.flops_table()):
+        assert table in docs, table
+    assert f"MFU of {paper_costs.allava_mfu()} " in docs
