@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from datasets import Dataset, Features, Image, List, Value
-from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, TrainerCallback
+from transformers import AutoModel, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, TrainerCallback
 from trl.trainer.utils import get_peak_flops
 
 from dataset_scripts.schema import FEATURES
@@ -205,13 +205,24 @@ def data_waits(trainer) -> list[float]:
     return waits
 
 
+def matmul_weights(text_config) -> int:
+    """The weights a text token is multiplied by in the decoder layers: every 2-D parameter of the model built on the
+    meta device, the input embedding (a lookup) excluded. So gated MLPs (3 matrices), grouped-query attention and
+    fused projections count as the backbone really has them."""
+    with torch.device("meta"):
+        model = AutoModel.from_config(text_config)
+    embedding = model.get_input_embeddings().weight
+    return sum(p.numel() for p in model.parameters() if p.dim() == 2 and p is not embedding)
+
+
 def training_flops(config: AllavaConfig, lengths: list[int], images: int) -> float:
     """Useful training FLOPs of these samples: 6 x weights per trained token (LM, head, projector) + causal
     attention, and the frozen vision tower's forward (2 x weights per position + attention)."""
     text, vision = config.text_config, config.vision_config
     h, v = text.hidden_size, vision.hidden_size
-    lm = text.num_hidden_layers * (4 * h * h + 2 * h * text.intermediate_size) + h * text.vocab_size
-    attention = 6 * text.num_hidden_layers * h * sum(n * n for n in lengths)  # QK^T + AV over n^2/2 pairs, x3
+    lm = matmul_weights(text) + h * text.vocab_size
+    width = text.num_attention_heads * (getattr(text, "head_dim", None) or h // text.num_attention_heads)
+    attention = 6 * text.num_hidden_layers * width * sum(n * n for n in lengths)  # QK^T + AV over n^2/2 pairs, x3
     positions = config.image_seq_length + int(config.vision_feature_select_strategy == "default")  # + the CLS dropped
     tower = vision.num_hidden_layers * (
         2 * positions * (4 * v * v + 2 * v * vision.intermediate_size) + 4 * v * positions**2

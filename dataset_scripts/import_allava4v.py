@@ -36,6 +36,7 @@ from dataset_scripts.schema import IMAGE_TOKEN, KNOWN_SUBSETS, make_row
 from hub.upload import require_token
 from modeling_allava.processing_allava import ImageTooLargeError, open_image
 from toolkit.cli import InputError, Parser, check_repo_id, run
+from toolkit.json_stream import NotAJsonArray, iter_json_array
 
 
 PROMPT_VERSION = "allava-4v-release"
@@ -94,23 +95,28 @@ class Importer:
         if len(self.examples) < 10:
             self.examples.append(message)
 
-    def _read(self, subset: str, path: Path) -> list:
+    def _read(self, subset: str, path: Path) -> Iterator[object]:
+        """The file's rows one at a time (a release file has up to ~500K rows: never all in memory at once); its
+        version and id digest are noted once it has been read to the end."""
+        count, ids = 0, []
         try:
-            entries = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
+            for entry in iter_json_array(path):
+                count += 1
+                if isinstance(entry, dict) and entry.get("id") is not None:
+                    ids.append(str(entry["id"]))
+                yield entry
+        except NotAJsonArray:
+            raise ReleaseError(f"{path}: expected a JSON list of rows") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ReleaseError(f"{path}: cannot read the release JSON ({error})") from None
-        if not isinstance(entries, list):
-            raise ReleaseError(f"{path}: expected a JSON list of rows")
-        self._note_version(subset, path, entries)
-        return entries
+        self._note_version(subset, path, count, ids)
 
-    def _note_version(self, subset: str, path: Path, entries: list) -> None:
+    def _note_version(self, subset: str, path: Path, count: int, ids: list[str]) -> None:
         """Which annotation version the file is (by its row count) and its id digest; warns on a superseded one."""
-        ids = [str(entry.get("id")) for entry in entries if isinstance(entry, dict) and entry.get("id") is not None]
-        version = identify(subset, len(entries))
-        self.release.append({**describe(str(path), subset, len(entries), version), "ids_sha256": ids_digest(ids)})
+        version = identify(subset, count)
+        self.release.append({**describe(str(path), subset, count, version), "ids_sha256": ids_digest(ids)})
         if version is not None and version.superseded:
-            self._warn(warning_for(str(path), len(entries), version))
+            self._warn(warning_for(str(path), count, version))
         if subset.removesuffix(CHINESE) in ("caption_laion", "instruct_laion"):
             self._laion_ids.setdefault(subset, []).extend(ids)
 
@@ -133,7 +139,7 @@ class Importer:
             for path in paths:
                 for number, entry in enumerate(self._read(subset, path)):
                     if self.limit is not None and written >= self.limit:
-                        break
+                        continue  # read on: the file's version and digest count every row
                     row = self._convert(subset, entry, f"{path.name}[{number}]")
                     if row is not None:
                         written += 1

@@ -123,7 +123,7 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
         The text path keeps the source LM's weights exactly (LM-head bias included), so text-only logits equal the
         source model's; only the projector is freshly initialised, as LLaVA does it (torch's default Linear init).
         `image_token_index` defaults to the id of `<image>` after adding it to the text model's tokenizer (what
-        `AllavaProcessor.from_backbones` does).
+        `AllavaProcessor.from_backbones` does). Without `dtype` the whole model takes the text checkpoint's dtype.
         """
         vision_config = AutoConfig.from_pretrained(vision)
         vision_config = getattr(vision_config, "vision_config", vision_config)  # full CLIP/SigLIP -> vision half
@@ -132,8 +132,10 @@ class AllavaForConditionalGeneration(AllavaPreTrainedModel, LlavaForConditionalG
         # Loading must leave the random stream the new projector is drawn from as it was: a plain load draws nothing,
         # DeepSpeed ZeRO-3's partitioned load does, and one seed must give one model under every engine.
         with torch.random.fork_rng(devices=[]):
-            vision_tower = load_vision_half(vision, vision_config, **loading)
             causal_lm = AutoModelForCausalLM.from_pretrained(text, **loading)
+            # transformers loads each checkpoint in its saved dtype (CLIP-L/336 float32, Phi-2 float16, StableLM-2
+            # bfloat16): without a dtype the tower takes the LM's, or their features could not meet in the projector.
+            vision_tower = load_vision_half(vision, vision_config, **{"dtype": causal_lm.dtype, **loading})
         implementation = causal_lm.config._attn_implementation  # AllavaConfig below resets the sub-config's
         from .processing_allava import IMAGE_TOKEN, load_tokenizer_with_image_token
 

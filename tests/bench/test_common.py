@@ -15,12 +15,14 @@ from bench.common import (
     PeakMemory,
     baseline_model,
     baseline_processor,
+    matmul_weights,
     phi_clip_config,
     resident_bytes,
     training_flops,
 )
 from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor
 from recipes.tiny.models import build_tiny_tokenizer
+from tests.modeling_allava.real_models import real_config
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,6 +77,16 @@ def test_flops_count_the_projector_on_image_tokens_and_the_tower_on_every_positi
     weights += text.hidden_size * text.vocab_size
     attention = 6 * text.num_hidden_layers * text.hidden_size * 2 * 9
     assert training_flops(config, [3, 3], 0) == 6 * weights * 6 + attention
+
+
+def test_flops_count_gated_mlps_and_grouped_query_attention_as_built():
+    """Qwen3-1.7B: 16 query and 8 key/value heads of 128, a gated MLP (3 matrices); Phi-3: fused qkv and gate_up."""
+    qwen3 = real_config("allava-qwen3-siglip2").text_config
+    h, i = 2048, 6144
+    assert matmul_weights(qwen3) == 28 * (2 * h * 16 * 128 + 2 * h * 8 * 128 + 3 * h * i)
+    phi3 = real_config("allava-phi3").text_config
+    h, i = 3072, 8192
+    assert matmul_weights(phi3) == 32 * (3 * h * h + h * h + 2 * h * i + i * h)
 
 
 @pytest.mark.slow

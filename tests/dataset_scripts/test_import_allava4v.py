@@ -92,7 +92,22 @@ def test_explicit_files_and_limit(tmp_path):
          "--file", "caption_laion=allava_laion/ALLaVA-Caption-LAION-4V.json"]
     )  # fmt: skip
     assert code == 0
-    assert json.loads((out / "stats.json").read_text())["subsets"] == {"caption_laion": 2}
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["subsets"] == {"caption_laion": 2}
+    assert stats["release"][0]["rows"] == 4  # the file's version is named from all its rows, read to the end
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [('[{"id": "allava_laion_cap_0"}, {"id": ', "cannot read the release JSON"), ('{"rows": []}', "a JSON list")],
+)
+def test_a_broken_release_file_is_a_one_line_error_naming_it(tmp_path, capsys, text, message):
+    make_release(tmp_path / "release")
+    path = tmp_path / "release" / "allava_laion" / "ALLaVA-Caption-LAION-4V.json"
+    path.write_text(text)
+    assert main(["--root", str(tmp_path / "release"), "--output", str(tmp_path / "ds")]) == 2
+    error = capsys.readouterr().err
+    assert message in error and str(path) in error and "Traceback" not in error
 
 
 def test_nothing_to_import(tmp_path, capsys):

@@ -300,3 +300,17 @@ def test_from_backbones_dtype_and_attention_backend(tmp_path):
     assert {param.dtype for param in model.parameters()} == {torch.bfloat16}
     assert model.config.text_config._attn_implementation == "eager"
     assert model.config.vision_config._attn_implementation == "eager"
+
+
+def test_from_backbones_without_dtype_gives_one_dtype_when_the_checkpoints_differ(tmp_path):
+    """The hub's CLIP-L/336 is saved in float32 and StableLM-2 in bfloat16 (Phi-2 in float16); transformers loads each
+    in its saved dtype, so the composed model must settle on one (the LM's) or the projector meets two."""
+    vision_dir, text_dir = save_tiny_backbones(tmp_path, "stablelm")
+    AutoModelForCausalLM.from_pretrained(text_dir).to(torch.bfloat16).save_pretrained(text_dir)
+    model = AllavaForConditionalGeneration.from_backbones(str(vision_dir), str(text_dir)).eval()
+    processor = AllavaProcessor.from_backbones(str(vision_dir), str(text_dir))
+    assert {param.dtype for param in model.parameters()} == {torch.bfloat16}
+    inputs = _inputs(processor)
+    inputs["pixel_values"] = inputs["pixel_values"].to(torch.bfloat16)
+    with torch.no_grad():
+        assert torch.isfinite(model(**inputs).logits).all()

@@ -1,0 +1,170 @@
+"""Data stages at several row counts, each through the CLI a user runs, each in its own process.
+
+    python bench/bench_scale.py [--sizes 1000 10000 100000] [--workdir /tmp/allava-scale] [--keep]
+
+Stages: `import` (dataset_scripts/import_allava4v.py on a simulated ALLaVA-4V release of the real schema: ids,
+`allava_laion/images/...` paths, human/gpt conversations; caption and instruct LAION rows share their images as in the
+release, 20% text rows) and `load` (`datasets.load_dataset` of every subset the import wrote, reading every row).
+Images are small generated JPEGs (64x48), so the table measures the per-row cost, not the per-image decode.
+
+Prints one markdown row per stage and size (rows, wall, CPU per row, peak RSS of the stage's process, disk written)
+and, per stage, the largest size's CPU per row and peak RSS over the smallest's (the goals: within 1.2x and 1.3x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image
+
+
+REPO = Path(__file__).resolve().parents[1]
+LOAD = """
+import sys, datasets
+datasets.disable_progress_bars()
+folder = sys.argv[1]
+rows = 0
+for subset in sys.argv[2:]:
+    for row in datasets.load_dataset(folder, subset, split="train"):
+        rows += 1
+print(rows)
+"""
+
+
+def write_release(root: Path, rows: int, seed: int = 0) -> dict[str, int]:
+    """A release of `rows` rows: 40% caption LAION, 40% instruct LAION (same images), 20% text."""
+    rng = random.Random(seed)
+    images = root / "allava_laion" / "images"
+    images.mkdir(parents=True)
+    (root / "allava_text").mkdir()
+    pictures = int(rows * 0.4)
+    for n in range(pictures):
+        colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        Image.new("RGB", (64, 48), colour).save(images / f"{n}.jpeg", quality=85)
+
+    def answer(n: int) -> str:
+        return " ".join(
+            rng.choice(("a", "red", "large", "circle", "left", "of", "the", "image")) for _ in range(60 + n % 40)
+        )
+
+    def image_row(kind: str, n: int, question: str) -> dict:
+        return {
+            "id": f"allava_laion_{kind}_{n}",
+            "image": f"allava_laion/images/{n}.jpeg",
+            "conversations": [
+                {"from": "human", "value": f"<image>\n{question}"},
+                {"from": "gpt", "value": answer(n)},
+            ],
+            "original_caption": f"alt text {n}",
+            "url": f"http://example.com/{n}.jpg",
+        }
+
+    caption = [image_row("cap", n, "Describe the image in detail.") for n in range(pictures)]
+    instruct = [image_row("inst", n, f"What is left of object {n}?") for n in range(pictures)]
+    texts = rows - 2 * pictures
+    text = [
+        {
+            "idx": n,
+            "conversations": [{"from": "human", "value": f"Question {n}?"}, {"from": "gpt", "value": answer(n)}],
+        }
+        for n in range(texts)
+    ]
+    (root / "allava_laion" / "ALLaVA-Caption-LAION-4V.json").write_text(json.dumps(caption))
+    (root / "allava_laion" / "ALLaVA-Instruct-LAION-4V.json").write_text(json.dumps(instruct))
+    (root / "allava_text" / "Evol-Instruct-GPT4-Turbo-143K.json").write_text(json.dumps(text))
+    return {"caption_laion": pictures, "instruct_laion": pictures, "text": texts}
+
+
+def measure(command: list[str], **env: str) -> dict:
+    """Run `command` in its own process: wall seconds, CPU seconds (user + sys) and peak RSS bytes."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    stdout, stderr = process.stdout.read().decode(), process.stderr.read().decode()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {process.returncode}:\n{stderr[-3000:]}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss * 1024, "stdout": stdout}
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def run_size(workdir: Path, rows: int) -> list[dict]:
+    """Both stages at one size; returns one result per stage."""
+    root, output = workdir / f"release-{rows}", workdir / f"dataset-{rows}"
+    for folder in (root, output):
+        shutil.rmtree(folder, ignore_errors=True)
+    subsets = write_release(root, rows)
+    script = str(REPO / "dataset_scripts" / "import_allava4v.py")
+    imported = measure([sys.executable, script, "--root", str(root), "--output", str(output)])
+    imported.update(stage="import", rows=rows, disk=folder_bytes(output))
+    cache = workdir / f"hf-{rows}"  # load_dataset's own copy (arrow files) goes to the cache: its disk cost
+    shutil.rmtree(cache, ignore_errors=True)
+    loaded = measure([sys.executable, "-c", LOAD, str(output), *subsets], HF_HOME=str(cache))
+    if int(loaded["stdout"].strip()) != rows:
+        raise RuntimeError(f"load read {loaded['stdout'].strip()} rows of {rows}")
+    loaded.update(stage="load", rows=rows, disk=folder_bytes(cache))
+    return [imported, loaded]
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| stage | rows | wall s | CPU ms/row | peak RSS MiB | disk written MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['stage']} | {r['rows']:,} | {r['wall']:.1f} | {1000 * r['cpu'] / r['rows']:.3f} "
+            f"| {r['rss'] / 2**20:.0f} | {r['disk'] / 2**20:.1f} |"
+        )
+    lines += ["", "| stage | CPU/row, largest / smallest | peak RSS, largest / smallest |", "|---|---|---|"]
+    for stage in dict.fromkeys(r["stage"] for r in results):
+        runs = sorted((r for r in results if r["stage"] == stage), key=lambda r: r["rows"])
+        small, large = runs[0], runs[-1]
+        per_row = (large["cpu"] / large["rows"]) / (small["cpu"] / small["rows"])
+        lines.append(f"| {stage} | {per_row:.2f}x | {large['rss'] / small['rss']:.2f}x |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/allava-scale"))
+    parser.add_argument("--keep", action="store_true", help="keep the releases and datasets written")
+    args = parser.parse_args(argv)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for rows in args.sizes:
+        results += run_size(args.workdir, rows)
+        if not args.keep:
+            for folder in (
+                args.workdir / f"release-{rows}",
+                args.workdir / f"dataset-{rows}",
+                args.workdir / f"hf-{rows}",
+            ):
+                shutil.rmtree(folder, ignore_errors=True)
+    report = f"{table(results)}\n\n{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
+    print(report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
