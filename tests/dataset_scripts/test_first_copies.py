@@ -9,10 +9,12 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from dataset_scripts import runner
+from dataset_scripts.build_dataset import build
 from dataset_scripts.images import prepare
 from dataset_scripts.inputs import Item, shard_of
 from dataset_scripts.limits import Price, estimate_image_tokens, estimate_text_tokens
 from dataset_scripts.prompt_set import load_prompt_set
+from dataset_scripts.report import REPORT_NAME
 from recipes.tiny import shapes_world as world
 from tests.dataset_scripts.helpers_synthesis import records
 
@@ -184,3 +186,14 @@ def test_image_hash_distance_out_of_range_is_a_usage_error(synth, pictures, tmp_
     code, _ = synth("--mode", "caption-qa", "--input", str(folder), "--image-hash-distance", "40",
                     output=tmp_path / "o", check=2)  # fmt: skip
     assert "--image-hash-distance" in capsys.readouterr().err
+
+
+def test_the_data_report_shows_the_count_and_the_saving(synth, pictures, tmp_path):
+    folder, _ = pictures
+    out = tmp_path / "out"
+    _, summary = synth("--mode", "caption-qa", "--input", str(folder), *PRICE, output=out)
+    stats = build([out], tmp_path / "ds")
+    assert stats["skipped"] == {"near_duplicate": 1} and stats["near_duplicates"] == summary["near_duplicates"]
+    page = (tmp_path / "ds" / REPORT_NAME).read_text()
+    cost = summary["near_duplicates"]["cost"]
+    assert f"<b>1 · {cost}</b><span>requests and USD saved: 1 near-duplicate images not sent</span>" in page
