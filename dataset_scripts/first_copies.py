@@ -22,6 +22,7 @@ with an empty caption. Each skip row carries its estimate; summaries and build_d
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -47,14 +48,6 @@ def parse_signature(text: object) -> Signature | None:
         hash_hex, colour_hex = str(text).split("/")
         return Signature(int(hash_hex, 16), bytes.fromhex(colour_hex))
     except ValueError:
-        return None
-
-
-def image_signature(image: PreparedImage, where: str) -> str | None:
-    """The signature of an image as it is sent; None if it cannot be decoded again (then it is never a duplicate)."""
-    try:
-        return signature_text(signature(image.data, where))
-    except (OSError, ValueError):
         return None
 
 
@@ -107,7 +100,7 @@ class FirstCopies:
 
     def __init__(self, spec: TaskSpec, distance: int | None) -> None:
         self.spec = spec
-        self.distance = distance  # None: off, every image goes
+        self.distance = distance if spec.mode != "text" else None  # None: off, every image goes
         self.indexes: dict[str, NearDuplicateIndex] = {}  # per instruction
         self.keys: dict[str, str] = {}  # item id -> record key, of the images indexed
         self.origins: dict[str, str] = {}  # item id -> origin, of the images indexed
@@ -115,10 +108,27 @@ class FirstCopies:
         self.waiting: dict[int, asyncio.Future] = {}
         self.next = 0  # the first position not decided yet
 
+    def signed(self, image: PreparedImage, where: str = "image") -> PreparedImage:
+        """The image with the signature of its bytes as sent, when the run dedups; none if it cannot be decoded
+        again (then it is never a near-duplicate)."""
+        if self.distance is None:
+            return image
+        try:
+            return dataclasses.replace(image, signature=signature_text(signature(image.data, where)))
+        except (OSError, ValueError):
+            return image
+
+    def skip_fields(self, first: str, item: Item, image: PreparedImage, meter: CostMeter) -> dict:
+        """The skip row's detail, the first copy's id and the estimated saving of a near-duplicate."""
+        detail = f"nearly the same picture as {self.origins[first]} (input {first}); not sent"
+        return {"detail": detail, "first_copy": first, "saved": estimated_saving(self.spec, meter, item, image)}
+
     def remember(self, row: dict) -> None:
-        """An image finished by an earlier run (a record or reject row of the run's recipe)."""
+        """An image finished by an earlier run: a record or reject row (of the run's recipe; others are ignored)."""
         sig = parse_signature(row.get("image_signature"))
-        if self.distance is not None and sig is not None and row["item_id"] not in self.keys:
+        if row.get("fingerprint") != self.spec.fingerprint or sig is None or self.distance is None:
+            return
+        if row["item_id"] not in self.keys:  # a record after a reject of the same input: indexed once
             self._index(row.get("instruction")).add(sig, row["item_id"])
             self.keys[row["item_id"]], self.origins[row["item_id"]] = row["key"], row.get("origin", "")
 

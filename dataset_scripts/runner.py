@@ -9,7 +9,6 @@ still ends with the summary. How the run ended is decided once, in outcome.py; t
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import time
 from collections import Counter
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from dataset_scripts.filters import FilterOptions
-from dataset_scripts.first_copies import NEAR_DUPLICATE, FirstCopies, estimated_saving, image_signature
+from dataset_scripts.first_copies import NEAR_DUPLICATE, FirstCopies
 from dataset_scripts.images import PreparedImage, SkipImage, prepare
 from dataset_scripts.inputs import Item
 from dataset_scripts.limits import BudgetExhausted, BudgetGate, CostMeter
@@ -108,15 +107,12 @@ class Synthesis:
         self.done_items: set[str] = set()
         self.done_keys: set[str] = set()
         self.skipped_seen: set[tuple[str, str]] = set()
-        dedup = self.spec.mode != "text" and self.options.image_hash_distance is not None
-        self.first_copies = FirstCopies(self.spec, self.options.image_hash_distance if dedup else None)
+        self.first_copies = FirstCopies(self.spec, self.options.image_hash_distance)
         for kind in ("records", "rejects"):
             for path in sorted(self.out.root.glob(f"{kind}-*-of-*.jsonl")):
                 for row in iter_jsonl(path):
-                    if row.get("fingerprint") != fingerprint:
-                        continue
-                    self.first_copies.remember(row)  # paid for, even when --retry-rejects tries it again
-                    if kind == "records" or not self.options.retry_rejects:
+                    self.first_copies.remember(row)  # paid for: a reject that --retry-rejects tries again too
+                    if row.get("fingerprint") == fingerprint and (kind == "records" or not self.options.retry_rejects):
                         self.done_items.add(row["item_id"])
                         self.done_keys.add(row["key"])
         for row in iter_jsonl(self.out.path("skipped")):
@@ -189,9 +185,7 @@ class Synthesis:
                 await self._skip(item, skip.reason, skip.detail)
                 return None
             if first is not None:
-                saved = estimated_saving(self.spec, self.meter, item, image)
-                detail = f"nearly the same picture as {self.first_copies.origins[first]} (input {first}); not sent"
-                await self._skip(item, NEAR_DUPLICATE, detail, first_copy=first, saved=saved)
+                await self._skip(item, NEAR_DUPLICATE, **self.first_copies.skip_fields(first, item, image, self.meter))
                 return None
         key = self.spec.key(image, item.question)
         if key in self.done_keys or key in self.claimed:
@@ -204,9 +198,7 @@ class Synthesis:
         """Read and check one input image."""
         raw = item.reader(self.options.fetch_timeout, self.options.max_image_bytes)
         image = prepare(raw, self.options.max_side, self.options.max_pixels, item.origin)
-        if self.options.image_hash_distance is None:
-            return image
-        return dataclasses.replace(image, signature=image_signature(image, item.origin))
+        return self.first_copies.signed(image, item.origin)
 
     def _read_images(self, items: list[Item]) -> list[PreparedImage | SkipImage]:
         """A batch of image reads, in a worker thread: each input's image, or why it is skipped."""
@@ -277,8 +269,6 @@ class Synthesis:
         return record
 
     def _base(self, item: Item, key: str, usage: Usage, image: PreparedImage | None = None) -> dict:
-        """What a record, reject or spent row says about its input and recipe (the image's near-duplicate signature
-        too: a rerun starts its index from these, first_copies.py)."""
         return {
             "key": key,
             "item_id": item.item_id,
