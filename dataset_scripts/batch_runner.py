@@ -140,11 +140,9 @@ class BatchSynthesis(Synthesis):
                 self._log({"event": "created", "file_id": file_id, "batch_id": batch_id})
             if created[file_id] not in collected:
                 self.outstanding[created[file_id]] = set(custom_ids)
-        semaphore = asyncio.Semaphore(max(1, self.options.concurrency))
 
-        async def prepare(item: Item) -> None:
-            async with semaphore:
-                prepared = await self._prepare(item)
+        async def prepare(position: int, item: Item) -> None:
+            prepared = await self._prepare(item, position)
             if prepared is None:
                 return
             key, image = prepared
@@ -156,7 +154,13 @@ class BatchSynthesis(Synthesis):
                 pending.usage = Usage(**state["usage"])
             self.pending[key] = pending
 
-        await asyncio.gather(*(prepare(item) for item in self.items))
+        inputs = enumerate(self.items)  # taken in order by --concurrency workers: near-duplicates are decided so
+
+        async def worker() -> None:
+            for position, item in inputs:
+                await prepare(position, item)
+
+        await asyncio.gather(*(worker() for _ in range(max(1, self.options.concurrency))))
         in_flight = set().union(*self.outstanding.values())
         for pending in self.pending.values():  # what the batches still running will cost
             if pending.custom_id in in_flight:  # already committed: reserved even past the budget
@@ -346,7 +350,7 @@ class BatchSynthesis(Synthesis):
             self.this_run["done"] += 1
             return
         self.this_run[f"rejected:{rejection.reason}"] += 1
-        reject = self._base(pending.item, pending.key, pending.usage)
+        reject = self._base(pending.item, pending.key, pending.usage, pending.image)
         reject.update(
             template=self.spec.templates[pending.step], reason=rejection.reason, detail=rejection.detail, raw=raw
         )

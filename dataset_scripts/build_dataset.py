@@ -28,6 +28,7 @@ from dataset_scripts.dataset_writer import (
 )
 from dataset_scripts.dual_encoder import DualEncoder, HFDualEncoder
 from dataset_scripts.filters import FilterOptions, QualityFilters, add_filter_arguments, options_from_args
+from dataset_scripts.first_copies import Saving, saving_of
 from dataset_scripts.image_pack import PackError
 from dataset_scripts.report import REPORT_NAME, write_report
 from dataset_scripts.schema import IMAGE_TOKEN, make_row, subset_name
@@ -103,6 +104,7 @@ class Builder:
         self.cost = 0.0
         self.priced = False  # whether any run had a price: without one, records carry a cost of 0 that means unknown
         self.facets: dict[str, set] = {name: set() for name in (*_FACETS, "sampling")}
+        self.saved = Saving()  # near-duplicate images synthesis skipped (left_out)
         self.filters = QualityFilters(filters or FilterOptions())
 
     def has_records(self) -> bool:
@@ -159,16 +161,16 @@ class Builder:
                     rejected[row["item_id"]] = row["reason"]
             for path in _shard_files(folder, "skipped"):
                 for row in iter_jsonl(path):
-                    skipped[row["item_id"]] = row["reason"]
+                    skipped[row["item_id"]] = row
             for path in sorted(folder.glob("summary-*-of-*.json")):
                 summary = json.loads(path.read_text(encoding="utf-8"))
                 prompts.update(summary.get("prompts") or {})
                 self.priced = self.priced or summary.get("price_usd_per_1m") is not None
         finished = self.done_items
         rejected_counts = Counter(reason for item, reason in rejected.items() if item not in finished)
-        skipped_counts = Counter(
-            reason for item, reason in skipped.items() if item not in finished and item not in rejected
-        )
+        left_out = [row for item, row in skipped.items() if item not in finished and item not in rejected]
+        skipped_counts = Counter(row["reason"] for row in left_out)
+        self.saved = saving_of(left_out)
         return merge_counts(rejected_counts), merge_counts(skipped_counts), prompts
 
 
@@ -215,6 +217,7 @@ def build(
         "requests": builder.usage["requests"],
         "tokens": {"prompt": builder.usage["prompt_tokens"], "completion": builder.usage["completion_tokens"]},
         "cost_usd": round(builder.cost, 6) if builder.priced or builder.cost else None,
+        "near_duplicates": builder.saved.report(builder.priced),  # skipped by synthesis before any request
         **{name: sorted(values) for name, values in builder.facets.items() if name != "sampling"},
         "sampling": [json.loads(s) for s in sorted(builder.facets["sampling"])],
         "prompts": prompts,

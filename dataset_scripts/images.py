@@ -19,7 +19,17 @@ from PIL import Image, ImageOps
 from modeling_allava.processing_allava import ImageTooLargeError, open_image
 
 
-SKIP_REASONS = ("missing", "unreachable", "refused", "unreadable", "truncated", "oversized", "duplicate")
+# near_duplicate: another file of a picture already paid for (first_copies.py), decided before any request
+SKIP_REASONS = (
+    "missing",
+    "unreachable",
+    "refused",
+    "unreadable",
+    "truncated",
+    "oversized",
+    "duplicate",
+    "near_duplicate",
+)
 PASS_THROUGH = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 
@@ -39,6 +49,7 @@ class PreparedImage:
     width: int
     height: int
     source_sha256: str  # of the original bytes: identical files share it, whatever their names
+    signature: str | None = None  # near-duplicate signature of `data` (first_copies.py), when the run dedups
 
     def data_url(self) -> str:
         return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"

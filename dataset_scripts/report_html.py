@@ -129,8 +129,17 @@ def _facts(report: Report) -> list[tuple[object, str]]:
         (_listing(stats.get("prompt_versions")), "prompt version(s)"),
         (cost_text(stats["cost_usd"]) if "cost_usd" in stats else "n/a", "teacher cost (USD)"),
         (stats.get("requests", "n/a"), "teacher requests"),
+        *_saved(stats.get("near_duplicates")),
         (f"{tokens.get('prompt', 0)} / {tokens.get('completion', 0)}" if tokens else "n/a", "tokens in / out"),
     ]
+
+
+def _saved(near_duplicates: dict | None) -> list[tuple[object, str]]:
+    """The tile of what synthesis saved by skipping near-duplicate images (none for data made elsewhere)."""
+    if not near_duplicates:
+        return []
+    value = f"{near_duplicates['requests']} · {cost_text(near_duplicates['cost_usd'])}"
+    return [(value, f"requests and USD saved: {near_duplicates['inputs']} near-duplicate images not sent")]
 
 
 def _left_out(report: Report, kind: str) -> list[tuple[str, object, list[dict]]]:

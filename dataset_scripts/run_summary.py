@@ -58,6 +58,7 @@ def run_summary(
         "cost_usd": round(totals.usage.cost_usd, 6) if priced else None,
         "cost": f"${totals.usage.cost_usd:.4f}" if priced else NO_PRICE,
         "by_subset": {label: usage_report(usage, priced) for label, usage in sorted(totals.by_subset.items())},
+        "near_duplicates": totals.saved.report(priced),  # skipped before any request: what that saved
         "max_cost_usd": meter.max_cost,
         "ended": ending.kind,
         "inputs_left": left,

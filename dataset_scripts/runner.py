@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
+from dataset_scripts.filters import FilterOptions
+from dataset_scripts.first_copies import NEAR_DUPLICATE, FirstCopies
 from dataset_scripts.images import PreparedImage, SkipImage, prepare
 from dataset_scripts.inputs import Item
 from dataset_scripts.limits import BudgetExhausted, BudgetGate, CostMeter
@@ -50,6 +52,7 @@ class RunOptions:
     retry_rejects: bool = False
     max_consecutive_failures: int = 50
     progress: bool = True
+    image_hash_distance: int | None = FilterOptions.hash_distance  # near-duplicates (first_copies.py); None: off
 
 
 def judge_reply(template: str, reply: Reply, max_tokens: int) -> dict:
@@ -104,9 +107,11 @@ class Synthesis:
         self.done_items: set[str] = set()
         self.done_keys: set[str] = set()
         self.skipped_seen: set[tuple[str, str]] = set()
+        self.first_copies = FirstCopies(self.spec, self.options.image_hash_distance)
         for kind in ("records", "rejects"):
             for path in sorted(self.out.root.glob(f"{kind}-*-of-*.jsonl")):
                 for row in iter_jsonl(path):
+                    self.first_copies.remember(row)  # paid for: a reject that --retry-rejects tries again too
                     if row.get("fingerprint") == fingerprint and (kind == "records" or not self.options.retry_rejects):
                         self.done_items.add(row["item_id"])
                         self.done_keys.add(row["key"])
@@ -115,12 +120,12 @@ class Synthesis:
         self.meter.spent = self.spent_before = shard_totals(self.out).usage.cost_usd
         self.claimed: set[str] = set()
 
-    async def _skip(self, item: Item, reason: str, detail: str) -> None:
+    async def _skip(self, item: Item, reason: str, detail: str, **extra: object) -> None:
         """Count the skip; write it once per (input, reason), so reruns do not repeat lines."""
         self.this_run[f"skipped:{reason}"] += 1
         if (item.item_id, reason) not in self.skipped_seen:
             self.skipped_seen.add((item.item_id, reason))
-            row = {"item_id": item.item_id, "origin": item.origin, "reason": reason, "detail": detail}
+            row = {"item_id": item.item_id, "origin": item.origin, "reason": reason, "detail": detail, **extra}
             await self.commit.submit(("skipped", row, None))
 
     async def _call_template(
@@ -165,17 +170,22 @@ class Synthesis:
                 self.this_run[f"retry:{error.reason}"] += 1
         return None, rejection, raw
 
-    async def _prepare(self, item: Item) -> tuple[str, PreparedImage | None] | None:
-        """(key, image) of an input still to do and now claimed; None if finished, skipped or a duplicate."""
+    async def _prepare(self, item: Item, position: int) -> tuple[str, PreparedImage | None] | None:
+        """(key, image) of an input still to do and now claimed; None if finished, skipped or a duplicate (near
+        duplicates decided in input order: `position` is the input's place in `items`)."""
         if item.item_id in self.done_items:
+            self.first_copies.pass_turn(position)
             self.this_run["resumed"] += 1
             return None
         image = None
         if self.spec.mode != "text":
             try:
-                image = await self.image_reads.submit(item)
+                image, first = await self.first_copies.first_copy(position, item, self.image_reads.submit)
             except SkipImage as skip:
                 await self._skip(item, skip.reason, skip.detail)
+                return None
+            if first is not None:
+                await self._skip(item, NEAR_DUPLICATE, **self.first_copies.skip_fields(first, item, image, self.meter))
                 return None
         key = self.spec.key(image, item.question)
         if key in self.done_keys or key in self.claimed:
@@ -187,7 +197,8 @@ class Synthesis:
     def _read_image(self, item: Item) -> PreparedImage:
         """Read and check one input image."""
         raw = item.reader(self.options.fetch_timeout, self.options.max_image_bytes)
-        return prepare(raw, self.options.max_side, self.options.max_pixels, item.origin)
+        image = prepare(raw, self.options.max_side, self.options.max_pixels, item.origin)
+        return self.first_copies.signed(image, item.origin)
 
     def _read_images(self, items: list[Item]) -> list[PreparedImage | SkipImage]:
         """A batch of image reads, in a worker thread: each input's image, or why it is skipped."""
@@ -212,8 +223,8 @@ class Synthesis:
                 self.this_run[f"rejected:{row['reason']}"] += 1
         return [None] * len(entries)
 
-    async def _process(self, item: Item) -> None:
-        prepared = await self._prepare(item)
+    async def _process(self, item: Item, position: int) -> None:
+        prepared = await self._prepare(item, position)
         if prepared is None:
             return
         key, image = prepared
@@ -230,7 +241,7 @@ class Synthesis:
             for template in self.spec.templates:
                 parsed, rejection, raw = await self._call_template(template, item, image, description, usage)
                 if parsed is None:
-                    reject = self._base(item, key, usage)
+                    reject = self._base(item, key, usage, image)
                     reject.update(template=template, reason=rejection.reason, detail=rejection.detail, raw=raw)
                     await self.commit.submit(("rejects", reject, None))
                     return
@@ -245,7 +256,7 @@ class Synthesis:
 
     def _record(self, item: Item, key: str, usage: Usage, image: PreparedImage | None, fields: dict) -> dict:
         """The record row; `image` stays None until the write stores the image and names it (OutputDir.write_group)."""
-        record = self._base(item, key, usage) | {
+        record = self._base(item, key, usage, image) | {
             "image": None,
             "image_sha256": image.source_sha256 if image else None,
             "original_caption": item.original_caption,
@@ -257,7 +268,7 @@ class Synthesis:
         }
         return record
 
-    def _base(self, item: Item, key: str, usage: Usage) -> dict:
+    def _base(self, item: Item, key: str, usage: Usage, image: PreparedImage | None = None) -> dict:
         return {
             "key": key,
             "item_id": item.item_id,
@@ -272,16 +283,17 @@ class Synthesis:
             "prompt_hash": self.spec.prompt_hash,
             "sampling": self.spec.sampling,
             "usage": usage.as_dict(),
+            "image_signature": image.signature if image else None,
         }
 
     async def _worker(self, queue: asyncio.Queue, bar: tqdm) -> None:
         while self.stop_reason is None:
             try:
-                item = queue.get_nowait()
+                position, item = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
             try:
-                await self._process(item)
+                await self._process(item, position)
                 self._consecutive_failures = 0
             except BudgetExhausted:
                 self._stop("budget", f"--max-cost {self.meter.max_cost} reached")
@@ -360,8 +372,8 @@ class Synthesis:
     async def _work(self) -> None:
         """Every input through bounded-concurrency workers (the live chat API)."""
         queue: asyncio.Queue = asyncio.Queue()
-        for item in self.items:
-            queue.put_nowait(item)
+        for position, item in enumerate(self.items):  # in order: near-duplicates are decided in this order
+            queue.put_nowait((position, item))
         with self._progress_bar() as bar:
             workers = [asyncio.create_task(self._worker(queue, bar)) for _ in range(max(1, self.options.concurrency))]
             try:

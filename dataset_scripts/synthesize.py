@@ -26,6 +26,7 @@ from pathlib import Path
 from dataset_scripts.batch_runner import BatchOptions, BatchSynthesis
 from dataset_scripts.endpoints import COOLDOWN_SECONDS, FAILURES_TO_EJECT, read_url_file
 from dataset_scripts.event_loop import PacedLoop
+from dataset_scripts.filters import FilterOptions
 from dataset_scripts.inputs import load_items, select_shard
 from dataset_scripts.limits import BACKOFF_BASE, BATCH_DISCOUNT, CostMeter, Price, resolve_price
 from dataset_scripts.outcome import RERUN
@@ -43,7 +44,18 @@ from toolkit.scrub import scrub
 DEFAULT_SOURCE = {"caption-qa": "laion", "vflan": "vflan", "text": "evol"}
 RUN, BATCH = RunOptions(), BatchOptions()  # the defaults of the options below: one source each
 # The JSON line on stdout: the shard's totals and how the run ended (the same `outcome` as the last stderr line).
-REPORTED = ("done", "rejected", "skipped", "tokens", "cost", "ended", "inputs_left", "stopped", "outcome")
+REPORTED = (
+    "done",
+    "rejected",
+    "skipped",
+    "tokens",
+    "cost",
+    "near_duplicates",
+    "ended",
+    "inputs_left",
+    "stopped",
+    "outcome",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,6 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to download an image URL, redirects included (default: %(default)s)",
     )
     images.add_argument(
+        "--no-dedup-images",
+        action="store_true",
+        help="send every picture, also another file of one already sent (by default it is skipped as near_duplicate "
+        "before any request)",
+    )
+    images.add_argument(
+        "--image-hash-distance",
+        type=int,
+        default=RUN.image_hash_distance,
+        help="near-duplicates: dHash bits (of 256) apart, and the same colours, as in build_dataset "
+        "(default: %(default)s)",
+    )
+    images.add_argument(
         "--allow-private-urls",
         action="store_true",
         help="let image URLs reach loopback, private and link-local addresses (refused by default)",
@@ -280,6 +305,7 @@ def _main(argv: list[str] | None) -> int:
             price = price.scaled(BATCH_DISCOUNT)
         if args.max_cost is not None and price is None:
             parser.error(f"--max-cost needs a price for {args.model!r}: give --price-input/--price-output or --prices")
+        FilterOptions(hash_distance=args.image_hash_distance)  # its range is checked as build_dataset checks it
         prompts = load_prompt_set(args.prompt_version, args.prompt_dir)
         source = args.source_name or DEFAULT_SOURCE[args.mode]
         max_pixels = args.max_pixels or max_image_pixels()
@@ -300,6 +326,7 @@ def _main(argv: list[str] | None) -> int:
         retry_rejects=args.retry_rejects,
         max_consecutive_failures=args.max_consecutive_failures,
         progress=not args.quiet,
+        image_hash_distance=None if args.no_dedup_images else args.image_hash_distance,
     )
     out = OutputDir(args.output, args.shard_index, args.num_shards)
     meter = CostMeter(price, args.max_cost)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from dataset_scripts.first_copies import Saving, saving_of
 from dataset_scripts.shards import OutputDir, iter_jsonl
 from toolkit.cost import NO_PRICE
 
@@ -54,6 +55,7 @@ class ShardTotals:
     skipped: dict[str, int] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
     by_subset: dict[str, Usage] = field(default_factory=dict)
+    saved: Saving = field(default_factory=Saving)  # by skipping near-duplicate images (first_copies.py)
 
 
 UNFINISHED = "(inputs not finished)"  # the by_subset label of usage billed to inputs without a record or reject
@@ -95,10 +97,10 @@ def shard_totals(out: OutputDir) -> ShardTotals:
         totals.by_subset[UNFINISHED] = unfinished
         _add(totals.usage, unfinished.as_dict())
     for row in iter_jsonl(out.path("skipped")):
-        skipped[row["item_id"]] = row["reason"]
+        skipped[row["item_id"]] = row
+    left_out = [row for item, row in skipped.items() if item not in done_items and item not in rejected]
     totals.done = len(done_items)
     totals.rejected = dict(Counter(reason for item, reason in rejected.items() if item not in done_items))
-    totals.skipped = dict(
-        Counter(reason for item, reason in skipped.items() if item not in done_items and item not in rejected)
-    )
+    totals.skipped = dict(Counter(row["reason"] for row in left_out))
+    totals.saved = saving_of(left_out)
     return totals

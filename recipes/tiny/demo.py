@@ -91,7 +91,8 @@ def synthesise(out: Path, timings: dict) -> None:
     against the offline teacher on loopback."""
     with OfflineTeacher(api_key=DEMO_KEY) as teacher:
         synth = [PYTHON, "dataset_scripts/synthesize.py", "--base-url", teacher.base_url, "--model", "offline-teacher"]
-        synth += ["--concurrency", "16", "--quiet"]
+        # distinct shapes-world scenes at 84 px can share a dHash: every scene is sent (the check is for photos)
+        synth += ["--concurrency", "16", "--quiet", "--no-dedup-images"]
         images = ["--mode", "caption-qa", "--source-name", "shapes", "--input", str(out / "images/train")]
         key = {"OPENAI_API_KEY": DEMO_KEY}
         run("2. caption-then-QA synthesis", [*synth, *images, "--output", str(out / "synth/shapes")], timings, key)
