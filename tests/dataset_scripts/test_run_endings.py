@@ -80,7 +80,7 @@ def test_cost_agrees_everywhere_including_inputs_given_up(synth, teacher, shapes
     assert stdout["cost"] == first["cost"] and stdout["cost_this_run"] == first["this_run"]["cost_usd"]
     assert first["by_subset"]["(inputs not finished)"]["requests"] == sum(row["usage"]["requests"] for row in spent)
     teacher.set_faults({})
-    _, second = synth(*args, output=out)
+    _, second = synth(*args, "--retry-rejects", output=out)  # an input whose every parse retry met a malformed reply
     assert second["done"] == 24
     both = first["this_run"]["cost_usd"] + second["this_run"]["cost_usd"]
     assert abs(second["cost_usd"] - both) < 1e-5
