@@ -3,9 +3,9 @@
     python -m bench.bench_packing                      # the table in docs/packing.md (~15 minutes on one core)
     python -m bench.bench_packing --samples 16 --hidden 128   # a quick look
 
-All variants run in this one process, on the same rows (ALLaVA-like: 576 image tokens per image sample, questions of
-10-60 and answers of 50-600 tokens, 15% text-only rows), the same random weights and the same TRL `SFTTrainer`
-settings; only the model class, the collator and the sampler differ:
+All variants run in this one process, on the same rows (ALLaVA-like shapes-world rows, `bench.common.bench_rows`: 576
+image tokens per 336 px scene, answers of ANSWER_WORDS words (about 50-600 tokens), 15% text-only rows), the same
+random weights and the same TRL `SFTTrainer` settings; only the model class, the collator and the sampler differ:
 
   (a) baseline: transformers' `LlavaForConditionalGeneration` + TRL's vision collator (`assistant_only_loss`), padded
   (b) ours padded: `AllavaForConditionalGeneration` + `recipes.collator.AllavaCollator`
@@ -28,142 +28,42 @@ gradients, optimiser state and activations. glibc is told to return freed memory
 from __future__ import annotations
 
 import argparse
-import io
 import os
-import random
 import tempfile
-import time
 
 import torch
-from datasets import Dataset, Features, Image, List, Value
-from PIL import Image as PILImage
-from PIL import ImageDraw
-from transformers import LlavaForConditionalGeneration, TrainerCallback
+from datasets import Dataset
+from transformers import LlavaForConditionalGeneration
 from transformers.trainer_pt_utils import get_length_grouped_indices
 from trl import SFTConfig, SFTTrainer
 
-from bench.common import PeakMemory, baseline_model, baseline_processor, release_memory
-from modeling_allava import AllavaConfig, AllavaForConditionalGeneration
+from bench.common import (
+    ModelShape,
+    PeakMemory,
+    StepClock,
+    TokenCounter,
+    baseline_model,
+    baseline_processor,
+    bench_rows,
+    phi_clip_config,
+    release_memory,
+    training_datasets,
+)
+from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor
 from recipes.collator import AllavaCollator
-from recipes.data import TRAINING_FEATURES
 from recipes.lengths import add_length_column
 from recipes.packing import SDPA_PER_SAMPLE, PackedAllavaCollator
-from recipes.tiny.models import build_tiny_processor
+from recipes.tiny.models import build_tiny_tokenizer
 
 
-IMAGE_SIZE, PATCH_SIZE = 336, 14  # CLIP-L/336's geometry: 576 image tokens per image
-ROTARY_DIMS = 32  # Phi-2: 80-wide heads, partial_rotary_factor 0.4
-
-
-def one_token_words(tokenizer) -> list[str]:
-    """Words the tokenizer keeps whole, so `n` words separated by spaces are exactly `2n - 1` tokens."""
-    words = [w for w in tokenizer.get_vocab() if w.isascii() and w.isalpha() and len(w) > 2]
-    return sorted(w for w in words if len(tokenizer.encode(" " + w, add_special_tokens=False)) == 2)
-
-
-def allava_like_rows(tokenizer, count: int, seed: int = 0, text_only_fraction: float = 0.15) -> list[dict]:
-    """Rows in the training format (`id`, `messages`, `images` as JPEG bytes) with ALLaVA-like lengths:
-    questions of 10-60 tokens, answers of 50-600 tokens, one 300-800 px image on all but `text_only_fraction`."""
-    rng = random.Random(seed)
-    words = one_token_words(tokenizer)
-
-    def text(tokens: int) -> str:
-        return " ".join(rng.choice(words) for _ in range((tokens + 1) // 2))
-
-    rows = []
-    for index in range(count):
-        has_image = rng.random() >= text_only_fraction
-        user = [{"type": "image", "text": None}] if has_image else []
-        user.append({"type": "text", "text": text(rng.randint(10, 60))})
-        answer = [{"type": "text", "text": text(rng.randint(50, 600))}]
-        images = []
-        if has_image:
-            size = (rng.randint(300, 800), rng.randint(300, 800))
-            image = PILImage.new("RGB", size, tuple(rng.randint(0, 255) for _ in range(3)))
-            ImageDraw.Draw(image).ellipse((10, 10, size[0] // 2, size[1] // 2), fill=(rng.randint(0, 255), 0, 0))
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=90)
-            images = [{"bytes": buffer.getvalue(), "path": None}]
-        messages = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-        rows.append({"id": f"bench-{index}", "messages": messages, "images": images})
-    return rows
-
-
-def phi_clip_config(
-    tokenizer, hidden: int, layers: int, vision_hidden: int, vision_layers: int, head_dim: int = 64, vocab_size=None
-) -> AllavaConfig:
-    """A Phi text model (4x MLP, 32 rotary dims per head) and a CLIP tower at 336 px / patch 14."""
-    return AllavaConfig(
-        vision_config={
-            "model_type": "clip_vision_model",
-            "hidden_size": vision_hidden,
-            "intermediate_size": vision_hidden * 4,
-            "num_hidden_layers": vision_layers,
-            "num_attention_heads": max(vision_hidden // 64, 1),
-            "image_size": IMAGE_SIZE,
-            "patch_size": PATCH_SIZE,
-        },
-        text_config={
-            "model_type": "phi",
-            "hidden_size": hidden,
-            "intermediate_size": hidden * 4,
-            "num_hidden_layers": layers,
-            "num_attention_heads": hidden // head_dim,
-            "num_key_value_heads": hidden // head_dim,
-            "partial_rotary_factor": min(ROTARY_DIMS / head_dim, 1.0),
-            "vocab_size": vocab_size or (len(tokenizer) + 63) // 64 * 64,
-            "max_position_embeddings": 4096,
-            "pad_token_id": tokenizer.pad_token_id,
-            "tie_word_embeddings": False,
-        },
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-    )
-
-
-class TokenCounter:
-    """Forward pre-hook recording, per model call: non-pad tokens, all tokens, the samples' lengths, the images."""
-
-    def __init__(self, model: torch.nn.Module, pad_token_id: int, image_token_id: int, image_tokens: int):
-        self.pad_token_id, self.image_token_id, self.image_tokens = pad_token_id, image_token_id, image_tokens
-        self.real, self.total, self.samples, self.images = [], [], [], []
-        self.handle = model.register_forward_pre_hook(self, with_kwargs=True)
-
-    def __call__(self, module, args, kwargs) -> None:
-        input_ids = kwargs["input_ids"]
-        real = input_ids != self.pad_token_id
-        self.real.append(int(real.sum()))
-        self.total.append(input_ids.numel())
-        self.images.append(int((input_ids == self.image_token_id).sum()) // self.image_tokens)
-        if kwargs.get("attention_mask") is not None:
-            self.samples.append(kwargs["attention_mask"].sum(1).tolist())
-        else:  # packed: a sample starts where position_ids restart; the rows' unused ends are pad tokens
-            starts = (kwargs["position_ids"] == 0).long().cumsum(1)
-            self.samples.append(
-                [
-                    n
-                    for row_starts, row_real in zip(starts, real)
-                    for n in torch.bincount(row_starts[row_real]).tolist()
-                    if n
-                ]
-            )
-
-
-class Clock(TrainerCallback):
-    """Wall and CPU time of the whole `train()` (CPU time is less disturbed by other jobs on a shared machine)."""
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.start = (time.perf_counter(), time.process_time())
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.wall, self.cpu = time.perf_counter() - self.start[0], time.process_time() - self.start[1]
+ANSWER_WORDS = (20, 250)  # answers of about 50-600 tokens
 
 
 def run(name: str, build_model, collator, processor, dataset: Dataset, args: argparse.Namespace, **config) -> dict:
     """Train one epoch over `dataset` with SFTTrainer; return throughput, padding and peak memory."""
     memory = PeakMemory("cpu")  # from before the model is built: weights count too
     model = build_model()
-    image_tokens = (IMAGE_SIZE // PATCH_SIZE) ** 2
-    clock = Clock()
+    clock = StepClock("cpu")
     training_args = SFTConfig(
         output_dir=tempfile.mkdtemp(prefix="bench-packing-"),
         per_device_train_batch_size=args.batch_size,
@@ -189,9 +89,7 @@ def run(name: str, build_model, collator, processor, dataset: Dataset, args: arg
         processing_class=processor,
         callbacks=[clock],
     )
-    counter = TokenCounter(
-        trainer.model, processor.tokenizer.pad_token_id, model.config.image_token_index, image_tokens
-    )
+    counter = TokenCounter(trainer.model, processor.tokenizer.pad_token_id, model.config)
     with memory:
         trainer.train()
     counter.handle.remove()
@@ -231,16 +129,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    processor = build_tiny_processor("phi", image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
-    config = phi_clip_config(processor.tokenizer, args.hidden, args.layers, args.vision_hidden, args.vision_layers)
+    shape = ModelShape.phi_layout(args.hidden, args.layers, args.vision_hidden, args.vision_layers)
+    tokenizer = build_tiny_tokenizer(text_backbone="phi")
+    config = phi_clip_config(tokenizer, shape)
+    processor = AllavaProcessor.from_config(config, tokenizer)
     weights = AllavaForConditionalGeneration(config).state_dict()  # every variant starts from these
 
-    rows = allava_like_rows(processor.tokenizer, args.samples, seed=args.seed)
-    ours = Dataset.from_list(rows, features=TRAINING_FEATURES)
-    # The baseline reads decoded images, as `load_dataset` gives them; both pipelines decode each image once.
-    theirs = ours.cast(
-        Features({"id": Value("string"), "messages": ours.features["messages"], "images": List(Image())})
-    )
+    rows = bench_rows(args.samples, args.seed, shape.image_size, ANSWER_WORDS[1], min_words=ANSWER_WORDS[0])
+    ours, theirs = training_datasets(rows)
     padded = AllavaCollator(processor, args.max_length)
     lengths = add_length_column(ours, padded)["length"]
     torch.manual_seed(args.seed)
@@ -248,8 +144,8 @@ def main() -> None:
     print(
         f"{len(rows)} rows, {sum(1 for r in rows if r['images'])} with an image; tokens per row min {min(lengths)} "
         f"mean {sum(lengths) / len(lengths):.0f} max {max(lengths)}; batch {args.batch_size}, max_length "
-        f"{args.max_length}; text model Phi {args.layers}x{args.hidden}, "
-        f"CLIP {args.vision_layers}x{args.vision_hidden} at {IMAGE_SIZE} px; torch threads {torch.get_num_threads()}; "
+        f"{args.max_length}; text model Phi {args.layers}x{args.hidden}, CLIP {args.vision_layers}x"
+        f"{args.vision_hidden} at {shape.image_size} px; torch threads {torch.get_num_threads()}; "
         f"load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )

@@ -1,7 +1,7 @@
 """Synthesis throughput against a teacher with long-tailed latency, at 64, 256 and 1024 requests in flight.
 
     python bench/bench_synthesis.py [--median 8] [--p95 30] [--time-scale 1] [--levels 64 256 1024] [--waves 3]
-                                    [--http-only]
+                                    [--http-only] [--loop paced|asyncio|uvloop]
 
 The offline teacher runs in its own process (its CPU time does not share our GIL) and draws each request's latency
 from a log-normal with the given median and 95th percentile (8 s and 30 s by default: sigma = ln(p95/median)/1.645),
@@ -16,6 +16,9 @@ process, less the thread time of the bench's own 10 Hz file watcher) in that sam
 of a long run costs -- and over the whole run, which adds the start (listing the inputs, opening one connection per
 in-flight request, each used only `waves` times here) and the tail; and the load average, since the CPUs may be
 shared. Prints a markdown table.
+
+`--loop asyncio` / `--loop uvloop` run the same CLI on the stock asyncio loop or on uvloop (`pip install uvloop`)
+instead of its paced loop (dataset_scripts/event_loop.py), to compare client CPU; run each arm in its own process.
 
 `--http-only` sends the same requests (same bodies, same teacher, same in-flight counts) through the client's own
 aiohttp session, on the client's own event loop (PacedLoop), and does nothing else: no image reads or checks, no
@@ -42,9 +45,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
+from dataset_scripts import synthesize as synthesize_module
 from dataset_scripts.endpoints import Endpoint
-from dataset_scripts.event_loop import PacedLoop
 from dataset_scripts.images import prepare, read_file
 from dataset_scripts.prompt_set import load_prompt_set
 from dataset_scripts.synthesize import build_parser, sampling_parameters
@@ -66,6 +70,30 @@ def start_teacher(median: float, sigma: float) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen([*command, "--latency-sigma", str(sigma)], stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     return process, line.rsplit(" ", 1)[1].strip()
+
+
+class PlainLoop:
+    """Stands in for the CLI's PacedLoop: the stock asyncio loop or uvloop, no pacing (the `--loop` comparison)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def observe(self, seconds: float) -> None:
+        """Latencies pace nothing here."""
+
+    def run(self, coroutine):
+        if self.kind == "uvloop":
+            import uvloop
+
+            return uvloop.run(coroutine)
+        return asyncio.run(coroutine)
+
+
+def event_loop(kind: str) -> contextlib.AbstractContextManager:
+    """The CLI (and the HTTP-only client) on loop `kind`: the shipped paced loop, or a plain one in its place."""
+    if kind == "paced":
+        return contextlib.nullcontext()
+    return mock.patch.object(synthesize_module, "PacedLoop", lambda: PlainLoop(kind))
 
 
 class Watcher(threading.Thread):
@@ -184,7 +212,7 @@ def run_http_only(images: Path, base_url: str, in_flight: int, items: int) -> tu
     """(requests, watcher, wall seconds, CPU seconds) of the HTTP-only client; gc frozen first, and the same paced
     event loop, as the CLI has."""
     bodies = request_bodies(images, items)
-    loop = PacedLoop()
+    loop = synthesize_module.PacedLoop()
     done: list = []
     watcher = Watcher(done=done)
     watcher.start()
@@ -207,6 +235,8 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--waves", type=int, default=3, help="items per level = waves x in-flight (default: 3)")
     parser.add_argument("--http-only", action="store_true", help="the same requests, aiohttp alone: the CPU floor")
+    parser.add_argument("--loop", choices=("paced", "asyncio", "uvloop"), default="paced",
+                        help="the event loop: the CLI's paced loop (default), stock asyncio, or uvloop")  # fmt: skip
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "bench-key")
     sigma = math.log(args.p95 / args.median) / 1.645
@@ -214,7 +244,7 @@ def main() -> None:
     mean = median * math.exp(sigma**2 / 2)
     teacher, base_url = start_teacher(median, sigma)
     try:
-        with tempfile.TemporaryDirectory(prefix="allava-bench-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="allava-bench-") as tmp, event_loop(args.loop):
             workdir = Path(tmp)
             images = workdir / "images"
             shapes_world.write_scenes(images, args.waves * max(args.levels), seed=0)
@@ -222,6 +252,7 @@ def main() -> None:
             print(
                 f"latency log-normal: median {args.median:g} s, p95 {args.p95:g} s (sigma {sigma:.3f}), time scale "
                 f"x{args.time_scale:g} -> median {median:.3g} s, mean {mean:.3g} s; caption-qa one-call; {machine}"
+                + f"; event loop: {args.loop}"
                 + ("; HTTP only (aiohttp session, no client work)\n" if args.http_only else "\n")
             )
             print(HEADER)

@@ -8,7 +8,8 @@ baseline: transformers' LlavaForConditionalGeneration + LlavaProcessor (same wei
 
 Both arms train the same tiny-but-not-trivial model (CLIP 4x128 at 112 px -> 64 image tokens; Phi 4x256) on the same
 shapes-world rows (captions, questions with answers of 10-150 words, 15% text-only). Reported: non-pad tokens/s,
-steps/s, collator ms per batch and peak memory over the arm's start (CPU: resident set size; GPU: allocated).
+steps/s, collator ms per batch (the loop's wait for each batch: rows read and collated, no dataloader workers) and
+peak memory over the start of training (CPU: resident set size; GPU: allocated).
 bench/gpu_training.py reuses these pieces with Phi-2 / CLIP-L sizes in bf16.
 """
 
@@ -17,123 +18,28 @@ from __future__ import annotations
 import argparse
 import gc
 import tempfile
-import time
-from dataclasses import dataclass
 
 import torch
 from datasets import Dataset
-from transformers import CLIPVisionConfig, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from bench.common import PeakMemory, baseline_model, baseline_processor, release_memory
+from bench.common import (
+    ModelShape,
+    PeakMemory,
+    StepClock,
+    TokenCounter,
+    baseline_model,
+    baseline_processor,
+    bench_rows,
+    data_waits,
+    phi_clip_config,
+    release_memory,
+)
 from dataset_scripts.schema import FEATURES
 from modeling_allava import AllavaConfig, AllavaForConditionalGeneration, AllavaProcessor, build_image_processor
 from modeling_allava.processing_allava import CHAT_TEMPLATES
 from recipes.collator import AllavaCollator
-from recipes.tiny import shapes_world
 from recipes.tiny.models import build_tiny_tokenizer
-
-
-@dataclass
-class ModelShape:
-    image_size: int = 112
-    vision_hidden: int = 128
-    vision_layers: int = 4
-    vision_heads: int = 4
-    vision_intermediate: int = 512
-    text_hidden: int = 256
-    text_layers: int = 4
-    text_heads: int = 4
-    text_intermediate: int = 1024
-    partial_rotary_factor: float = 0.5
-    vocab_size: int | None = None  # None: the tokenizer's size rounded up to 64
-
-
-def build_config(shape: ModelShape, tokenizer) -> AllavaConfig:
-    vision = CLIPVisionConfig(
-        hidden_size=shape.vision_hidden,
-        intermediate_size=shape.vision_intermediate,
-        num_hidden_layers=shape.vision_layers,
-        num_attention_heads=shape.vision_heads,
-        image_size=shape.image_size,
-        patch_size=14,
-    )
-    text = {
-        "model_type": "phi",
-        "hidden_size": shape.text_hidden,
-        "intermediate_size": shape.text_intermediate,
-        "num_hidden_layers": shape.text_layers,
-        "num_attention_heads": shape.text_heads,
-        "partial_rotary_factor": shape.partial_rotary_factor,
-        "vocab_size": shape.vocab_size or (len(tokenizer) + 63) // 64 * 64,
-        "max_position_embeddings": 4096,
-        "pad_token_id": tokenizer.pad_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "bos_token_id": tokenizer.bos_token_id,
-        "tie_word_embeddings": False,
-    }
-    return AllavaConfig(
-        vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids("<image>")
-    )
-
-
-def build_rows(count: int, seed: int, image_size: int, max_words: int) -> list[dict]:
-    """Shapes-world rows with ALLaVA-like variety: captions, long-answer questions and ~15% text-only rows."""
-    return shapes_world.dataset_rows(
-        "detailed",
-        count,
-        seed,
-        image_size=image_size,
-        text_fraction=0.15,
-        max_words=max_words,
-        id_prefix="bench",
-        teacher_model=None,
-        prompt_version=None,
-        prompt_hash=None,
-        origin="bench",
-    )
-
-
-class _Meter(TrainerCallback):
-    """Times the steps after warm-up; measures peak memory from the start of training (the loaded model excluded)."""
-
-    def __init__(self, warmup: int, device: torch.device):
-        self.warmup, self.device = warmup, device
-        self.start = self.end = self.memory = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.memory = PeakMemory(self.device).start()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        if state.global_step == self.warmup:
-            self.start = time.perf_counter()
-        if state.global_step == state.max_steps:
-            self.end = time.perf_counter()
-            self.memory.stop()
-
-
-class _CountingCollator:
-    """Wraps a collator: counts what the batches after warm-up hold (tokens, squared row lengths, images)."""
-
-    def __init__(self, collator, warmup: int):
-        self.collator, self.warmup = collator, warmup
-        self.calls = self.tokens = self.label_tokens = self.squared = self.images = 0
-        self.seconds = 0.0
-
-    def __call__(self, rows):
-        start = time.perf_counter()
-        batch = self.collator(rows)
-        self.calls += 1
-        if self.calls > self.warmup:
-            self.seconds += time.perf_counter() - start
-            lengths = batch["attention_mask"].sum(1)
-            self.tokens += int(lengths.sum())
-            self.squared += int((lengths**2).sum())
-            self.label_tokens += int((batch["labels"] != -100).sum())
-            self.images += int(batch["pixel_values"].shape[0]) if "pixel_values" in batch else 0
-        return batch
 
 
 def training_args(
@@ -202,26 +108,28 @@ def run_arm(
 ) -> dict:
     """Train one arm for warmup + steps and measure the steps after warm-up."""
     dtype = torch.bfloat16 if bf16 else torch.float32
+    measured = slice(warmup, warmup + steps)  # forward call i is step i + 1
     with tempfile.TemporaryDirectory() as output_dir:
         args = training_args(output_dir, warmup + steps, batch_size, device, bf16, activation_checkpointing)
         trainer = build_arm(name, config, tokenizer, rows, args, dtype)
-        counter = _CountingCollator(trainer.data_collator, warmup)
-        trainer.data_collator = counter
-        meter = _Meter(warmup, trainer.args.device)
-        trainer.add_callback(meter)
-        trainer.train()
-        seconds = meter.end - meter.start
+        clock = StepClock(trainer.args.device, warmup)
+        trainer.add_callback(clock)
+        waits = data_waits(trainer)  # fetch i feeds step i + 1
+        counter = TokenCounter(trainer.model, tokenizer.pad_token_id, config)
+        with PeakMemory(trainer.args.device) as memory:  # from the start of training: the loaded model excluded
+            trainer.train()
+        counter.handle.remove()
+        tokens = sum(counter.real[measured])
         result = {
             "arm": name,
-            "tokens_per_s": counter.tokens / seconds,
-            "steps_per_s": steps / seconds,
-            "collate_ms": 1000 * counter.seconds / steps,
-            "peak_mib": meter.memory.mib,
-            "tokens_per_step": counter.tokens / steps,
-            "label_tokens_per_step": counter.label_tokens / steps,
-            "squared_lengths": counter.squared,
-            "images": counter.images,
-            "model": trainer.model,
+            "tokens_per_s": tokens / clock.seconds,
+            "steps_per_s": steps / clock.seconds,
+            "collate_ms": 1000 * sum(waits[measured]) / steps,
+            "peak_mib": memory.mib,
+            "tokens_per_step": tokens / steps,
+            "label_tokens_per_step": sum(counter.labels[measured]) / steps,
+            "lengths": counter.lengths(measured),
+            "images": sum(counter.images[measured]),
         }
         del trainer
     return result
@@ -236,7 +144,7 @@ def compare(config, tokenizer, rows, steps, warmup, repeats, batch_size, device,
         for name in ("baseline", "ours"):
             gc.collect()
             result = run_arm(name, config, tokenizer, rows, steps, warmup, batch_size, device, bf16)
-            result.pop("model")
+            result.pop("lengths")
             if name in best:
                 result["peak_mib"] = min(result["peak_mib"], best[name]["peak_mib"])
             if name not in best or result["tokens_per_s"] > best[name]["tokens_per_s"]:
@@ -269,8 +177,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     tokenizer = build_tiny_tokenizer()
     shape = ModelShape()
-    config = build_config(shape, tokenizer)
-    rows = build_rows((args.steps + args.warmup) * args.batch_size, 0, shape.image_size, args.max_words)
+    config = phi_clip_config(tokenizer, shape)
+    rows = bench_rows((args.steps + args.warmup) * args.batch_size, 0, shape.image_size, args.max_words)
     results = compare(config, tokenizer, rows, args.steps, args.warmup, args.repeats, args.batch_size, "cpu", False)
     print(f"torch threads: {torch.get_num_threads()}, batch {args.batch_size}, {args.steps} timed steps")
     print(format_table(results))

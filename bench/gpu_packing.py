@@ -24,65 +24,30 @@ import argparse
 import gc
 import importlib.util
 import tempfile
-import time
 
 import torch
-from datasets import Dataset, Features, Image, List, Value
-from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
-from trl.trainer.utils import get_peak_flops
 
-from bench.bench_packing import IMAGE_SIZE, PATCH_SIZE, TokenCounter, allava_like_rows, phi_clip_config
-from bench.common import PeakMemory, baseline_model, baseline_processor
-from modeling_allava import AllavaForConditionalGeneration
+from bench.bench_packing import ANSWER_WORDS
+from bench.common import (
+    PHI2_SHAPE,
+    ModelShape,
+    PeakMemory,
+    StepClock,
+    TokenCounter,
+    baseline_model,
+    baseline_processor,
+    bench_rows,
+    data_waits,
+    peak_flops,
+    phi_clip_config,
+    training_datasets,
+    training_flops,
+)
+from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor
 from recipes.collator import AllavaCollator
-from recipes.data import TRAINING_FEATURES
 from recipes.packing import SDPA_PER_SAMPLE, PackedAllavaCollator
-from recipes.tiny.models import build_tiny_processor
-
-
-class StepClock(TrainerCallback):
-    """Time from the end of the warm-up steps to the end of the last step (device synchronised)."""
-
-    def __init__(self, warmup: int, device: torch.device):
-        self.warmup, self.device, self.start, self.end = warmup, device, None, None
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        if state.global_step == self.warmup:
-            self.start = time.perf_counter()
-        self.end = time.perf_counter()
-
-
-def useful_flops(config, lengths: list[int], images: int) -> float:
-    """Training FLOPs of these samples: 6 x weights per trained token (LM, head, projector) + causal attention, and
-    the frozen vision tower's forward (2 x weights per patch + attention)."""
-    text, vision = config.text_config, config.vision_config
-    h, v = text.hidden_size, vision.hidden_size
-    lm = text.num_hidden_layers * (4 * h * h + 2 * h * text.intermediate_size) + h * text.vocab_size
-    attention = 6 * text.num_hidden_layers * h * sum(n * n for n in lengths)  # QK^T + AV over n^2/2 pairs, x3
-    patches = (vision.image_size // vision.patch_size) ** 2 + 1
-    tower = vision.num_hidden_layers * (
-        2 * patches * (4 * v * v + 2 * v * vision.intermediate_size) + 4 * v * patches**2
-    )
-    projector = 6 * (patches - 1) * (v * h + h * h)
-    return 6 * lm * sum(lengths) + attention + images * (tower + projector)
-
-
-def data_waits(trainer) -> list[float]:
-    """Seconds each optimizer step's batch fetch took, filled in as the trainer trains."""
-    waits: list[float] = []
-    fetch = trainer.get_batch_samples
-
-    def timed(*args, **kwargs):
-        started = time.perf_counter()
-        batches = fetch(*args, **kwargs)
-        waits.append(time.perf_counter() - started)
-        return batches
-
-    trainer.get_batch_samples = timed
-    return waits
+from recipes.tiny.models import build_tiny_tokenizer
 
 
 def run(name, build_model, collator, processor, dataset, attention: str, args) -> dict:
@@ -95,7 +60,7 @@ def run(name, build_model, collator, processor, dataset, attention: str, args) -
     with torch.device(device):
         model = build_model().to(dtype)
     model.set_attn_implementation({"text_config": attention})
-    clock = StepClock(args.warmup, device)
+    clock = StepClock(device, args.warmup)
     training_args = SFTConfig(
         output_dir=tempfile.mkdtemp(prefix="gpu-packing-"),
         per_device_train_batch_size=args.batch_size,
@@ -126,18 +91,14 @@ def run(name, build_model, collator, processor, dataset, attention: str, args) -
         callbacks=[clock],
     )
     waits = data_waits(trainer)
-    image_tokens = (IMAGE_SIZE // PATCH_SIZE) ** 2
-    counter = TokenCounter(
-        trainer.model, processor.tokenizer.pad_token_id, model.config.image_token_index, image_tokens
-    )
+    counter = TokenCounter(trainer.model, processor.tokenizer.pad_token_id, model.config)
     with memory:
         trainer.train()
     counter.handle.remove()
     measured = slice(args.warmup, args.warmup + args.steps)
-    seconds = clock.end - clock.start
-    lengths = [n for call in counter.samples[measured] for n in call]
-    flops = useful_flops(model.config, lengths, sum(counter.images[measured]))
-    peak = get_peak_flops(torch.cuda.get_device_name(device), "bfloat16") if device.type == "cuda" else None
+    seconds = clock.seconds
+    flops = training_flops(model.config, counter.lengths(measured), sum(counter.images[measured]))
+    peak = peak_flops(device)
     result = {
         "name": f"{name} [{attention}]",
         "tokens_per_s": sum(counter.real[measured]) / seconds,
@@ -170,17 +131,15 @@ def main() -> None:
             setattr(args, key, tiny if args.tiny else full)
     attentions = args.attention or ["sdpa"] + (["flash_attention_2"] if importlib.util.find_spec("flash_attn") else [])
 
-    processor = build_tiny_processor("phi", image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
-    if args.tiny:
-        config = phi_clip_config(processor.tokenizer, 64, 2, 64, 1)
-    else:  # Phi-2 (80-wide heads, vocab 51200) and CLIP ViT-L/14@336
-        config = phi_clip_config(processor.tokenizer, 2560, 32, 1024, 24, head_dim=80, vocab_size=51200)
+    shape = ModelShape.phi_layout(64, 2, 64, 1) if args.tiny else PHI2_SHAPE
+    tokenizer = build_tiny_tokenizer(text_backbone="phi")  # ids stay below the 51,200-token Phi-2 vocabulary
+    config = phi_clip_config(tokenizer, shape)
+    processor = AllavaProcessor.from_config(config, tokenizer)
     # One batch more than is trained: accelerate's loader collates batch k + 1 while handing out batch k, so the last
     # measured step's fetch then collates a batch as every other one does (the GPU idle share counts it).
-    rows = allava_like_rows(processor.tokenizer, args.batch_size * (args.warmup + args.steps + 1), seed=0)
-    ours = Dataset.from_list(rows, features=TRAINING_FEATURES)
-    theirs = ours.cast(
-        Features({"id": Value("string"), "messages": ours.features["messages"], "images": List(Image())})
+    count = args.batch_size * (args.warmup + args.steps + 1)
+    ours, theirs = training_datasets(
+        bench_rows(count, 0, shape.image_size, ANSWER_WORDS[1], min_words=ANSWER_WORDS[0])
     )
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else args.device
     print(f"device: {device_name}; torch {torch.__version__}; attention: {attentions}", flush=True)

@@ -17,51 +17,10 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from bench import bench_training
-from bench.bench_training import ModelShape
+from bench.common import PHI2_SHAPE, ModelShape, bench_rows, peak_flops, phi_clip_config, training_flops
 from recipes.tiny.models import build_tiny_tokenizer
-
-
-# ALLaVA-Phi2: Phi-2 text model, CLIP ViT-L/14 at 336 px (see /work/shared/reference/allava.md, "Architecture").
-PHI2_SHAPE = ModelShape(
-    image_size=336,
-    vision_hidden=1024,
-    vision_layers=24,
-    vision_heads=16,
-    vision_intermediate=4096,
-    text_hidden=2560,
-    text_layers=32,
-    text_heads=32,
-    text_intermediate=10240,
-    partial_rotary_factor=0.4,
-    vocab_size=51200,
-)
-# Dense bf16 tensor-core peak (datasheet figures, without sparsity).
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
-
-
-def linear_params(module: nn.Module) -> int:
-    return sum(m.weight.numel() for m in module.modules() if isinstance(m, nn.Linear))
-
-
-def step_flops(model: nn.Module, config, tokens: int, squared_lengths: int, images: int) -> float:
-    """Training FLOPs of the measured steps: 6 N per LM token (+ attention), frozen vision tower forward only."""
-    text = config.text_config
-    lm = linear_params(model.model.language_model) + linear_params(model.lm_head)
-    projector = linear_params(model.model.multi_modal_projector)
-    vision = linear_params(model.model.vision_tower)
-    patches = (config.vision_config.image_size // config.vision_config.patch_size) ** 2 + 1
-    attention = 12 * text.num_hidden_layers * text.hidden_size * squared_lengths  # QK^T and AV, fwd + bwd
-    return 6 * lm * tokens + attention + 6 * projector * images * patches + 2 * vision * images * patches
-
-
-def peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -80,9 +39,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     tokenizer = build_tiny_tokenizer()  # ids stay below the 51,200-token Phi-2 vocabulary
     shape = ModelShape() if args.tiny else PHI2_SHAPE
-    config = bench_training.build_config(shape, tokenizer)
+    config = phi_clip_config(tokenizer, shape)
     config._attn_implementation = "sdpa"
-    rows = bench_training.build_rows((args.steps + args.warmup) * args.batch_size, 0, shape.image_size, args.max_words)
+    rows = bench_rows((args.steps + args.warmup) * args.batch_size, 0, shape.image_size, args.max_words)
     bf16 = args.device == "cuda"
     # Arms alternate and each keeps its fastest run: kernels compiled (and autotuned) for a batch shape in one arm's
     # run are cached for the next, so a single run per arm would favour whichever runs second.
@@ -112,7 +71,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 def run(name: str, config, tokenizer, rows, args, bf16: bool) -> dict:
-    """One arm through bench_training.run_arm, plus FLOPs from the batches it saw."""
+    """One arm through bench_training.run_arm, plus FLOPs from the samples it trained on."""
     result = bench_training.run_arm(
         name,
         config,
@@ -125,11 +84,9 @@ def run(name: str, config, tokenizer, rows, args, bf16: bool) -> dict:
         bf16,
         activation_checkpointing=not args.tiny,
     )
-    model = result.pop("model")
     seconds = args.steps / result["steps_per_s"]
-    tokens = result["tokens_per_step"] * args.steps
-    flops = step_flops(model, config, tokens, result["squared_lengths"], result["images"]) / seconds
-    peak = peak_flops(torch.device(args.device))
+    flops = training_flops(config, result.pop("lengths"), result["images"]) / seconds
+    peak = peak_flops(args.device)
     result.update(
         tflops=flops / 1e12, mfu=flops / peak if peak else None, images_per_step=result["images"] / args.steps
     )

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
+from dataset_scripts.audit import audit_dataset
 from dataset_scripts.dataset_writer import (
     DatasetFolderError,
     finish,
@@ -25,6 +26,7 @@ from dataset_scripts.dataset_writer import (
     push_to_hub,
     write_subsets,
 )
+from dataset_scripts.dual_encoder import DualEncoder, HFDualEncoder
 from dataset_scripts.filters import FilterOptions, QualityFilters, add_filter_arguments, options_from_args
 from dataset_scripts.image_pack import PackError
 from dataset_scripts.report import REPORT_NAME, write_report
@@ -180,8 +182,12 @@ def build(
     license: str = "other",
     repo_id: str | None = None,
     filters: FilterOptions | None = None,
+    audit: tuple[str, DualEncoder] | None = None,
+    drop_mismatched: bool = False,
 ) -> dict:
-    """Write the dataset folder; returns its stats (also in stats.json and the card)."""
+    """Write the dataset folder; returns its stats (also in stats.json and the card). With `audit` (model name,
+    encoder), the rows are scored for image-text agreement (dataset_scripts/audit.py) and, with `drop_mismatched`,
+    the flagged ones removed."""
     builder = Builder(inputs, filters)
     if not builder.has_records():  # checked before the output folder (maybe an earlier build) is replaced
         rejected, skipped, _ = builder.left_out()
@@ -191,6 +197,11 @@ def build(
         )
     out = prepare_output(out, overwrite)
     subsets = write_subsets(builder.rows(), out, rows_per_file)
+    audited = None
+    if audit is not None:
+        audited = audit_dataset(out, audit[1], audit[0], drop=drop_mismatched, rows_per_file=rows_per_file)
+        subsets = {name: rows - audited["dropped"].get(name, 0) for name, rows in subsets.items()}
+        subsets = {name: rows for name, rows in subsets.items() if rows}
     rejected, skipped, prompts = builder.left_out()
     stats = {
         "kind": "synthesized",
@@ -207,6 +218,7 @@ def build(
         **{name: sorted(values) for name, values in builder.facets.items() if name != "sampling"},
         "sampling": [json.loads(s) for s in sorted(builder.facets["sampling"])],
         "prompts": prompts,
+        "audit": audited,
     }
     finish(out, stats, pretty_name, license, repo_id)
     write_report(out, out / REPORT_NAME)
@@ -232,7 +244,11 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("--push-to-hub", metavar="ORG/NAME", help="also upload the folder as a Hub dataset")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
     add_filter_arguments(parser)
+    parser.add_argument("--audit", metavar="MODEL", help="score image-text agreement with this CLIP/SigLIP (audit.py)")
+    parser.add_argument("--drop-mismatched", action="store_true", help="with --audit: remove the flagged rows")
     args = parser.parse_args(argv)
+    if args.drop_mismatched and not args.audit:
+        raise InputError("--drop-mismatched needs --audit MODEL")
     if args.push_to_hub:  # before the build, which can take a while
         check_repo_id(args.push_to_hub, "--push-to-hub")
         require_token()
@@ -249,6 +265,8 @@ def _main(argv: list[str] | None) -> int:
         license=args.license,
         repo_id=args.push_to_hub,
         filters=filters,
+        audit=(args.audit, HFDualEncoder(args.audit)) if args.audit else None,
+        drop_mismatched=args.drop_mismatched,
     )
     print(json.dumps({"subsets": stats["subsets"], "rejected": stats["rejected"], "skipped": stats["skipped"]}))
     if args.push_to_hub:

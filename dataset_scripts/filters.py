@@ -1,11 +1,8 @@
 """Quality filters applied while building the dataset, each counted and each with an off switch.
 
-- near-duplicate images: a difference hash (dHash) of the image as 17x16 grey pixels, 256 bits, one per horizontally
-  adjacent pair (left brighter than right). A record whose hash is within `hash_distance` bits (Hamming) of an image
-  already kept is dropped whole. Default 4 of 256: re-encodes and resizes of one picture (measured: 1 bit for a
-  112-px PNG saved as 100-px JPEG at quality 70) fall inside, distinct pictures do not (distinct shapes-world scenes,
-  plain backgrounds and all: 6 bits or more). Candidates are found by splitting the hash into `hash_distance` + 1
-  bands: two hashes that close agree exactly on at least one band (pigeonhole), so no pairwise scan is needed.
+- near-duplicate images: a record whose image nearly duplicates one already kept (dHash within `hash_distance` bits
+  of 256, default 4, and the same colours; dataset_scripts/near_duplicates.py) is dropped whole. Re-encodes and
+  resizes of one picture fall inside; distinct pictures do not, solid-colour ones of different colours included.
 - answer length: an instruct or text answer shorter than `min_answer_chars` or longer than `max_answer_chars`.
 - language: a caption or answer whose letters are mostly (less than `min_script_share`, default 80%) not in the
   script of the requested language (Latin for en/fr/de/..., CJK for zh, kana + CJK for ja, Hangul for ko, Cyrillic
@@ -26,9 +23,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-from PIL import Image
-
-from modeling_allava.processing_allava import open_image
+from dataset_scripts.near_duplicates import HASH_SIZE, NearDuplicateIndex
 
 
 SCRIPTS = {
@@ -43,7 +38,6 @@ SCRIPTS = {
     "hi": ("DEVANAGARI",),
     "th": ("THAI",),
 }
-HASH_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -64,44 +58,6 @@ class FilterOptions:
             raise ValueError("--image-hash-distance must be between 0 and 31")
 
 
-def dhash(image_bytes: bytes, where: str = "image") -> int:
-    """256-bit difference hash of an image (see the module notes)."""
-    with open_image(image_bytes, where) as image:
-        grey = image.convert("L").resize((HASH_SIZE + 1, HASH_SIZE), Image.Resampling.LANCZOS)
-    pixels = grey.tobytes()
-    bits = 0
-    for row in range(HASH_SIZE):
-        start = row * (HASH_SIZE + 1)
-        for column in range(HASH_SIZE):
-            bits = bits << 1 | (pixels[start + column] > pixels[start + column + 1])
-    return bits
-
-
-class NearDuplicateIndex:
-    """Hashes kept so far, banded so that a lookup only compares hashes that share a band."""
-
-    def __init__(self, distance: int) -> None:
-        self.distance = distance
-        total = HASH_SIZE * HASH_SIZE
-        bands = distance + 1
-        self.bands = [(i * total // bands, (i + 1) * total // bands) for i in range(bands)]
-        self.tables: list[dict[int, list[int]]] = [{} for _ in self.bands]
-
-    def _keys(self, value: int) -> list[int]:
-        return [(value >> low) & ((1 << (high - low)) - 1) for low, high in self.bands]
-
-    def seen(self, value: int) -> bool:
-        """True if a near-identical hash was added before; else add this one."""
-        keys = self._keys(value)
-        for table, key in zip(self.tables, keys, strict=True):
-            for other in table.get(key, ()):
-                if (value ^ other).bit_count() <= self.distance:
-                    return True
-        for table, key in zip(self.tables, keys, strict=True):
-            table.setdefault(key, []).append(value)
-        return False
-
-
 def script_share(text: str, scripts: tuple[str, ...]) -> float | None:
     """Share of the letters of `text` whose Unicode name starts with one of `scripts`; None without letters."""
     letters = [char for char in text if char.isalpha()]
@@ -109,6 +65,15 @@ def script_share(text: str, scripts: tuple[str, ...]) -> float | None:
         return None
     inside = sum(unicodedata.name(char, "").startswith(scripts) for char in letters)
     return inside / len(letters)
+
+
+def wrong_script(text: str | None, language: str, min_share: float = 0.8) -> bool:
+    """Whether fewer than `min_share` of the letters of `text` are in the script of `language` (one of SCRIPTS);
+    text without letters passes. The language filter of build_dataset, also used by the ALLaVA-4V import."""
+    if not text:
+        return False
+    share = script_share(text, SCRIPTS[language])
+    return share is not None and share < min_share
 
 
 def _normal(text: str) -> str:
@@ -122,10 +87,8 @@ class QualityFilters:
         self.counts: Counter = Counter()
 
     def _wrong_language(self, text: str | None) -> bool:
-        if self.options.language is None or not text:
-            return False
-        share = script_share(text, SCRIPTS[self.options.language])
-        return share is not None and share < self.options.min_script_share
+        language = self.options.language
+        return language is not None and wrong_script(text, language, self.options.min_script_share)
 
     def _row_problem(self, kind: str, record: dict) -> str | None:
         options = self.options
@@ -145,10 +108,11 @@ class QualityFilters:
 
     def keep(self, record: dict, image_bytes: bytes | None, rows: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
         """The rows of one record that pass; what is dropped is counted by reason (one count per row)."""
-        where = f"record {record.get('key')}"
-        if self.options.dedup_images and image_bytes is not None and self.index.seen(dhash(image_bytes, where)):
-            self.counts["near_duplicate_image"] += len(rows)
-            return []
+        key = str(record.get("key"))
+        if self.options.dedup_images and image_bytes is not None:
+            if self.index.first_copy_of(image_bytes, key, f"record {key}") is not None:
+                self.counts["near_duplicate_image"] += len(rows)
+                return []
         kept = []
         for subset, row in rows:
             problem = self._row_problem(subset.split("_", 1)[0], record)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from modeling_allava.processing_allava import ImageTooLargeError, open_image_header, reading_image
+from modeling_allava.processing_allava import ImageTooLargeError, open_image
 
 
 SKIP_REASONS = ("missing", "unreachable", "refused", "unreadable", "truncated", "oversized", "duplicate")
@@ -65,7 +65,7 @@ def prove_whole(image: Image.Image) -> None:
     and any corrupted byte without inflating the pixels. A JPEG is decoded at 1/8 scale: libjpeg still reads every
     entropy-coded block, so a cut file fails exactly as in a full decode, but most of the inverse DCT and colour work
     is skipped. Other formats decode fully. Cost against a full decode: bench/bench_images.py (a 640x480 PNG about
-    0.1x, a JPEG 0.6-0.8x). Raises what Pillow raises; call it inside `reading_image`.
+    0.1x, a JPEG 0.6-0.8x). Raises what Pillow raises; `open_image` names the file.
     """
     if image.format == "PNG":
         image.verify()
@@ -75,22 +75,30 @@ def prove_whole(image: Image.Image) -> None:
     image.load()
 
 
+def _sent_as_is(image: Image.Image, max_side: int) -> bool:
+    """Small enough, in a format every API accepts, and a still image: sent byte for byte."""
+    return image.format in PASS_THROUGH and max(image.size) <= max_side and not getattr(image, "is_animated", False)
+
+
 def prepare(raw: bytes, max_side: int, max_pixels: int, where: str = "image") -> PreparedImage:
     """Check the pixel budget, prove the file whole (truncation shows here), downscale/re-encode only when needed."""
     digest = hashlib.sha256(raw).hexdigest()
+
+    header = {}
+
+    def decode(image: Image.Image) -> None:  # a full decode only for images that are re-encoded
+        header.update(size=image.size, as_is=_sent_as_is(image, max_side))  # a JPEG draft shrinks `size`
+        (prove_whole if header["as_is"] else Image.Image.load)(image)
+
     try:
-        image = open_image_header(raw, where, max_pixels)
-        width, height = image.size
-        fmt = image.format or ""
-        with reading_image(where):
-            if fmt in PASS_THROUGH and max(width, height) <= max_side and not getattr(image, "is_animated", False):
-                prove_whole(image)
-                return PreparedImage(raw, PASS_THROUGH[fmt], width, height, digest)
-            image.load()
+        image = open_image(raw, where, max_pixels, decode)
     except ImageTooLargeError as error:
         raise SkipImage("oversized", str(error)) from None
     except ValueError as error:  # names `where`; zero-size images land here too
         raise SkipImage("truncated" if "truncat" in str(error).lower() else "unreadable", str(error)) from None
+    fmt = image.format or ""
+    if header["as_is"]:
+        return PreparedImage(raw, PASS_THROUGH[fmt], *header["size"], digest)
     image = ImageOps.exif_transpose(image)
     image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     has_alpha = image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info)

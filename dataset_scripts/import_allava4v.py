@@ -5,9 +5,13 @@
         --file caption_laion=allava_laion/ALLaVA-Caption-LAION-4V.json --file text=allava_text/evol.json
 
 Without --file, every *.json under --root whose name says which subset it is (Caption/Instruct + LAION/VFLAN, or
-Evol-Instruct for text) is imported. Image paths in the JSON are relative to --root. Rows whose image is missing
-(about a tenth of LAION URLs died before release; some downloads are partial), lies outside --root, does not decode
-as an image within the pixel budget, or whose conversation is malformed are skipped and counted, never fatal.
+Evol-Instruct for text; a `_Chinese` file of the ALLaVA-4V-Chinese release goes to `<subset>_zh`) is imported.
+Each file's annotation version is named from its row count (dataset_scripts/allava_release.py), with a warning for
+a superseded one. Image paths in the JSON are relative to --root. Rows whose image is missing (about a tenth of
+LAION URLs died before release; some downloads are partial; listed in missing_images.jsonl), lies outside --root,
+does not decode as an image within the pixel budget, or whose conversation is malformed are skipped and counted,
+never fatal. In the Chinese subsets, rows whose text is not mostly Chinese (failed translations) are dropped by
+build_dataset's language filter and counted.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from dataset_scripts.allava_release import describe, identify, ids_digest, laion_pairing_warning, warning_for
 from dataset_scripts.dataset_writer import (
     DatasetFolderError,
     finish,
@@ -26,7 +31,8 @@ from dataset_scripts.dataset_writer import (
     push_to_hub,
     write_subsets,
 )
-from dataset_scripts.schema import KNOWN_SUBSETS, make_row
+from dataset_scripts.filters import FilterOptions, wrong_script
+from dataset_scripts.schema import IMAGE_TOKEN, KNOWN_SUBSETS, make_row
 from hub.upload import require_token
 from modeling_allava.processing_allava import ImageTooLargeError, open_image
 from toolkit.cli import InputError, Parser, check_repo_id, run
@@ -34,6 +40,9 @@ from toolkit.cli import InputError, Parser, check_repo_id, run
 
 PROMPT_VERSION = "allava-4v-release"
 TEACHERS = {"laion": "gpt-4v", "vflan": "gpt-4v", "evol": "gpt-4-turbo"}
+CHINESE = "_zh"  # subset suffix for the files of the ALLaVA-4V-Chinese release (translated with ChatGPT)
+MISSING_LIST = "missing_images.jsonl"
+IMPORT_SUBSETS = (*KNOWN_SUBSETS, *(f"{name}{CHINESE}" for name in KNOWN_SUBSETS if name != "text"))
 
 
 class ReleaseError(RuntimeError):
@@ -47,7 +56,13 @@ def subset_of(filename: str) -> str | None:
         return "text"
     kind = "caption" if "caption" in name else "instruct" if "instruct" in name else None
     source = "laion" if "laion" in name else "vflan" if "vflan" in name else None
-    return f"{kind}_{source}" if kind and source else None
+    chinese = CHINESE if "chinese" in name or name.endswith("_zh.json") else ""
+    return f"{kind}_{source}{chinese}" if kind and source else None
+
+
+def source_of(subset: str) -> str:
+    """laion, vflan or evol (the text subset)."""
+    return "evol" if subset == "text" else subset.removesuffix(CHINESE).split("_", 1)[1]
 
 
 def discover(root: Path) -> dict[str, list[Path]]:
@@ -60,37 +75,70 @@ def discover(root: Path) -> dict[str, list[Path]]:
 
 
 class Importer:
-    """Converts release rows one by one and counts what it leaves out."""
+    """Converts release rows one by one, counts what it leaves out and names the version of each file it reads."""
 
-    def __init__(self, root: Path, files: dict[str, list[Path]], limit: int | None) -> None:
+    def __init__(self, root: Path, files: dict[str, list[Path]], limit: int | None, language_filter: bool = True):
         self.root = root
         self.files = files
         self.limit = limit
+        self.language_filter = language_filter
         self.skipped: Counter = Counter()
         self.examples: list[str] = []
+        self.missing: list[dict] = []  # rows whose image file is not there, for missing_images.jsonl
+        self.release: list[dict] = []  # one entry per file: rows, version, id digest
+        self.warnings: list[str] = []
+        self._laion_ids: dict[str, list[str]] = {}
 
     def _skip(self, reason: str, message: str) -> None:
         self.skipped[reason] += 1
         if len(self.examples) < 10:
             self.examples.append(message)
 
+    def _read(self, subset: str, path: Path) -> list:
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise ReleaseError(f"{path}: cannot read the release JSON ({error})") from None
+        if not isinstance(entries, list):
+            raise ReleaseError(f"{path}: expected a JSON list of rows")
+        self._note_version(subset, path, entries)
+        return entries
+
+    def _note_version(self, subset: str, path: Path, entries: list) -> None:
+        """Which annotation version the file is (by its row count) and its id digest; warns on a superseded one."""
+        ids = [str(entry.get("id")) for entry in entries if isinstance(entry, dict) and entry.get("id") is not None]
+        version = identify(subset, len(entries))
+        self.release.append({**describe(str(path), subset, len(entries), version), "ids_sha256": ids_digest(ids)})
+        if version is not None and version.superseded:
+            self._warn(warning_for(str(path), len(entries), version))
+        if subset.removesuffix(CHINESE) in ("caption_laion", "instruct_laion"):
+            self._laion_ids.setdefault(subset, []).extend(ids)
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        print(f"warning: {message}", file=sys.stderr)
+
+    def check_laion_pairing(self) -> None:
+        """Caption and instruct LAION files of one release describe the same images; warn when they do not."""
+        for suffix in ("", CHINESE):
+            caption = self._laion_ids.get(f"caption_laion{suffix}")
+            instruct = self._laion_ids.get(f"instruct_laion{suffix}")
+            message = laion_pairing_warning(caption, instruct) if caption and instruct else None
+            if message:
+                self._warn(message)
+
     def rows(self) -> Iterator[tuple[str, dict]]:
         for subset, paths in self.files.items():
             written = 0
             for path in paths:
-                try:
-                    entries = json.loads(path.read_text(encoding="utf-8"))
-                except (OSError, json.JSONDecodeError) as error:
-                    raise ReleaseError(f"{path}: cannot read the release JSON ({error})") from None
-                if not isinstance(entries, list):
-                    raise ReleaseError(f"{path}: expected a JSON list of rows")
-                for number, entry in enumerate(entries):
+                for number, entry in enumerate(self._read(subset, path)):
                     if self.limit is not None and written >= self.limit:
                         break
                     row = self._convert(subset, entry, f"{path.name}[{number}]")
                     if row is not None:
                         written += 1
                         yield subset, row
+        self.check_laion_pairing()
 
     def _image_bytes(self, relative: str, where: str) -> bytes | None:
         """The bytes of an image the release JSON names, if it lies inside --root and decodes as an image within the
@@ -103,6 +151,7 @@ class Importer:
             data = path.read_bytes()
         except OSError:
             self._skip("missing_image", f"{where}: {relative} not found under {self.root}")
+            self.missing.append({"where": where, "image": relative})
             return None
         try:
             open_image(data, f"{where}: {relative}")
@@ -118,8 +167,11 @@ class Importer:
         if not isinstance(entry, dict):
             self._skip("malformed", f"{where}: expected an object, got {type(entry).__name__}")
             return None
-        source = "evol" if subset == "text" else subset.split("_", 1)[1]
+        source = source_of(subset)
         row_id = str(entry.get("id") or f"allava_text_{entry.get('idx', where)}")
+        if subset.endswith(CHINESE) and self.language_filter and _not_chinese(entry.get("conversations")):
+            self._skip("failed_translation", f"{where} ({row_id}): text not mostly Chinese")
+            return None
         image_bytes, origin = None, entry.get("url")
         if subset != "text":
             relative = entry.get("image")
@@ -148,11 +200,45 @@ class Importer:
             return None
 
 
+def _not_chinese(conversations: object) -> bool:
+    """Whether a turn's letters are mostly not Chinese (build_dataset's language filter, --language zh)."""
+    if not isinstance(conversations, list):
+        return False  # malformed: make_row says why
+    share = FilterOptions().min_script_share
+    texts = [turn.get("value") for turn in conversations if isinstance(turn, dict)]
+    return any(isinstance(t, str) and wrong_script(t.replace(IMAGE_TOKEN, ""), "zh", share) for t in texts)
+
+
 def _parse_file(text: str) -> tuple[str, str]:
     subset, _, path = text.partition("=")
-    if subset not in KNOWN_SUBSETS or not path:
-        raise argparse.ArgumentTypeError(f"expected SUBSET=PATH with SUBSET in {KNOWN_SUBSETS}, got {text!r}")
+    if subset not in IMPORT_SUBSETS or not path:
+        raise argparse.ArgumentTypeError(f"expected SUBSET=PATH with SUBSET in {IMPORT_SUBSETS}, got {text!r}")
     return subset, path
+
+
+def _stats(root: Path, files: dict[str, list[Path]], subsets: dict[str, int], importer: Importer) -> dict:
+    """stats.json of an import: what was read (and which version), written and left out."""
+    chinese = sorted(subset for subset in files if subset.endswith(CHINESE))
+    return {
+        "kind": "allava-4v-import",
+        "root": str(root),
+        "files": {subset: [str(p) for p in paths] for subset, paths in files.items()},
+        "release": importer.release,
+        "release_warnings": importer.warnings,
+        "subsets": subsets,
+        "skipped": dict(sorted(importer.skipped.items())),
+        "skipped_examples": importer.examples,
+        "missing_images_list": MISSING_LIST,
+        "language_filter": {
+            "subsets": chinese,
+            "applied": importer.language_filter and bool(chinese),
+            "min_script_share": FilterOptions().min_script_share,
+        },
+        "languages": ["en", "zh"] if chinese else ["en"],
+        "teacher_models": sorted({TEACHERS[source_of(s)] for s in subsets}),
+        "prompt_versions": [PROMPT_VERSION],
+        "sources": sorted({source_of(s) for s in subsets}),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +260,9 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("--license", default="other", help="licence of the annotations, for the card")
     parser.add_argument("--push-to-hub", metavar="ORG/NAME")
     parser.add_argument("--private", action="store_true")
+    parser.add_argument(
+        "--no-language-filter", action="store_true", help="keep Chinese-subset rows whose text is not mostly Chinese"
+    )
     args = parser.parse_args(argv)
     if args.push_to_hub:  # before the import, which can take a while
         check_repo_id(args.push_to_hub, "--push-to-hub")
@@ -185,22 +274,13 @@ def _main(argv: list[str] | None) -> int:
     files = files or discover(root)
     if not files:
         raise InputError(f"no release JSON files found under {root} (or pass --file SUBSET=PATH)")
-    importer = Importer(root, files, args.limit)
+    importer = Importer(root, files, args.limit, language_filter=not args.no_language_filter)
     out = prepare_output(args.output, args.overwrite)
     subsets = write_subsets(importer.rows(), out, args.rows_per_file)
-    stats = {
-        "kind": "allava-4v-import",
-        "root": str(root),
-        "files": {subset: [str(p) for p in paths] for subset, paths in files.items()},
-        "subsets": subsets,
-        "skipped": dict(sorted(importer.skipped.items())),
-        "skipped_examples": importer.examples,
-        "teacher_models": sorted({TEACHERS["evol" if s == "text" else s.split("_", 1)[1]] for s in subsets}),
-        "prompt_versions": [PROMPT_VERSION],
-        "sources": sorted({"evol" if s == "text" else s.split("_", 1)[1] for s in subsets}),
-    }
+    stats = _stats(root, files, subsets, importer)
+    (out / MISSING_LIST).write_text("".join(json.dumps(row) + "\n" for row in importer.missing), encoding="utf-8")
     finish(out, stats, None, args.license, args.push_to_hub)
-    print(json.dumps({"subsets": subsets, "skipped": stats["skipped"]}))
+    print(json.dumps({"subsets": subsets, "skipped": stats["skipped"], "warnings": len(importer.warnings)}))
     if args.push_to_hub:
         print(push_to_hub(out, args.push_to_hub, args.private))
     return 0

@@ -1,13 +1,16 @@
 """A data report people look at: one static HTML page about a dataset folder, to read before training on it.
 
     python dataset_scripts/report.py data/mine --output report.html [--samples 8] [--seed 0] \\
-        [--tokenizer NAME_OR_PATH] [--synthesis out/laion out/text]
+        [--tokenizer NAME_OR_PATH] [--synthesis out/laion out/text] [--audit data/mine/audit]
 
 It reads the sources the dataset card is built from: `stats.json` (rows per subset, rejects and skips by reason,
 duplicates removed, teacher, prompt version, cost) and the parquet files of each subset (a seeded sample of rows for
 the gallery, lengths of every caption / question / answer, the most common question openings). Counts always come
 from `stats.json`; the raw text of rejects and skips exists only in the synthesis output folders, which are read from
-the paths `stats.json` records (`inputs`) or from `--synthesis` when the shards have moved. `build_dataset.py` writes
+the paths `stats.json` records (`inputs`) or from `--synthesis` when the shards have moved. When the dataset was
+audited (an audit folder, by default `<folder>/audit/` as `build_dataset.py --audit` writes it), the page also shows
+the audit's counts per subset, its rule, and its lowest-ranked rows next to their images (dataset_scripts/audit.py
+keeps those rows in lowest.arrow, so they show even after --drop-mismatched). `build_dataset.py` writes
 `report.html` into every dataset folder it builds. The page is self-contained (inline CSS, SVG histograms, thumbnails
 as data: URIs, no script) and every string from the data is escaped.
 """
@@ -20,19 +23,21 @@ import itertools
 import json
 import random
 import sys
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from dataset_scripts.audit import SUMMARY, read_lowest
+from dataset_scripts.report_html import AuditReport, Report, SubsetReport, render
 from dataset_scripts.schema import IMAGE_TOKEN, SPLIT
+from modeling_allava.processing_allava import open_image
 from toolkit.cli import Parser, run
 from toolkit.jsonl_store import atomic_write, iter_jsonl
 
 
 REPORT_NAME = "report.html"
 THUMBNAIL_SIDE = 160
-MAX_THUMBNAIL_PIXELS = 64_000_000  # larger images are not decoded for a thumbnail (decompression bombs)
+AUDIT_FOLDER = "audit"
+AUDIT_ROWS = 12  # lowest-ranked audit rows shown with thumbnails
 EXAMPLES_PER_REASON = 3
 RAW_CHARS = 1500  # raw reject text shown per example
 OPENING_WORDS = 3
@@ -43,44 +48,23 @@ class ReportError(RuntimeError):
     """The folder is not a dataset folder this repo wrote."""
 
 
-@dataclass
-class SubsetReport:
-    name: str
-    rows: int = 0
-    # length name ("caption", "question", "answer") -> one count per row
-    lengths: dict[str, list[int]] = field(default_factory=dict)
-    openings: Counter = field(default_factory=Counter)
-    # sampled rows: id, has_image, thumbnail (data: URI, None if absent or undecodable), prompt, response, extra_turns
-    samples: list[dict] = field(default_factory=list)
-
-
-@dataclass
-class Report:
-    title: str
-    stats: dict
-    unit: str
-    subsets: list[SubsetReport]
-    # "rejected" / "skipped" -> reason -> up to EXAMPLES_PER_REASON {origin, detail, raw}
-    examples: dict[str, dict[str, list[dict]]]
-    examples_source: str
-
-
 def thumbnail(data: bytes | None, side: int = THUMBNAIL_SIDE) -> str | None:
-    """A small JPEG data: URI of an image's bytes, or None when there is none or it cannot be decoded."""
+    """A small JPEG data: URI of an image's bytes, or None when there is none, it is over the pixel budget, or it
+    cannot be decoded (read through open_image, the repo's image-safety check; JPEGs decode at reduced size)."""
     if not data:
         return None
-    from PIL import Image
+
+    def decode(image) -> None:
+        image.draft("RGB", (side, side))
+        image.load()
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_THUMBNAIL_PIXELS:
-                return None
-            image.draft("RGB", (side, side))
+        with open_image(data, "thumbnail", decode=decode) as image:
             small = image.convert("RGB")
         small.thumbnail((side, side))
         buffer = io.BytesIO()
         small.save(buffer, "JPEG", quality=82)
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except (OSError, ValueError):  # ImageTooLargeError is a ValueError
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
@@ -152,6 +136,30 @@ def read_subset(
     return report
 
 
+def read_audit(folder: Path, stats: dict) -> AuditReport | None:
+    """The audit section: audit.json's settings, counts and lowest-margin rows (the first AUDIT_ROWS with their
+    image and text from lowest.arrow), and the rows build_dataset dropped; None when `folder` has no audit.json."""
+    path = folder / SUMMARY
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        kept = read_lowest(folder)
+    except (OSError, UnicodeDecodeError, ValueError) as error:  # JSONDecodeError and ArrowInvalid are ValueErrors
+        raise ReportError(f"{folder}: unreadable audit ({error})") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("subsets"), dict):
+        raise ReportError(f"{path}: field 'subsets' is missing or not a mapping")
+    rows = []
+    for entry in summary.get("lowest", [])[:AUDIT_ROWS]:
+        row = kept.get((entry["subset"], entry["index"]))
+        prompt, response, extra = _first_pair(row["conversations"]) if row else ("", "", 0)
+        image = row["image"] if row else None
+        rows.append({**entry, "kept": row is not None, "thumbnail": thumbnail(image), "prompt": prompt,
+                     "response": response, "extra_turns": extra})  # fmt: skip
+    dropped = (stats.get("audit") or {}).get("dropped") or {}
+    return AuditReport(summary, dropped, rows, len(summary.get("lowest", [])))
+
+
 def _example(row: dict) -> dict:
     raw = row.get("raw")
     return {
@@ -220,8 +228,10 @@ def collect(
     seed: int = 0,
     tokenizer: str | None = None,
     synthesis: list[Path] | None = None,
+    audit: Path | None = None,
 ) -> Report:
-    """Everything the page shows, read from the dataset folder (and the synthesis folders for raw examples)."""
+    """Everything the page shows, read from the dataset folder (the synthesis folders for raw examples, the audit
+    folder, by default <folder>/audit, for the audit section)."""
     folder = Path(folder)
     stats_path = folder / "stats.json"
     if not stats_path.is_file():
@@ -238,13 +248,15 @@ def collect(
         read_subset(folder, name, count, samples, random.Random(f"{seed}:{name}")) for name in sorted(stats["subsets"])
     ]
     folders, source = _synthesis_folders(stats, synthesis)
-    return Report(_card_title(folder), stats, unit, subsets, read_examples(folders, stats), source)
+    examples = read_examples(folders, stats)
+    if audit is not None and not (Path(audit) / SUMMARY).is_file():
+        raise ReportError(f"--audit {audit}: no {SUMMARY} (is this an audit.py --output folder?)")
+    audited = read_audit(folder / AUDIT_FOLDER if audit is None else Path(audit), stats)
+    return Report(_card_title(folder), stats, unit, subsets, examples, source, audited)
 
 
 def write_report(folder: str | Path, output: str | Path, **options) -> Path:
     """Collect and render the report of `folder` into `output` (written atomically: never a half page)."""
-    from dataset_scripts.report_html import render
-
     output = Path(output)
     atomic_write(output, render(collect(folder, **options)))
     return output
@@ -267,6 +279,7 @@ def _main(argv: list[str] | None) -> None:
     parser.add_argument(
         "--synthesis", nargs="+", help="synthesis output folders holding the raw rejects (default: from stats.json)"
     )
+    parser.add_argument("--audit", help=f"audit.py output folder to show (default: <folder>/{AUDIT_FOLDER} if there)")
     args = parser.parse_args(argv)
     if args.samples < 0:
         parser.error("--samples must be 0 or more")
@@ -278,6 +291,7 @@ def _main(argv: list[str] | None) -> None:
         seed=args.seed,
         tokenizer=args.tokenizer,
         synthesis=[Path(p) for p in args.synthesis] if args.synthesis else None,
+        audit=Path(args.audit) if args.audit else None,
     )
     print(f"report: {written}")
 

@@ -9,8 +9,6 @@ The Space holds `app.py`, `requirements.txt`, an example image and a README whos
 from `HF_TOKEN` or `hf auth login`, as for hub/push_model.py.
 """
 
-import argparse
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,21 +16,19 @@ from pathlib import Path
 from huggingface_hub import SpaceCard
 
 from hub.upload import upload_folder
+from toolkit.cli import InputError, Parser, check_repo_id, run
 
 
 APP_DIR = Path(__file__).resolve().parent / "space"
 SPACE_FILES = ("app.py", "requirements.txt", "examples/shapes.png")
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 def check_hub_id(value: str, flag: str) -> str:
-    """A repo id the Hub accepts (`org/name`); a local folder is refused, since a Space downloads its model."""
+    """A repo id the Hub accepts; a local folder is refused, since a Space downloads its model."""
     if Path(value).exists():
-        raise ValueError(f"{flag} {value}: a Space loads its model from the Hub; push the folder first "
+        raise InputError(f"{flag} {value}: a Space loads its model from the Hub; push the folder first "
                          "(python hub/push_model.py <folder> --repo-id org/name) and pass that repo id.")  # fmt: skip
-    if not _HUB_ID.match(value) or ".." in value:
-        raise ValueError(f"{flag} {value!r}: expected a Hub repo id like my-org/name.")
-    return value
+    return check_repo_id(value, flag)
 
 
 def build_space_folder(model_id: str, space_dir: Path, title: str | None = None) -> Path:
@@ -51,8 +47,16 @@ def build_space_folder(model_id: str, space_dir: Path, title: str | None = None)
     return space_dir
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    """The command line; expected errors print one line and return exit code 2."""
+    return run(_main, argv, expected=(FileExistsError,))
+
+
+def _main(argv: list[str] | None) -> None:
+    parser = Parser(
+        "Create (or update) a Hugging Face Space that chats with an ALLaVA model on the Hub.",
+        "python hub/push_space.py --model my-org/allava-phi2 --space my-org/allava-phi2-demo --dry-run",
+    )
     parser.add_argument("--model", required=True, help="the model's Hub repo id (org/name)")
     parser.add_argument("--space", required=True, help="the Space's repo id (org/name)")
     parser.add_argument("--title", help="Space title (default: the template's)")
@@ -61,26 +65,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--space-dir", type=Path, help="where to build the Space (default: ./<name> on --dry-run)")
     parser.add_argument("--commit-message", default="Upload ALLaVA chat Space")
     args = parser.parse_args(argv)
-    try:
-        model_id, space_id = check_hub_id(args.model, "--model"), check_hub_id(args.space, "--space")
-        if args.dry_run:
-            folder = build_space_folder(model_id, args.space_dir or Path(space_id.split("/")[1]), args.title)
-            print(f"Dry run: the Space {space_id} for {model_id} is in {folder}; run it with python {folder}/app.py")
-            return
-        with tempfile.TemporaryDirectory(prefix="allava-space-") as scratch:
-            folder = build_space_folder(model_id, args.space_dir or Path(scratch), args.title)
-            message = upload_folder(
-                folder,
-                space_id,
-                repo_type="space",
-                space_sdk="gradio",
-                private=args.private,
-                commit_message=args.commit_message,
-            )
-    except (ValueError, FileExistsError) as error:
-        parser.exit(2, f"error: {error}\n")
-    print(message)
+    model_id, space_id = check_hub_id(args.model, "--model"), check_hub_id(args.space, "--space")
+    if args.dry_run:
+        folder = build_space_folder(model_id, args.space_dir or Path(space_id.split("/")[-1]), args.title)
+        print(f"Dry run: the Space {space_id} for {model_id} is in {folder}; run it with python {folder}/app.py")
+        return
+    with tempfile.TemporaryDirectory(prefix="allava-space-") as scratch:
+        folder = build_space_folder(model_id, args.space_dir or Path(scratch), args.title)
+        print(upload_folder(folder, space_id, repo_type="space", space_sdk="gradio", private=args.private,
+                            commit_message=args.commit_message))  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

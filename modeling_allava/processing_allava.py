@@ -1,10 +1,9 @@
 """ALLaVA processor: LLaVA-1.5 image preprocessing, exact image-token count, ALLaVA's chat formats, safe images."""
 
-import contextlib
 import io
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -61,44 +60,32 @@ def check_pixel_budget(image: Image.Image, where: str, max_pixels: int | None = 
         )
 
 
-@contextlib.contextmanager
-def reading_image(where: str) -> Iterator[None]:
-    """Pillow's many read failures (OSError, SyntaxError, EOFError, bombs) as one error naming `where`."""
-    try:
-        yield
-    except Image.DecompressionBombError as error:  # beyond twice Pillow's limit: refused inside Image.open
-        raise ImageTooLargeError(f"{where}: {error}") from None
-    except (OSError, SyntaxError, EOFError) as error:
-        raise ValueError(f"{where}: cannot read image ({error})") from None
+def open_image(
+    source,
+    where: str = "image",
+    max_pixels: int | None = None,
+    decode: Callable[[Image.Image], None] = Image.Image.load,
+) -> Image.Image:
+    """Open a path or bytes, check the pixel budget and size from the header, then `decode` (truncation shows here).
 
-
-def open_image_header(source, where: str = "image", max_pixels: int | None = None) -> Image.Image:
-    """Open a path or bytes and check the pixel budget and size from the header; nothing is decoded yet.
-
-    Returns the lazily opened image (with `format` set); raises ImageTooLargeError, or ValueError naming `where`.
+    The one image-safety check: every reader of untrusted images goes through it. `decode` is a full `load()` unless
+    the caller proves the file whole more cheaply (synthesis sends files byte for byte). Returns the image in its own
+    mode (with `format` set); raises ImageTooLargeError, or ValueError naming `where` for anything unreadable.
     """
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
-    with reading_image(where):
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own budget decides, below
             image = Image.open(source)
         check_pixel_budget(image, where, max_pixels)
-    if image.width == 0 or image.height == 0:
-        raise ValueError(f"{where}: image has zero size ({image.width}x{image.height}).")
-    return image
-
-
-def open_image(source, where: str = "image", max_pixels: int | None = None) -> Image.Image:
-    """Open a path or bytes, check the pixel budget from the header, then decode fully (truncation shows here).
-
-    The one image-safety check: every reader of untrusted images goes through it (or through `open_image_header`,
-    before any decoding of its own). Returns the decoded image in its own mode (with `format` set); raises
-    ImageTooLargeError, or ValueError naming `where` for anything unreadable.
-    """
-    image = open_image_header(source, where, max_pixels)
-    with reading_image(where):
-        image.load()
+        if image.width == 0 or image.height == 0:
+            raise ValueError(f"{where}: image has zero size ({image.width}x{image.height}).")
+        decode(image)
+    except Image.DecompressionBombError as error:  # beyond twice Pillow's limit: refused inside Image.open
+        raise ImageTooLargeError(f"{where}: {error}") from None
+    except (OSError, SyntaxError, EOFError) as error:
+        raise ValueError(f"{where}: cannot read image ({error})") from None
     return image
 
 
@@ -412,6 +399,4 @@ __all__ = [
     "load_tokenizer_with_image_token",
     "max_image_pixels",
     "open_image",
-    "open_image_header",
-    "reading_image",
 ]

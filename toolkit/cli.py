@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -161,17 +162,17 @@ def check_local_path(value: str, flag: str) -> str:
     raise InputError(f"{flag} {value}: no such local path ({where}); a Hub id looks like org/name")
 
 
-def check_repo_id(value: str, what: str, hint: str = "") -> str:
-    """`value` if huggingface_hub accepts it as a repo id ('name' or 'namespace/name'); otherwise an InputError."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
+_REPO_ID = re.compile(r"(\b[\w\-.]{1,96}\b/)?\b[\w\-.]{1,96}\b", re.ASCII)  # huggingface_hub REPO_ID_REGEX
 
-    try:
-        validate_repo_id(value)
-    except HFValidationError:
+
+def check_repo_id(value: str, what: str, hint: str = "") -> str:
+    """`value` if huggingface_hub would accept it as a repo id ('name' or 'namespace/name'); otherwise an InputError.
+    huggingface_hub's `validate_repo_id` rules, restated here so that this module stays on the standard library."""
+    if not _REPO_ID.fullmatch(value) or "--" in value or ".." in value or value.endswith(".git"):
         raise InputError(
             f"{what}: {value!r} is not a Hub repo id{hint} (expected 'name' or 'namespace/name': letters, digits, "
             "'-', '_', '.')"
-        ) from None
+        )
     return value
 
 

@@ -79,8 +79,9 @@ class Benchmark:
 
     @property
     def module_file(self) -> str:
-        """The file that defines the benchmark (its docstring describes the row schema)."""
-        return sys.modules[self.aggregate.__module__].__file__
+        """The file whose `make_samples` reads the rows (its docstring describes the row schema)."""
+        reader = getattr(self.make_samples, "func", self.make_samples)  # a functools.partial: the function it wraps
+        return sys.modules[reader.__module__].__file__
 
     def samples(self, rows, variant: str) -> list[Sample]:
         """The samples for `variant` (one of `prompt_variants`)."""

@@ -111,3 +111,28 @@ def record_paths(records: list[dict], paths: list[str]) -> dict[str, int]:
     for record, path in zip(records, paths, strict=True):
         record["scoring_path"] = path
     return dict(Counter(paths))
+
+
+def rule_aggregate(
+    parse_answer: Callable[[dict, str], str],
+    scorer: str,
+    reference: str = "answer",
+    metric: str | None = None,
+    details: Callable[[list[dict]], dict] | None = None,
+) -> Callable[[list[dict]], dict]:
+    """The `aggregate` of a benchmark scored by rule alone: every answer parsed again (`parse_all`) and scored
+    against `target[reference]` by one of our metrics (`metric`; None: exact match), the value their mean in percent.
+    `details(records)` adds the benchmark's own figures to the scorer and the scoring paths."""
+
+    def aggregate(records: list[dict]) -> dict:
+        predictions = parse_all(parse_answer, records)
+        references = [record["target"][reference] for record in records]
+        if metric is None:
+            per_sample = [float(prediction == gold) for prediction, gold in zip(predictions, references, strict=True)]
+        else:
+            per_sample = load_metric(metric).compute(predictions=predictions, references=references)["per_sample"]
+        extra = details(records) if details else {}
+        summary = {**extra, "scorer": scorer, "scoring_paths": {"rule": len(records)}}
+        return {"value": mean_percent(per_sample), "details": summary, "per_sample": per_sample}
+
+    return aggregate

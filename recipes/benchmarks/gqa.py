@@ -12,7 +12,7 @@ sub-folders named after them.
 """
 
 from .benchmark import Benchmark
-from .common import SHORT_ANSWER, Sample, mean_percent, parse_all, require, row_image
+from .common import SHORT_ANSWER, Sample, require, row_image, rule_aggregate
 
 
 DATASET_CONFIG = "testdev_balanced_instructions"
@@ -59,11 +59,7 @@ def parse_answer(target: dict, raw_answer: str) -> str:
     return raw_answer.strip().rstrip(".").lower()
 
 
-def aggregate(records: list[dict]) -> dict:
-    parsed = parse_all(parse_answer, records)
-    per_sample = [float(answer == r["target"]["answer"]) for answer, r in zip(parsed, records)]
-    details = {"scorer": SCORER, "scoring_paths": {"rule": len(records)}}
-    return {"value": mean_percent(per_sample), "details": details, "per_sample": per_sample}
+aggregate = rule_aggregate(parse_answer, SCORER)
 
 
 BENCHMARK = Benchmark(

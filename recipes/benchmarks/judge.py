@@ -15,7 +15,6 @@ import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from string import Template
 
 import openai
 from PIL import Image
@@ -114,15 +113,6 @@ class Judge:
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _VERDICT = re.compile(r"\[\[([ABC])\]\]")
-
-
-def reference_judge_messages(sample, answer: str, template: str) -> list[dict]:
-    """The judge prompt of benchmarks graded against a reference answer with context (LLaVA-W, TouchStone)."""
-    target = sample.target
-    text = Template(template).substitute(
-        context=target["context"], question=target["question"], reference=target["reference"], answer=answer
-    )
-    return [{"role": "user", "content": text}]
 
 
 def parse_score_pair(reply: str, low: float = 1.0, high: float = 10.0) -> tuple[float, float]:

@@ -7,37 +7,12 @@ description the text-only judge reads instead of the image), `gpt_answer` (the r
 """
 
 from .benchmark import Benchmark, JudgeScoring
-from .common import Sample, mean_percent, require, row_image
-from .judge import parse_score_pair, reference_judge_messages
+from .common import Sample, mean_percent
+from .judged import parse_reference_scores, reference_messages, reference_samples
 
 
 def make_samples(rows) -> list[Sample]:
-    samples = []
-    for index, row in enumerate(rows):
-        where = f"llava_w row {index}"
-        require(row, ("question_id", "question", "image", "caption", "gpt_answer", "category"), where)
-        samples.append(
-            Sample(
-                id=str(row["question_id"]),
-                prompt=row["question"],
-                images=[row_image(rows, index, "image", f"{where} image")],
-                target={
-                    "question": row["question"],
-                    "context": row["caption"],
-                    "reference": row["gpt_answer"],
-                    "category": row["category"],
-                },
-            )
-        )
-    return samples
-
-
-judge_messages = reference_judge_messages
-
-
-def parse_judgement(reply: str, sample: Sample) -> tuple:
-    reference_score, answer_score = parse_score_pair(reply)
-    return [reference_score, answer_score], answer_score
+    return reference_samples("llava_w", rows, "question_id", "caption", "gpt_answer")
 
 
 def relative(records: list[dict]) -> float | None:
@@ -68,5 +43,5 @@ BENCHMARK = Benchmark(
     make_samples=make_samples,
     aggregate=aggregate,
     kind="judged",
-    judge=JudgeScoring("llava_w.txt", judge_messages, parse_judgement),
+    judge=JudgeScoring("llava_w.txt", reference_messages, parse_reference_scores),
 )

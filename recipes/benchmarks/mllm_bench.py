@@ -5,11 +5,9 @@ Rows (FreedomIntelligence/MLLM-Bench; the schema below is our assumption, not co
 sees the image and both replies, sides swapped per sample; score: win rate, 100 * (wins + ties / 2) / judged.
 """
 
-from string import Template
-
 from .benchmark import Benchmark, JudgeScoring
-from .common import Sample, mean_percent, require, row_image
-from .judge import image_part, model_is_first, pairwise_score, parse_verdict
+from .common import Sample, require, row_image
+from .judged import pairwise_messages, parse_pairwise, win_rate
 
 
 def make_samples(rows) -> list[Sample]:
@@ -35,29 +33,6 @@ def make_samples(rows) -> list[Sample]:
     return samples
 
 
-def judge_messages(sample: Sample, answer: str, template: str) -> list[dict]:
-    first, second = (answer, sample.target["reference"])
-    if not model_is_first(sample.id):
-        first, second = second, first
-    text = Template(template).substitute(question=sample.target["question"], answer_a=first, answer_b=second)
-    return [{"role": "user", "content": [image_part(sample.load_images()[0]), {"type": "text", "text": text}]}]
-
-
-def parse_judgement(reply: str, sample: Sample) -> tuple:
-    verdict = parse_verdict(reply)
-    return verdict, pairwise_score(verdict, model_is_first(sample.id))
-
-
-def aggregate(records: list[dict]) -> dict:
-    scored = [r["score"] for r in records if r["score"] is not None]
-    details = {"wins": scored.count(1.0), "ties": scored.count(0.5), "losses": scored.count(0.0)}
-    return {
-        "value": mean_percent(scored) if scored else None,
-        "details": details,
-        "per_sample": [r["score"] for r in records],
-    }
-
-
 BENCHMARK = Benchmark(
     name="mllm_bench",
     paper_column="MLLM-B",
@@ -69,8 +44,8 @@ BENCHMARK = Benchmark(
     max_new_tokens=1024,
     metric="win_rate",
     make_samples=make_samples,
-    aggregate=aggregate,
+    aggregate=win_rate,
     kind="judged",
-    judge=JudgeScoring("mllm_bench.txt", judge_messages, parse_judgement),
+    judge=JudgeScoring("mllm_bench.txt", pairwise_messages, parse_pairwise),
     unconfirmed="the row schema (question, image, reference) of the Hub copy",
 )

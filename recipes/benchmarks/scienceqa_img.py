@@ -15,7 +15,7 @@ import re
 
 from .answers import LETTERS, options_block
 from .benchmark import Benchmark
-from .common import LETTER_ANSWER, Sample, load_metric, mean_percent, parse_all, require, row_image, text_or_empty
+from .common import LETTER_ANSWER, Sample, require, row_image, rule_aggregate, text_or_empty
 
 
 SCORER = "haotian-liu/LLaVA llava/eval/eval_science_qa.py"
@@ -58,12 +58,7 @@ def parse_answer(target: dict, raw_answer: str) -> str:
     return letter if letter in _OFFICIAL_LETTERS[: len(target["options"])] else ""
 
 
-def aggregate(records: list[dict]) -> dict:
-    result = load_metric("multiple_choice_accuracy").compute(
-        predictions=parse_all(parse_answer, records), references=[r["target"]["answer"] for r in records]
-    )
-    details = {"scorer": SCORER, "scoring_paths": {"rule": len(records)}}
-    return {"value": mean_percent(result["per_sample"]), "details": details, "per_sample": result["per_sample"]}
+aggregate = rule_aggregate(parse_answer, SCORER, metric="multiple_choice_accuracy")
 
 
 BENCHMARK = Benchmark(

@@ -13,7 +13,7 @@ answer that is exactly the letter; that stricter figure is in details as `llava_
 
 from .answers import extract_choice, options_block
 from .benchmark import Benchmark
-from .common import LETTER_ANSWER, Sample, load_metric, mean_percent, parse_all, require, row_image
+from .common import LETTER_ANSWER, Sample, mean_percent, require, row_image, rule_aggregate
 
 
 DATASET_CONFIG = None
@@ -51,18 +51,13 @@ def parse_answer(target: dict, raw_answer: str) -> str:
     return extract_choice(raw_answer, target["options"])
 
 
-def aggregate(records: list[dict]) -> dict:
-    result = load_metric("multiple_choice_accuracy").compute(
-        predictions=parse_all(parse_answer, records), references=[r["target"]["answer"] for r in records]
-    )
+def exact_letters(records: list[dict]) -> dict:
+    """LLaVA-1.5's stricter reading (only an answer that is exactly the letter counts), and the rule used."""
     exact = [float(r["raw_answer"].strip() == r["target"]["answer"]) for r in records]
-    details = {
-        "llava_exact_letter_accuracy": mean_percent(exact),
-        "scorer": SCORER,
-        "answer_rule": ANSWER_RULE,
-        "scoring_paths": {"rule": len(records)},
-    }
-    return {"value": mean_percent(result["per_sample"]), "details": details, "per_sample": result["per_sample"]}
+    return {"llava_exact_letter_accuracy": mean_percent(exact), "answer_rule": ANSWER_RULE}
+
+
+aggregate = rule_aggregate(parse_answer, SCORER, metric="multiple_choice_accuracy", details=exact_letters)
 
 
 BENCHMARK = Benchmark(

@@ -10,7 +10,7 @@ llava/eval/model_vqa_loader.py writes it.
 """
 
 from .benchmark import Benchmark
-from .common import SHORT_ANSWER, Sample, load_metric, mean_percent, parse_all, require, row_image
+from .common import SHORT_ANSWER, Sample, require, row_image, rule_aggregate
 
 
 SCORER = "haotian-liu/LLaVA llava/eval/m4c_evaluator.py (TextVQAAccuracyEvaluator)"
@@ -40,13 +40,7 @@ def parse_answer(target: dict, raw_answer: str) -> str:
     return raw_answer.strip()
 
 
-def aggregate(records: list[dict]) -> dict:
-    result = load_metric("vqa_accuracy").compute(
-        predictions=parse_all(parse_answer, records),
-        references=[r["target"]["answers"] for r in records],
-    )
-    details = {"scorer": SCORER, "scoring_paths": {"rule": len(records)}}
-    return {"value": mean_percent(result["per_sample"]), "details": details, "per_sample": result["per_sample"]}
+aggregate = rule_aggregate(parse_answer, SCORER, reference="answers", metric="vqa_accuracy")
 
 
 BENCHMARK = Benchmark(

@@ -8,37 +8,12 @@ first. Score: 100 * mean judge score (1-10) of the answer, TouchStone's scale (G
 """
 
 from .benchmark import Benchmark, JudgeScoring
-from .common import Sample, mean_percent, require, row_image
-from .judge import parse_score_pair, reference_judge_messages
+from .common import Sample, mean_percent
+from .judged import parse_reference_scores, reference_messages, reference_samples
 
 
 def make_samples(rows) -> list[Sample]:
-    samples = []
-    for index, row in enumerate(rows):
-        where = f"touchstone row {index}"
-        require(row, ("index", "image", "question", "human_annotation", "gpt4_ha_answer", "category"), where)
-        samples.append(
-            Sample(
-                id=str(row["index"]),
-                prompt=row["question"],
-                images=[row_image(rows, index, "image", f"{where} image")],
-                target={
-                    "question": row["question"],
-                    "context": row["human_annotation"],
-                    "reference": row["gpt4_ha_answer"],
-                    "category": row["category"],
-                },
-            )
-        )
-    return samples
-
-
-judge_messages = reference_judge_messages
-
-
-def parse_judgement(reply: str, sample: Sample) -> tuple:
-    reference_score, answer_score = parse_score_pair(reply)
-    return [reference_score, answer_score], answer_score
+    return reference_samples("touchstone", rows, "index", "human_annotation", "gpt4_ha_answer")
 
 
 def aggregate(records: list[dict]) -> dict:
@@ -61,6 +36,6 @@ BENCHMARK = Benchmark(
     make_samples=make_samples,
     aggregate=aggregate,
     kind="judged",
-    judge=JudgeScoring("touchstone.txt", judge_messages, parse_judgement),
+    judge=JudgeScoring("touchstone.txt", reference_messages, parse_reference_scores),
     unconfirmed="the Hub id (a guess; the release is a TSV): pass --dataset-path touchstone=FOLDER",
 )

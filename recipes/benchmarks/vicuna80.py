@@ -8,11 +8,9 @@ answer and the reference swap sides per sample. Score: win rate, 100 * (wins + t
 reference model and tie handling are not confirmed.
 """
 
-from string import Template
-
 from .benchmark import Benchmark, JudgeScoring
-from .common import Sample, mean_percent, require
-from .judge import model_is_first, pairwise_score, parse_verdict
+from .common import Sample, require
+from .judged import pairwise_messages, parse_pairwise, win_rate
 
 
 def make_samples(rows) -> list[Sample]:
@@ -36,29 +34,6 @@ def make_samples(rows) -> list[Sample]:
     return samples
 
 
-def judge_messages(sample: Sample, answer: str, template: str) -> list[dict]:
-    first, second = (answer, sample.target["reference"])
-    if not model_is_first(sample.id):
-        first, second = second, first
-    text = Template(template).substitute(question=sample.target["question"], answer_a=first, answer_b=second)
-    return [{"role": "user", "content": text}]
-
-
-def parse_judgement(reply: str, sample: Sample) -> tuple:
-    verdict = parse_verdict(reply)
-    return verdict, pairwise_score(verdict, model_is_first(sample.id))
-
-
-def aggregate(records: list[dict]) -> dict:
-    scored = [r["score"] for r in records if r["score"] is not None]
-    details = {"wins": scored.count(1.0), "ties": scored.count(0.5), "losses": scored.count(0.0)}
-    return {
-        "value": mean_percent(scored) if scored else None,
-        "details": details,
-        "per_sample": [r["score"] for r in records],
-    }
-
-
 BENCHMARK = Benchmark(
     name="vicuna80",
     paper_column="Vic-80",
@@ -70,8 +45,8 @@ BENCHMARK = Benchmark(
     max_new_tokens=1024,
     metric="win_rate",
     make_samples=make_samples,
-    aggregate=aggregate,
+    aggregate=win_rate,
     kind="judged",
-    judge=JudgeScoring("vicuna80.txt", judge_messages, parse_judgement),
+    judge=JudgeScoring("vicuna80.txt", pairwise_messages, parse_pairwise),
     unconfirmed="the reference answers and tie handling the paper used; no Hub copy with references",
 )

@@ -18,11 +18,8 @@ import random
 import threading
 import time
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-
-if TYPE_CHECKING:
-    from recipes.tiny.offline_teacher import OfflineTeacher
 
 MAX_REQUESTS = 50_000
 CONTENT_FAULTS = ("malformed", "refusal", "leak", "huge")
@@ -47,10 +44,20 @@ def _multipart_file(body: bytes, content_type: str) -> tuple[bytes, str] | None:
     return (data, purpose) if data is not None else None
 
 
+class Answerer(Protocol):
+    """What the batches need of the offline teacher (offline_teacher.OfflineTeacher), which owns them."""
+
+    seed: int
+
+    def next_fault(self) -> tuple[int, str | None]: ...
+
+    def completion(self, raw: bytes, sequence: int, fault: str | None = None) -> tuple[int, dict]: ...
+
+
 class OfflineBatches:
     """Files and batches of one offline teacher (thread-safe: the server answers from many threads)."""
 
-    def __init__(self, teacher: OfflineTeacher) -> None:
+    def __init__(self, teacher: Answerer) -> None:
         self.teacher = teacher
         self.seconds = 0.0
         self.slow: set[int] = set()

@@ -287,13 +287,14 @@ def dataset_rows(
     image_size: int = 112,
     text_fraction: float = 0.0,
     max_words: int | None = None,
+    min_words: int = 10,
     id_prefix: str | None = None,
     **provenance: str | None,
 ) -> list[dict]:
     """`count` rows in the `dataset_scripts.schema` format straight from the generator (no teacher), for tests and
     benches. `kind`: "caption" (the scene described), "instruct" (one question), "detailed" (the description, then
     the answer) or "text" (a text-only puzzle); `text_fraction` of the rows are text-only whatever the kind. With
-    `max_words`, each answer grows by FILLER sentences to a random 10 ... `max_words` words. `provenance`:
+    `max_words`, each answer grows by FILLER sentences to a random `min_words` ... `max_words` words. `provenance`:
     `make_row`'s teacher_model, prompt_version, prompt_hash and origin."""
     if kind not in ROW_KINDS:
         raise ValueError(f"unknown row kind {kind!r}; expected one of {ROW_KINDS}")
@@ -315,7 +316,7 @@ def dataset_rows(
                     answer = f"{describe(scene)} {answer}"
             image = png_bytes(scene, size=image_size)
         if max_words:
-            words = rng.randint(10, max_words)
+            words = rng.randint(min_words, max_words)
             while len(answer.split()) < words:
                 answer += " " + rng.choice(FILLER)
         turns = [{"from": "human", "value": question if image is None else f"<image>\n{question}"}]

@@ -3,6 +3,7 @@
 import pytest
 
 from bench import bench_training, gpu_training
+from bench.common import ModelShape, phi_clip_config
 from modeling_allava import AllavaForConditionalGeneration
 from recipes.tiny.models import build_tiny_tokenizer
 
@@ -22,7 +23,7 @@ def test_gpu_script_smoke_mode_and_label_agreement_with_trl():
     baseline, ours = gpu_training.main([*args, "--repeats", "1"])
     assert baseline["arm"] == "baseline" and ours["arm"] == "ours"
     # Memory is measured from the start of training: AdamW's two moments per trained weight stay resident throughout.
-    floor = 2 * trained_bytes(bench_training.build_config(bench_training.ModelShape(), build_tiny_tokenizer()))
+    floor = 2 * trained_bytes(phi_clip_config(build_tiny_tokenizer(), ModelShape()))
     assert baseline["peak_mib"] >= floor / 2**20 and ours["peak_mib"] >= floor / 2**20
     # Same rows, same template: our collator's labels and TRL's assistant masks train exactly as many tokens.
     assert ours["tokens_per_step"] == baseline["tokens_per_step"]

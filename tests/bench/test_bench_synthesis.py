@@ -1,10 +1,13 @@
 """The synthesis bench runs end to end on a short latency and prints one table row per level."""
 
+import asyncio
 import subprocess
 import sys
 import time
 
-from bench.bench_synthesis import Watcher, request_bodies
+from bench.bench_synthesis import PlainLoop, Watcher, event_loop, request_bodies
+from dataset_scripts import synthesize as synthesize_module
+from dataset_scripts.event_loop import PacedLoop
 from dataset_scripts.synthesize import main as synthesize
 from recipes.tiny import shapes_world
 from recipes.tiny.offline_teacher import OfflineTeacher
@@ -68,3 +71,16 @@ def test_the_watchers_own_cpu_is_kept_out_of_the_clients():
     watcher.join()
     client_cpu = watcher.samples[-1][2] - watcher.samples[0][2]
     assert watcher.own_cpu >= 0.02 and client_cpu < 0.25 * watcher.own_cpu
+
+
+def test_the_loop_arm_runs_the_cli_on_the_stock_loop_and_puts_the_paced_one_back():
+    command = [sys.executable, "bench/bench_synthesis.py", "--levels", "4", "--median", "0.05", "--p95", "0.2"]
+    result = subprocess.run([*command, "--loop", "asyncio"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "event loop: asyncio" in result.stdout
+    (row,) = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| 4 ")]
+    assert int(row[1]) == 12 and all(0 < float(row[column]) for column in (5, 6, 7))
+    with event_loop("asyncio"):
+        plain = synthesize_module.PacedLoop()
+        assert isinstance(plain, PlainLoop) and plain.run(asyncio.sleep(0, "ran")) == "ran"
+    assert synthesize_module.PacedLoop is PacedLoop

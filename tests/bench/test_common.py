@@ -10,10 +10,17 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.bench_packing import phi_clip_config
-from bench.common import PeakMemory, baseline_model, baseline_processor, resident_bytes
-from modeling_allava import AllavaForConditionalGeneration
-from recipes.tiny.models import build_tiny_processor
+from bench.common import (
+    ModelShape,
+    PeakMemory,
+    baseline_model,
+    baseline_processor,
+    phi_clip_config,
+    resident_bytes,
+    training_flops,
+)
+from modeling_allava import AllavaForConditionalGeneration, AllavaProcessor
+from recipes.tiny.models import build_tiny_tokenizer
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,8 +41,9 @@ def test_cpu_meter_counts_a_block_freed_before_it_stops_and_nothing_from_before_
 
 
 def test_baseline_is_transformers_llava_with_our_weights_and_image_tokens():
-    processor = build_tiny_processor("phi", image_size=112, patch_size=14)
-    config = phi_clip_config(processor.tokenizer, 64, 1, 64, 1)
+    tokenizer = build_tiny_tokenizer(text_backbone="phi")
+    config = phi_clip_config(tokenizer, ModelShape.phi_layout(64, 1, 64, 1, image_size=112))
+    processor = AllavaProcessor.from_config(config, tokenizer)
     ours = AllavaForConditionalGeneration(config)
     theirs = baseline_model(config)
     assert type(theirs).__name__ == "LlavaForConditionalGeneration"
@@ -50,6 +58,23 @@ def test_baseline_is_transformers_llava_with_our_weights_and_image_tokens():
         input_ids = each(images=[image], text=prompt, return_tensors="pt")["input_ids"]
         counts.append(int((input_ids == config.image_token_index).sum()))
     assert counts == [(112 // 14) ** 2] * 2  # CLS counted and dropped: one token per patch in both
+
+
+def test_flops_count_the_projector_on_image_tokens_and_the_tower_on_every_position():
+    config = phi_clip_config(build_tiny_tokenizer(), ModelShape())
+    text, vision = config.text_config, config.vision_config
+    one_image = training_flops(config, [], 1)
+    positions = (vision.image_size // vision.patch_size) ** 2 + 1  # patches and the CLS token
+    v = vision.hidden_size
+    per_layer = 2 * positions * (4 * v * v + 2 * v * vision.intermediate_size) + 4 * v * positions**2
+    tower = vision.num_hidden_layers * per_layer
+    projector = 6 * (positions - 1) * (v + text.hidden_size) * text.hidden_size
+    assert one_image == tower + projector
+    # 2 samples of 3 tokens: 6 FLOPs per weight and token, causal attention over 3 x 3 each
+    weights = text.num_hidden_layers * (4 * text.hidden_size**2 + 2 * text.hidden_size * text.intermediate_size)
+    weights += text.hidden_size * text.vocab_size
+    attention = 6 * text.num_hidden_layers * text.hidden_size * 2 * 9
+    assert training_flops(config, [3, 3], 0) == 6 * weights * 6 + attention
 
 
 @pytest.mark.slow

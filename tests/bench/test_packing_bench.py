@@ -2,9 +2,9 @@
 
 import pytest
 
-from bench.bench_packing import IMAGE_SIZE, PATCH_SIZE, phi_clip_config
+from bench.common import ModelShape, phi_clip_config
 from modeling_allava import AllavaForConditionalGeneration
-from recipes.tiny.models import build_tiny_processor
+from recipes.tiny.models import build_tiny_tokenizer
 from tests.recipes.conftest import REPO, run_script
 
 
@@ -44,8 +44,8 @@ def test_cpu_packing_bench_prints_its_table():
     assert [name[:3] for name in rows] == ["(a)", "(b)", "(d)"]
     assert rows["(a) TRL + transformers Llava, padded"][-2:] == ["1.00x", "1.00x"]
     # Memory counts from before the model is built: its fp32 weights, and AdamW's two moments per trained weight.
-    processor = build_tiny_processor("phi", image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
-    model = AllavaForConditionalGeneration(phi_clip_config(processor.tokenizer, 64, 1, 64, 1))
+    tokenizer = build_tiny_tokenizer(text_backbone="phi")
+    model = AllavaForConditionalGeneration(phi_clip_config(tokenizer, ModelShape.phi_layout(64, 1, 64, 1)))
     model.set_trainable_modules("allava")
     floor = sum(4 * p.numel() * (3 if p.requires_grad else 1) for p in model.parameters()) / 2**20
     peak_mib = [float(cells[4].split()[0]) for cells in rows.values()]

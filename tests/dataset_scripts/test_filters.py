@@ -7,7 +7,8 @@ import random
 from PIL import Image
 
 from dataset_scripts.build_dataset import build, main
-from dataset_scripts.filters import FilterOptions, NearDuplicateIndex, QualityFilters, dhash, script_share
+from dataset_scripts.filters import FilterOptions, QualityFilters, script_share
+from dataset_scripts.near_duplicates import NearDuplicateIndex, Signature
 from dataset_scripts.shards import OutputDir, read_image
 from tests.dataset_scripts.helpers_synthesis import records
 
@@ -18,25 +19,51 @@ def reencoded(data: bytes, size: int, fmt: str = "JPEG") -> bytes:
     return buffer.getvalue()
 
 
+def solid(colour, size=64, fmt="PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), colour).save(buffer, fmt)
+    return buffer.getvalue()
+
+
 def test_near_duplicates_are_found_and_distinct_images_are_not(shapes_dir):
     images = [path.read_bytes() for path in sorted(shapes_dir.glob("*.png"))]
     index = NearDuplicateIndex(4)
-    assert not any(index.seen(dhash(data)) for data in images)  # 24 distinct scenes
-    assert index.seen(dhash(reencoded(images[3], 100)))  # the same picture, smaller and as JPEG
+    assert [index.first_copy_of(data, f"scene{n}") for n, data in enumerate(images)] == [None] * 24  # distinct scenes
+    assert index.first_copy_of(reencoded(images[3], 100), "copy") == "scene3"  # the same picture, smaller, as JPEG
+    assert index.first_copy_of(reencoded(images[3], 100), "copy2") == "scene3"  # a copy is never added itself
+
+
+def test_solid_colour_images_of_different_colours_are_not_near_duplicates():
+    """dHash is 0 for every flat image; the colour check tells them apart and still catches a re-encoded copy."""
+    index = NearDuplicateIndex(4)
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (128, 128, 128), (0, 0, 0), (255, 255, 255)]
+    assert [index.first_copy_of(solid(colour), str(colour)) for colour in colours] == [None] * 6
+    assert index.first_copy_of(solid((30, 200, 30), 48, "JPEG"), "jpeg") == str((30, 200, 30))
+    gradient = Image.linear_gradient("L").resize((64, 64))  # low texture: the same brightness steps in two colours
+    tinted = [Image.merge("RGB", (gradient, gradient.point(lambda v: v // 4), gradient.point(lambda v: v // 4)))]
+    tinted.append(Image.merge("RGB", (gradient.point(lambda v: v // 4), gradient.point(lambda v: v // 4), gradient)))
+    encoded = []
+    for image in tinted:
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        encoded.append(buffer.getvalue())
+    assert index.first_copy_of(encoded[0], "red ramp") is None and index.first_copy_of(encoded[1], "blue ramp") is None
+    assert index.first_copy_of(reencoded(encoded[1], 60), "blue ramp copy") == "blue ramp"
 
 
 def test_banded_lookup_agrees_with_a_full_scan():
     rng = random.Random(0)
+    flat = bytes(48)
     base = [rng.getrandbits(256) for _ in range(50)]
     probes = [value ^ sum(1 << rng.randrange(256) for _ in range(rng.randrange(8))) for value in base]
     index = NearDuplicateIndex(4)
-    kept = [value for value in base if not index.seen(value)]
+    kept = [value for value in base if index.first_copy(Signature(value, flat), "") is None]
     for probe in probes:
         expected = any((probe ^ other).bit_count() <= 4 for other in kept)
         index_copy = NearDuplicateIndex(4)
         for value in kept:
-            index_copy.seen(value)
-        assert index_copy.seen(probe) == expected
+            index_copy.add(Signature(value, flat), "")
+        assert (index_copy.match(Signature(probe, flat)) is not None) == expected
 
 
 def record(answer="The red circle sits to the left of the blue square.", description="A red circle and a square."):
@@ -103,3 +130,13 @@ def test_unknown_language_is_a_usage_error(synth, shapes_dir, tmp_path, capsys):
     synth("--mode", "caption-qa", "--input", str(shapes_dir), "--limit", "2", output=out)
     assert main(["--input", str(out), "--output", str(tmp_path / "ds"), "--language", "xx"]) == 2
     assert "--language 'xx'" in capsys.readouterr().err
+
+
+def test_wrong_script_is_the_language_filter_rule():
+    from dataset_scripts.filters import wrong_script
+
+    assert wrong_script("The picture shows a square.", "zh")
+    assert not wrong_script("图片中有一个绿色的方块。", "zh")
+    mixed = "图中写着 OPEN 和一个方块以及一棵树"  # 14 of 18 letters CJK: 78%
+    assert wrong_script(mixed, "zh") and not wrong_script(mixed, "zh", min_share=0.75)
+    assert not wrong_script("42!", "en") and not wrong_script(None, "en")

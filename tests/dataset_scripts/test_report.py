@@ -1,3 +1,4 @@
+import hashlib
 import io
 import json
 import os
@@ -8,16 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from dataset_scripts.audit import RULE, Audit
 from dataset_scripts.build_dataset import build
 from dataset_scripts.dataset_writer import finish, write_subsets
-from dataset_scripts.report import REPORT_NAME, collect, main, write_report
+from dataset_scripts.report import AUDIT_ROWS, REPORT_NAME, collect, main, thumbnail, write_report
 from dataset_scripts.schema import IMAGE_TOKEN, make_row
 from recipes.tiny import shapes_world as world
 from tests.dataset_scripts.helpers_synthesis import REPO
+from tests.dataset_scripts.test_audit import FactsEncoder, shapes_dataset
 
 
 CHROMIUM = shutil.which("chromium")
@@ -25,6 +29,9 @@ needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="no `chromium` on PATH: install the Debian package (apt-get install -y chromium)"
 )
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)> & "quotes"'
+# The README's docs/data-audit.png is test_audit_section_screenshot's: `ALLAVA_UPDATE_SCREENSHOTS=1 pytest
+# tests/dataset_scripts/test_report.py -k screenshot` rewrites it.
+DOCS_AUDIT_SCREENSHOT = REPO / "docs" / "data-audit.png"
 
 
 @pytest.fixture
@@ -56,6 +63,34 @@ def hand_built(out: Path, rows: list[tuple[str, str, str, bytes | None]], **stat
     out.mkdir(parents=True)
     finish(out, {"kind": "synthesized", "subsets": write_subsets(made, out), **stats}, None, "other", None)
     return out
+
+
+@pytest.fixture
+def audited(tmp_path):
+    """A shapes-world dataset folder with 32 planted mismatches, audited into <folder>/audit: (folder, planted ids)."""
+    folder = tmp_path / "ds"
+    planted = shapes_dataset(folder, random.Random(0))
+    subsets = {sub.name: pq.ParquetDataset(sub).read(columns=["id"]).num_rows for sub in folder.iterdir()}
+    finish(folder, {"kind": "synthesized", "subsets": subsets}, "Shapes world, mismatches planted", "other", None)
+    Audit(folder, folder / "audit", batch_size=32).run(FactsEncoder(), "facts", progress=False)
+    return folder, planted
+
+
+class HashEncoder:
+    """Features drawn from a hash of the image bytes or text: no meaning, but a score for every row."""
+
+    context = 77
+
+    def images(self, images):
+        return np.stack([unit(data) for data in images])
+
+    def texts(self, texts):
+        return np.stack([unit(text.encode()) for text in texts]), [len(text.split()) for text in texts]
+
+
+def unit(data: bytes) -> np.ndarray:
+    vector = np.random.default_rng(int.from_bytes(hashlib.sha1(data).digest()[:8])).normal(size=8)
+    return vector / np.linalg.norm(vector)
 
 
 def png(size: int = 48) -> bytes:
@@ -113,10 +148,10 @@ def test_untrusted_text_is_escaped_and_the_page_is_self_contained(tmp_path):
     )
     page = write_report(folder, tmp_path / "r.html").read_text()
     assert "<script" not in page and "<img src=x" not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
     assert page.count('src="data:image/jpeg;base64,') == 2 and page.count('class="noimg"') == 1
-    assert "how many &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&lt;img …" in page  # opening, escaped
+    assert "how many &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img …" in page  # opening, escaped
 
 
 def test_cost_reads_no_price_configured_without_a_price(tmp_path):
@@ -201,3 +236,80 @@ def test_cli_runs_as_script(tmp_path):
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "Spell cat." in (tmp_path / "r.html").read_text()
+
+
+def audit_section(page: str) -> str:
+    start = page.index('<section id="audit">')
+    return page[start : page.index("</section>", start)]
+
+
+def test_audit_section_shows_the_lowest_rows_next_to_their_own_images(audited, tmp_path):
+    folder, planted = audited
+    summary = json.loads((folder / "audit" / "audit.json").read_text())
+    report = collect(folder)
+    rows = report.audit.rows
+    assert [row["id"] for row in rows] == [row["id"] for row in summary["lowest"][:AUDIT_ROWS]]
+    assert len(rows) == AUDIT_ROWS and {row["id"] for row in rows} <= planted  # the planted mismatches, lowest first
+    dataset = {}
+    for subset in ("caption_shapes", "instruct_shapes"):
+        for row in pq.read_table(folder / subset, columns=["id", "image", "conversations"]).to_pylist():
+            dataset[row["id"]] = row
+    for row in rows:  # each row next to its own (planted, wrong) image and its own text
+        assert row["thumbnail"] == thumbnail(dataset[row["id"]]["image"]["bytes"]) is not None
+        assert row["response"] == dataset[row["id"]]["conversations"][1]["value"]
+    section = audit_section(write_report(folder, tmp_path / "r.html").read_text())
+    assert section.count('<div class="card">') == AUDIT_ROWS and section.count('src="data:image/jpeg;base64,') == 12
+    assert section.count('<span class="badge">flagged</span>') == AUDIT_ROWS
+    for name, counts in summary["subsets"].items():
+        cells = (name, counts["rows"], counts["scored"], counts["no_image"], counts["flagged"], 0, counts["truncated"])
+        assert "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>" in section
+    assert RULE.replace("<=", "&lt;=") in section and "<b>facts</b>" in section
+    for row in rows:
+        assert f"{row['subset']} · {row['id']}" in section and f"margin <b>{row['margin']:+.3f}</b>" in section
+
+
+def test_the_audit_section_shows_only_for_an_audited_dataset(audited, tmp_path, capsys):
+    folder, _ = audited
+    shutil.move(folder / "audit", tmp_path / "elsewhere")
+    page = write_report(folder, tmp_path / "r.html").read_text()
+    assert 'id="audit"' not in page and collect(folder).audit is None
+    assert 'id="audit"' in write_report(folder, tmp_path / "r.html", audit=tmp_path / "elsewhere").read_text()
+    assert main([str(folder), "--audit", str(tmp_path / "nope")]) == 2
+    assert "--audit " in capsys.readouterr().err
+
+
+def test_audit_section_escapes_untrusted_text(tmp_path):
+    rows = [
+        ("caption_shapes", "Describe it.", HOSTILE, png(40)),
+        ("instruct_shapes", f"Is {HOSTILE}?", "yes", png(44)),
+        ("caption_shapes", "Describe it.", "a red square", png(52)),
+    ]
+    folder = hand_built(tmp_path / "ds", rows)
+    Audit(folder, folder / "audit", batch_size=3).run(HashEncoder(), f"model {HOSTILE}", progress=False)
+    page = write_report(folder, tmp_path / "r.html").read_text()
+    section = audit_section(page)
+    assert "<script" not in page and "<img src=x" not in page
+    assert section.count('<div class="card">') == 3
+    assert section.count("&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;") == 3
+
+
+@needs_chromium
+def test_audit_section_screenshot(audited, tmp_path):
+    """The audit section in headless Chromium; with ALLAVA_UPDATE_SCREENSHOTS=1 the shot is docs/data-audit.png."""
+    from playwright.sync_api import sync_playwright
+
+    folder, _ = audited
+    page_path = write_report(folder, tmp_path / "r.html")
+    shot = DOCS_AUDIT_SCREENSHOT if os.environ.get("ALLAVA_UPDATE_SCREENSHOTS") == "1" else tmp_path / "audit.png"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(page_path.resolve().as_uri())
+        section = page.locator("#audit")
+        assert section.locator("img").count() == AUDIT_ROWS
+        assert all(section.locator("img").nth(i).evaluate("i => i.naturalWidth > 0") for i in range(AUDIT_ROWS))
+        section.screenshot(path=str(shot))
+        browser.close()
+    width, height = png_size(shot)
+    assert width > 1000 and height > 400
+    assert Image.open(shot).convert("L").getextrema()[0] < 100  # text drawn

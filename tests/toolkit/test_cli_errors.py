@@ -30,6 +30,7 @@ CLIS = [
     (["hub/push_model.py"], "Publish an ALLaVA checkpoint", "python hub/push_model.py "),
     (["hub/export_llava_hf.py"], "Export an ALLaVA checkpoint", "python hub/export_llava_hf.py "),
     (["hub/convert_allava_checkpoint.py"], "Convert a released", "python hub/convert_allava_checkpoint.py "),
+    (["hub/push_space.py"], "Create (or update) a Hugging Face Space", "python hub/push_space.py "),
     (["recipes/merge_lora.py"], "Merge a LoRA adapter", "python recipes/merge_lora.py "),
     (["recipes/tiny/loss_curve.py"], "Plot the training-loss curves", "python recipes/tiny/loss_curve.py "),
     (["dataset_scripts/build_dataset.py"], "Merge synthesis output", "python dataset_scripts/build_dataset.py"),
@@ -113,6 +114,26 @@ def test_folders_and_repo_ids(tmp_path, monkeypatch):
     for bad in ("not a repo id", "a/b/c", "org/-name"):
         with pytest.raises(InputError, match="--repo-id: .* is not a Hub repo id"):
             check_repo_id(bad, "--repo-id")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["gpt2", "org/name", "a.b_c-d", "ünï/cödé", "-lead", "trail.", "a--b", "a..b", "x.git", "a/b/c", "", "a" * 97],
+)
+def test_repo_id_rule_agrees_with_huggingface_hub(value):
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(value)
+        hub_accepts = True
+    except HFValidationError:
+        hub_accepts = False
+    try:
+        check_repo_id(value, "--repo-id")
+        accepted = True
+    except InputError:
+        accepted = False
+    assert accepted == hub_accepts
 
 
 @pytest.mark.parametrize(

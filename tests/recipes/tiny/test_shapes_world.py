@@ -106,6 +106,13 @@ def test_write_scenes_and_cli(tmp_path, capsys):
     ]
 
 
+def test_dataset_rows_grow_answers_to_at_least_min_words():
+    provenance = {"teacher_model": None, "prompt_version": None, "prompt_hash": None, "origin": "bench"}
+    rows = world.dataset_rows("detailed", 40, 1, image_size=28, max_words=150, min_words=120, **provenance)
+    lengths = [len(row["conversations"][1]["value"].split()) for row in rows]
+    assert min(lengths) >= 120 and max(lengths) <= 150 + max(len(filler.split()) for filler in world.FILLER)
+
+
 def test_dataset_rows_say_what_their_images_show():
     """The one builder of ready-made rows (tests, benches): every answer is checked against the scene in its PNG."""
     provenance = {"teacher_model": None, "prompt_version": None, "prompt_hash": None, "origin": "bench"}
