@@ -15,6 +15,7 @@ command after a crash and finished samples are not recomputed.
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -146,6 +147,7 @@ if __name__ == "__main__":
 
 from datetime import timedelta  # noqa: E402
 
+import torch  # noqa: E402
 from accelerate import PartialState  # noqa: E402
 
 from recipes.benchmarks.batching import BATCHING, length_batches, share  # noqa: E402
@@ -243,7 +245,7 @@ def score(plan: Plan, args: argparse.Namespace, judge: Judge | None) -> dict:
     judge_step = run_judge_step(judge, benchmark.judge_step, name, records, args.output / "cache")  # rule: GPT step
     summary = benchmark.aggregate(records)
     lines = [
-        json.dumps({**record, "score": score}, ensure_ascii=False) + "\n"
+        json.dumps({**record, "score": score}, ensure_ascii=False, sort_keys=True) + "\n"
         for record, score in zip(records, summary["per_sample"])
     ]
     atomic_write(args.output / "samples" / f"{name}.jsonl", "".join(lines))
@@ -278,6 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     return run(lambda argv: evaluate_all(parse_args(argv)), argv, exit_now=True)
 
 
+def process_state(device: str | None) -> PartialState:
+    """This process's place in the launch: one process without a launcher; under `accelerate launch` or torchrun,
+    one per GPU (NCCL), or per CPU process (gloo) on machines without GPUs or with --device cpu."""
+    cpu = not torch.cuda.is_available() or (device or "").startswith("cpu")
+    cpu = cpu or os.environ.get("ACCELERATE_USE_CPU", "false").lower() == "true"
+    return PartialState(cpu=cpu, timeout=timedelta(hours=BARRIER_TIMEOUT_HOURS))
+
+
 def make_judge(args: argparse.Namespace) -> Judge | None:
     """The judge client, when --judge-model is given (required for the judged benchmarks, optional for the GPT step
     of rule-scored ones)."""
@@ -309,9 +319,8 @@ def evaluate_all(args: argparse.Namespace) -> None:
         return
     check_benchmark_options(args)
     judge = make_judge(args)
-    # One process without a launcher; under `accelerate launch`/torchrun, one per GPU (gloo on CPU). The others wait
-    # at each benchmark's end while the main process judges, which can take long: hence the generous timeout.
-    state = PartialState(timeout=timedelta(hours=BARRIER_TIMEOUT_HOURS))
+    # The other processes wait at each benchmark's end while the main process judges: hence a generous timeout.
+    state = process_state(args.device)
     main_process = state.is_main_process
     try:
         args.output.mkdir(parents=True, exist_ok=True)
