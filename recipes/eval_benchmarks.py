@@ -5,11 +5,13 @@
     python recipes/eval_benchmarks.py --model ./checkpoints/stage2 --benchmarks mmvet,llava_w --output eval/stage2 \
         --judge-model gpt-4-0613 --judge-base-url https://my-endpoint/v1      # key from $OPENAI_API_KEY
     python recipes/eval_benchmarks.py --list
+    accelerate launch --multi_gpu --num_processes 8 recipes/eval_benchmarks.py ...   # or torchrun: same results
 
 Writes OUTPUT/results.json (scores, prompt variants, judge, dataset revisions, package versions; read by the
 model card), OUTPUT/results.md (ours next to the paper's numbers), OUTPUT/samples/<benchmark>.jsonl (prompt, raw
-answer, parsed answer, score per sample) and OUTPUT/cache/<benchmark>.jsonl, the resumable log: rerun the same
-command after a crash and finished samples are not recomputed.
+answer, parsed answer, score per sample) and OUTPUT/cache/<benchmark>.jsonl (process R of N: .rank<R>.jsonl), the
+resumable log: rerun the same command, with any number of processes, after a crash and finished samples are not
+recomputed.
 """
 
 import argparse
