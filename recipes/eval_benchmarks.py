@@ -17,7 +17,6 @@ recomputed.
 import argparse
 import importlib
 import json
-import os
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -147,11 +146,6 @@ if __name__ == "__main__":
     # Usage errors and mistyped paths end here, before the imports below (several seconds).
     run(parse_args, sys.argv[1:], exit_now=True)
 
-from datetime import timedelta  # noqa: E402
-
-import torch  # noqa: E402
-from accelerate import PartialState  # noqa: E402
-
 from recipes.benchmarks.batching import BATCHING, length_batches, share  # noqa: E402
 from recipes.benchmarks.benchmark import Benchmark  # noqa: E402
 from recipes.benchmarks.cache import SharedCache, weights_fingerprint  # noqa: E402
@@ -162,7 +156,7 @@ from recipes.benchmarks.judge import Judge, JudgeConfigError, JudgeSettings, loa
 from recipes.benchmarks.paper import paper_scores  # noqa: E402
 from recipes.benchmarks.progress import Progress  # noqa: E402
 from recipes.benchmarks.report import package_versions, read_results, write_results  # noqa: E402
-from recipes.benchmarks.shares import Plan, gathered_records, generate_share  # noqa: E402
+from recipes.benchmarks.shares import Plan, gathered_records, generate_share, process_state  # noqa: E402
 from toolkit.jsonl_store import atomic_write  # noqa: E402
 
 
@@ -176,7 +170,6 @@ def load_benchmark(name: str) -> Benchmark:
 
 
 BENCHMARKS = {name: load_benchmark(name) for name in BENCHMARK_SOURCES}
-BARRIER_TIMEOUT_HOURS = 12
 
 
 def check_benchmark_options(args: argparse.Namespace) -> None:
@@ -282,14 +275,6 @@ def main(argv: list[str] | None = None) -> int:
     return run(lambda argv: evaluate_all(parse_args(argv)), argv, exit_now=True)
 
 
-def process_state(device: str | None) -> PartialState:
-    """This process's place in the launch: one process without a launcher; under `accelerate launch` or torchrun,
-    one per GPU (NCCL), or per CPU process (gloo) on machines without GPUs or with --device cpu."""
-    cpu = not torch.cuda.is_available() or (device or "").startswith("cpu")
-    cpu = cpu or os.environ.get("ACCELERATE_USE_CPU", "false").lower() == "true"
-    return PartialState(cpu=cpu, timeout=timedelta(hours=BARRIER_TIMEOUT_HOURS))
-
-
 def make_judge(args: argparse.Namespace) -> Judge | None:
     """The judge client, when --judge-model is given (required for the judged benchmarks, optional for the GPT step
     of rule-scored ones)."""
@@ -321,7 +306,6 @@ def evaluate_all(args: argparse.Namespace) -> None:
         return
     check_benchmark_options(args)
     judge = make_judge(args)
-    # The other processes wait at each benchmark's end while the main process judges: hence a generous timeout.
     state = process_state(args.device)
     main_process = state.is_main_process
     try:

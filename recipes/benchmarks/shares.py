@@ -1,11 +1,17 @@
-"""A benchmark's work under data parallelism: this process's share of the batches, and the gathering of all shares.
+"""A benchmark's work under data parallelism: the processes of a launch, this process's share of the batches, and the
+gathering of all shares.
 
 Every process generates its own batches (batching.py) into its own cache file; after all have finished, the main
 process reads every file, judges the judged benchmarks' answers (once per sample, not once per process) and scores.
 """
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+from accelerate import PartialState
 
 from .batching import Batch
 from .benchmark import Benchmark
@@ -15,10 +21,20 @@ from .judge import Judge
 from .progress import Progress
 
 
+# The other processes wait at each benchmark's end while the main process judges: hence a generous timeout.
+BARRIER_TIMEOUT_HOURS = 12
 # Verdicts asked for (concurrently) and saved together: this many per concurrent call.
 JUDGE_CHUNK_PER_CALL = 4
 # generate(model, processor, samples, max_new_tokens) -> answers: recipes/benchmarks/generation.py's, or a test's.
 Generate = Callable[[object, object, Sequence[Sample], int], list[str]]
+
+
+def process_state(device: str | None) -> PartialState:
+    """This process's place in the launch: one process without a launcher; under `accelerate launch` or torchrun,
+    one per GPU (NCCL), or per CPU process (gloo) on machines without GPUs or with --device cpu."""
+    cpu = not torch.cuda.is_available() or (device or "").startswith("cpu")
+    cpu = cpu or os.environ.get("ACCELERATE_USE_CPU", "false").lower() == "true"
+    return PartialState(cpu=cpu, timeout=timedelta(hours=BARRIER_TIMEOUT_HOURS))
 
 
 def judge_records(judge: Judge, benchmark: Benchmark, template: str, samples: list, records: list[dict]) -> None:
