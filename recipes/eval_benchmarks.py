@@ -18,6 +18,7 @@ import argparse
 import importlib
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -325,22 +326,22 @@ def evaluate_all(args: argparse.Namespace) -> None:
     results["versions"] = package_versions()
     results["stopped"] = None
     run_key = {"model": args.model, "weights": weights_fingerprint(args.model), **results["generation"]}
-    plans = {}
-    for name in args.names:
-        try:
-            plans[name] = prepare(name, args, processor, judge, run_key, state)
-        except (InputError, ValueError, OSError) as error:  # CacheError, rows or images that do not fit, bad data
-            raise stop(results, args.output, name, InputError(one_line(error)), main_process) from error
-    counts = {name: (len(plan.samples), plan.todo(plan.batches)) for name, plan in plans.items()}
-    share_total = sum(plan.todo(plan.mine) for plan in plans.values())
-    with Progress(counts, share_total, state.num_processes, main_process) as progress:
-        for plan in plans.values():
-            generate_share(plan, generate, model, processor, progress)
-            state.wait_for_everyone()  # every share of this benchmark is in the cache files
-            if main_process:
-                score_and_report(plan, args, judge, results, progress)
-    for plan in plans.values():
-        plan.cache.close()
+    with ExitStack() as open_caches:
+        plans = {}
+        for name in args.names:
+            try:
+                plans[name] = prepare(name, args, processor, judge, run_key, state)
+            except (InputError, ValueError, OSError) as error:  # CacheError, rows or images that do not fit, bad data
+                raise stop(results, args.output, name, InputError(one_line(error)), main_process) from error
+            open_caches.callback(plans[name].cache.close)
+        counts = {name: (len(plan.samples), plan.todo(plan.batches)) for name, plan in plans.items()}
+        share_total = sum(plan.todo(plan.mine) for plan in plans.values())
+        with Progress(counts, share_total, state.num_processes, main_process) as progress:
+            for plan in plans.values():
+                generate_share(plan, generate, model, processor, progress)
+                state.wait_for_everyone()  # every share of this benchmark is in the cache files
+                if main_process:
+                    score_and_report(plan, args, judge, results, progress)
 
 
 def score_and_report(plan: Plan, args: argparse.Namespace, judge: Judge | None, results: dict, progress) -> None:
