@@ -5,17 +5,20 @@
     python recipes/eval_benchmarks.py --model ./checkpoints/stage2 --benchmarks mmvet,llava_w --output eval/stage2 \
         --judge-model gpt-4-0613 --judge-base-url https://my-endpoint/v1      # key from $OPENAI_API_KEY
     python recipes/eval_benchmarks.py --list
+    accelerate launch --multi_gpu --num_processes 8 recipes/eval_benchmarks.py ...   # or torchrun: same results
 
 Writes OUTPUT/results.json (scores, prompt variants, judge, dataset revisions, package versions; read by the
 model card), OUTPUT/results.md (ours next to the paper's numbers), OUTPUT/samples/<benchmark>.jsonl (prompt, raw
-answer, parsed answer, score per sample) and OUTPUT/cache/<benchmark>.jsonl, the resumable log: rerun the same
-command after a crash and finished samples are not recomputed.
+answer, parsed answer, score per sample) and OUTPUT/cache/<benchmark>.jsonl (process R of N: .rank<R>.jsonl), the
+resumable log: rerun the same command, with any number of processes, after a crash and finished samples are not
+recomputed.
 """
 
 import argparse
 import importlib
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -144,16 +147,17 @@ if __name__ == "__main__":
     # Usage errors and mistyped paths end here, before the imports below (several seconds).
     run(parse_args, sys.argv[1:], exit_now=True)
 
-from tqdm.auto import tqdm  # noqa: E402
-
+from recipes.benchmarks.batching import BATCHING, length_batches, share  # noqa: E402
 from recipes.benchmarks.benchmark import Benchmark  # noqa: E402
-from recipes.benchmarks.cache import SampleCache, weights_fingerprint  # noqa: E402
+from recipes.benchmarks.cache import SharedCache, weights_fingerprint  # noqa: E402
 from recipes.benchmarks.data import load_rows  # noqa: E402
 from recipes.benchmarks.fallback import run_judge_step  # noqa: E402
-from recipes.benchmarks.generation import GREEDY, fixed_batches, generate, load_model, render_prompt  # noqa: E402
+from recipes.benchmarks.generation import GREEDY, generate, load_model, render_prompt  # noqa: E402
 from recipes.benchmarks.judge import Judge, JudgeConfigError, JudgeSettings, load_prompt  # noqa: E402
 from recipes.benchmarks.paper import paper_scores  # noqa: E402
+from recipes.benchmarks.progress import Progress  # noqa: E402
 from recipes.benchmarks.report import package_versions, read_results, write_results  # noqa: E402
+from recipes.benchmarks.shares import Plan, gathered_records, generate_share, process_state  # noqa: E402
 from toolkit.jsonl_store import atomic_write  # noqa: E402
 
 
@@ -196,24 +200,8 @@ def list_benchmarks() -> str:
     return "\n".join(lines)
 
 
-def judge_records(judge: Judge, benchmark: Benchmark, template: str, samples: list, records: list[dict]) -> None:
-    """Ask the judge about each (sample, record) pair and store verdict, score and any failure in the record."""
-    requests = [
-        (
-            benchmark.judge.messages(sample, record["raw_answer"], template),
-            lambda reply, sample=sample: benchmark.judge.parse(reply, sample),
-        )
-        for sample, record in zip(samples, records)
-    ]
-    for record, verdict in zip(records, judge.ask_many(requests)):
-        record["score"] = verdict.get("score")
-        record["judge"] = {key: verdict.get(key) for key in ("parsed", "reply", "attempts", "error")}
-
-
-def run_benchmark(
-    name: str, args: argparse.Namespace, model, processor, judge: Judge | None, output: Path, run_key: dict
-) -> dict:
-    """Generate (resuming from the cache), judge or parse, score; return the results.json entry.
+def prepare(name: str, args: argparse.Namespace, processor, judge: Judge | None, run_key: dict, state) -> Plan:
+    """Load the rows, build and batch the samples, open the cache.
 
     `run_key` holds the model-wide settings that decide an answer (model, weights fingerprint, dtype, decoding,
     batch size); the cache refuses to mix answers made under other ones.
@@ -234,23 +222,29 @@ def run_benchmark(
         "judge": judge_info,
         **{key: provenance[key] for key in ("dataset_id", "dataset_revision", "dataset_config", "split")},
     }
-    with SampleCache(output / "cache" / f"{name}.jsonl", settings) as cache:
-        if benchmark.judged:  # samples whose judging failed in an earlier run get another chance; answers are kept
-            failed = [s for s in samples if s.id in cache.records and cache.records[s.id]["judge"]["error"]]
-            if failed:
-                records = [dict(cache.records[sample.id]) for sample in failed]
-                judge_records(judge, benchmark, template, failed, records)
-                for record in records:
-                    cache.append(record)
-        answer_missing(benchmark, samples, cache, model, processor, judge, template, max_new_tokens, args.batch_size)
-        records = [cache.records[sample.id] for sample in samples]
-    judge_step = run_judge_step(judge, benchmark.judge_step, name, records, output / "cache")  # rule: GPT step
+    prompts = [render_prompt(processor, sample) for sample in samples]
+    lengths = (
+        [len(ids) for ids in processor.tokenizer(prompts, add_special_tokens=False)["input_ids"]] if prompts else []
+    )
+    batches = length_batches(samples, lengths, args.batch_size)
+    cache = SharedCache(args.output / "cache", name, settings, state.process_index)
+    mine = share(batches, state.process_index, state.num_processes)
+    return Plan(
+        benchmark, samples, prompts, batches, mine, cache, provenance, variant, template, judge_info, max_new_tokens
+    )
+
+
+def score(plan: Plan, args: argparse.Namespace, judge: Judge | None) -> dict:
+    """Gather, judge or run the judge step, score; write samples/<name>.jsonl; return the results.json entry."""
+    benchmark, name, provenance = plan.benchmark, plan.benchmark.name, plan.provenance
+    records = gathered_records(plan, judge)
+    judge_step = run_judge_step(judge, benchmark.judge_step, name, records, args.output / "cache")  # rule: GPT step
     summary = benchmark.aggregate(records)
     lines = [
-        json.dumps({**record, "score": score}, ensure_ascii=False) + "\n"
+        json.dumps({**record, "score": score}, ensure_ascii=False, sort_keys=True) + "\n"
         for record, score in zip(records, summary["per_sample"])
     ]
-    atomic_write(output / "samples" / f"{name}.jsonl", "".join(lines))
+    atomic_write(args.output / "samples" / f"{name}.jsonl", "".join(lines))
     failures = sum(1 for record in records if benchmark.judged and record["judge"]["error"])
     return {
         "metric": benchmark.metric,
@@ -261,62 +255,18 @@ def run_benchmark(
         "dataset_source": provenance["source"],
         "dataset_fingerprint": provenance["dataset_fingerprint"],
         "split": provenance["split"],
-        "prompt_variant": variant,
-        "prompt_variant_description": benchmark.prompt_variants[variant],
-        "judge": judge_info if benchmark.judged else judge_step,
+        "prompt_variant": plan.variant,
+        "prompt_variant_description": benchmark.prompt_variants[plan.variant],
+        "judge": plan.judge_info if benchmark.judged else judge_step,
         "judge_failures": failures,
-        "num_samples": len(samples),
+        "num_samples": len(plan.samples),
         "limit": args.limit,  # None for a full run: the model card puts only full runs into model-index
-        "max_new_tokens": max_new_tokens,
+        "max_new_tokens": plan.max_new_tokens,
         "details": summary["details"],
         "unconfirmed": benchmark.unconfirmed,
         "paper_column": benchmark.paper_column,
         "paper": paper_scores(benchmark.paper_column),
     }
-
-
-def answer_missing(
-    benchmark: Benchmark,
-    samples: list,
-    cache: SampleCache,
-    model,
-    processor,
-    judge: Judge | None,
-    template: str | None,
-    max_new_tokens: int,
-    batch_size: int,
-) -> None:
-    """Generate, parse or judge every sample the cache lacks, in batches fixed by sample position.
-
-    A batch that an interrupted run finished only in part is generated again whole, so each sample keeps the batch
-    mates (and padding) of an uninterrupted run and gets its answer exactly; saved answers that come out the same are
-    kept as they are, and only new or changed ones are judged and appended.
-    """
-    done = sum(sample.id in cache.records for sample in samples)
-    # Closed (with its newline) even when a batch fails, so an error message starts a line of its own.
-    with tqdm(total=len(samples), initial=done, desc=benchmark.name, unit="sample") as progress:
-        for batch in fixed_batches(samples, batch_size):
-            missing = sum(sample.id not in cache.records for sample in batch)
-            if not missing:
-                continue
-            answers = generate(model, processor, batch, max_new_tokens)
-            fresh = [(s, a) for s, a in zip(batch, answers) if cache.records.get(s.id, {}).get("raw_answer") != a]
-            records = [
-                {
-                    "id": sample.id,
-                    "prompt": render_prompt(processor, sample),
-                    "raw_answer": answer,
-                    "parsed_answer": answer if benchmark.judged else benchmark.parse_answer(sample.target, answer),
-                    "score": None,
-                    "target": sample.target,
-                }
-                for sample, answer in fresh
-            ]
-            if benchmark.judged:
-                judge_records(judge, benchmark, template, [sample for sample, _ in fresh], records)
-            for record in records:
-                cache.append(record)
-            progress.update(missing)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,28 +276,39 @@ def main(argv: list[str] | None = None) -> int:
     return run(lambda argv: evaluate_all(parse_args(argv)), argv, exit_now=True)
 
 
+def make_judge(args: argparse.Namespace) -> Judge | None:
+    """The judge client, when --judge-model is given (required for the judged benchmarks, optional for the GPT step
+    of rule-scored ones)."""
+    if not args.judge_model:
+        return None
+    try:
+        return Judge(
+            JudgeSettings(
+                model=args.judge_model,
+                base_url=args.judge_base_url,
+                api_key_env=args.judge_api_key_env,
+                temperature=args.judge_temperature,
+                parse_retries=args.judge_retries,
+                http_retries=args.judge_http_retries,
+                timeout=args.judge_timeout,
+                concurrency=args.judge_concurrency,
+            )
+        )
+    except JudgeConfigError as error:  # no key in the environment
+        raise InputError(str(error)) from error
+
+
 def evaluate_all(args: argparse.Namespace) -> None:
+    """Every process generates its share of every benchmark; after each benchmark the main process gathers the
+    answers from the cache files, judges and scores them, and writes the results (see recipes/benchmarks/batching.py).
+    """
     if args.list:
         print(list_benchmarks())
         return
     check_benchmark_options(args)
-    judge = None
-    if args.judge_model:  # required for the judged benchmarks, optional for the rule-scored ones' GPT step
-        try:
-            judge = Judge(
-                JudgeSettings(
-                    model=args.judge_model,
-                    base_url=args.judge_base_url,
-                    api_key_env=args.judge_api_key_env,
-                    temperature=args.judge_temperature,
-                    parse_retries=args.judge_retries,
-                    http_retries=args.judge_http_retries,
-                    timeout=args.judge_timeout,
-                    concurrency=args.judge_concurrency,
-                )
-            )
-        except JudgeConfigError as error:  # no key in the environment
-            raise InputError(str(error)) from error
+    judge = make_judge(args)
+    state = process_state(args.device)
+    main_process = state.is_main_process
     try:
         args.output.mkdir(parents=True, exist_ok=True)
         results = read_results(args.output, args.model)
@@ -356,38 +317,62 @@ def evaluate_all(args: argparse.Namespace) -> None:
     except (OSError, ValueError) as error:  # results of another model, or a folder we cannot write
         raise InputError(f"--output {args.output}: {one_line(error)}") from error
     try:
-        model, processor = load_model(args.model, args.dtype, args.device, args.trust_remote_code)
+        model, processor = load_model(args.model, args.dtype, args.device or str(state.device), args.trust_remote_code)
     except RemoteCodeRefusedError as error:
         raise InputError(str(error)) from None
     except (OSError, ValueError) as error:  # no such Hub repo or Hub unreachable, no config.json, no chat template
         raise InputError(f"--model {args.model}: {one_line(error)}") from error
-    results["generation"] = {**GREEDY, "batch_size": args.batch_size, "dtype": str(model.dtype)}
+    results["generation"] = {**GREEDY, "batch_size": args.batch_size, "batching": BATCHING, "dtype": str(model.dtype)}
     results["versions"] = package_versions()
     results["stopped"] = None
     run_key = {"model": args.model, "weights": weights_fingerprint(args.model), **results["generation"]}
-    for name in args.names:
-        try:
-            results["benchmarks"][name] = run_benchmark(name, args, model, processor, judge, args.output, run_key)
-        except (InputError, JudgeConfigError, ValueError, OSError) as error:
-            # CacheError, rows or images that do not fit the benchmark, unreadable data, a refused judge key
-            raise stop(results, args.output, name, InputError(one_line(error))) from error
-        write_results(args.output, results)
-        print(summary_line(name, results["benchmarks"][name]), flush=True)
-        if judge is not None and judge.asked and judge.failed == judge.asked:
-            endpoint = public_url(args.judge_base_url or str(judge.client.base_url))
-            failure = RunFailed(
-                f"the judge at {endpoint} gave no verdict for any of the {judge.asked} samples asked (last error: "
-                f"{judge.last_error}); the answers are cached: rerun the same command once the judge "
-                "(--judge-base-url, --judge-model, the key) works to score them"
-            )
-            raise stop(results, args.output, name, failure)
+    with ExitStack() as open_caches:
+        plans = {}
+        for name in args.names:
+            try:
+                plans[name] = prepare(name, args, processor, judge, run_key, state)
+            except (InputError, ValueError, OSError) as error:  # CacheError, rows or images that do not fit, bad data
+                raise stop(results, args.output, name, InputError(one_line(error)), main_process) from error
+            open_caches.callback(plans[name].cache.close)
+        counts = {name: (len(plan.samples), plan.todo(plan.batches)) for name, plan in plans.items()}
+        share_total = sum(plan.todo(plan.mine) for plan in plans.values())
+        with Progress(counts, share_total, state.num_processes, main_process) as progress:
+            for plan in plans.values():
+                generate_share(plan, generate, model, processor, progress)
+                state.wait_for_everyone()  # every share of this benchmark is in the cache files
+                if main_process:
+                    score_and_report(plan, args, judge, results, progress)
 
 
-def stop(results: dict, output: Path, name: str, error: InputError | RunFailed) -> InputError | RunFailed:
-    """`error`, its message naming the benchmark, after recording it in results.json as why the run stopped."""
+def score_and_report(plan: Plan, args: argparse.Namespace, judge: Judge | None, results: dict, progress) -> None:
+    """Score one gathered benchmark into results.json and results.md; stop the run when its judge answered nothing."""
+    name = plan.benchmark.name
+    try:
+        results["benchmarks"][name] = score(plan, args, judge)
+    except (InputError, JudgeConfigError, ValueError, OSError) as error:
+        # CacheError, rows or images that do not fit the benchmark, unreadable data, a refused judge key
+        raise stop(results, args.output, name, InputError(one_line(error))) from error
+    write_results(args.output, results)
+    progress.bar.write(summary_line(name, results["benchmarks"][name]))
+    if judge is not None and judge.asked and judge.failed == judge.asked:
+        endpoint = public_url(args.judge_base_url or str(judge.client.base_url))
+        failure = RunFailed(
+            f"the judge at {endpoint} gave no verdict for any of the {judge.asked} samples asked (last error: "
+            f"{judge.last_error}); the answers are cached: rerun the same command once the judge "
+            "(--judge-base-url, --judge-model, the key) works to score them"
+        )
+        raise stop(results, args.output, name, failure)
+
+
+def stop(
+    results: dict, output: Path, name: str, error: InputError | RunFailed, write: bool = True
+) -> InputError | RunFailed:
+    """`error`, its message naming the benchmark, after recording it in results.json (`write`: by the main process
+    only) as why the run stopped."""
     message = str(error) if name in str(error) else f"{name}: {error}"
     results["stopped"] = message
-    write_results(output, results)
+    if write:
+        write_results(output, results)
     return type(error)(message)
 
 

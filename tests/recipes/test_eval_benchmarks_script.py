@@ -69,7 +69,7 @@ def test_sigkill_mid_benchmark_then_resume(tmp_path, monkeypatch):
         output_text = process.communicate()[0].decode(errors="replace")
     assert process.returncode == -signal.SIGKILL, output_text
     finished = [json.loads(line) for line in cache.read_text().splitlines()[1:]]
-    assert 2 <= len(finished) < 8
+    assert len({record["id"] for record in finished}) >= 2
     assert not (output / "results.json").exists()
 
     generated = []
@@ -83,7 +83,8 @@ def test_sigkill_mid_benchmark_then_resume(tmp_path, monkeypatch):
     results = json.loads((output / "results.json").read_text())
     done = {record["id"] for record in finished}
     assert sorted(generated) == sorted(f"v1_{i}" for i in range(8) if f"v1_{i}" not in done)
-    assert len(judge.requests) == len(generated)
+    judged = {r["id"] for r in finished if r.get("judge") and not r["judge"]["error"]}  # the main process judges
+    assert len(judge.requests) == 8 - len(judged)  # after a benchmark's generation, each sample once
     entry = results["benchmarks"]["mmvet"]
     assert entry["num_samples"] == 8 and entry["judge_failures"] == 0
     assert entry["value"] == pytest.approx(40.0)
