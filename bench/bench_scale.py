@@ -120,12 +120,18 @@ def table(results: list[dict]) -> str:
             f"| {r['stage']} | {r['rows']:,} | {r['wall']:.1f} | {1000 * r['cpu'] / r['rows']:.3f} "
             f"| {r['rss'] / 2**20:.0f} | {r['disk'] / 2**20:.1f} |"
         )
-    lines += ["", "| stage | CPU/row, largest / smallest | peak RSS, largest / smallest |", "|---|---|---|"]
+    lines += [
+        "",
+        "| stage | CPU/row, largest / smallest | peak RSS, largest / smallest | CPU ms per added row |",
+        "|---|---|---|---|",
+    ]
     for stage in dict.fromkeys(r["stage"] for r in results):
         runs = sorted((r for r in results if r["stage"] == stage), key=lambda r: r["rows"])
         small, large = runs[0], runs[-1]
         per_row = (large["cpu"] / large["rows"]) / (small["cpu"] / small["rows"])
-        lines.append(f"| {stage} | {per_row:.2f}x | {large['rss'] / small['rss']:.2f}x |")
+        # The start-up (imports, models) is paid once: the cost of each row beyond the smallest size excludes it.
+        added = 1000 * (large["cpu"] - small["cpu"]) / max(large["rows"] - small["rows"], 1)
+        lines.append(f"| {stage} | {per_row:.2f}x | {large['rss'] / small['rss']:.2f}x | {added:.3f} |")
     return "\n".join(lines)
 
 
