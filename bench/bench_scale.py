@@ -1,11 +1,18 @@
 """Data stages at several row counts, each through the CLI a user runs, each in its own process.
 
-    python bench/bench_scale.py [--sizes 1000 10000 100000] [--workdir /tmp/allava-scale] [--keep]
+    python bench/bench_scale.py [--sizes 1000 10000 100000] [--stages import load ...] [--workdir /tmp/allava-scale]
+                                [--keep]
 
 Stages: `import` (dataset_scripts/import_allava4v.py on a simulated ALLaVA-4V release of the real schema: ids,
 `allava_laion/images/...` paths, human/gpt conversations; caption and instruct LAION rows share their images as in the
 release, 20% text rows) and `load` (`datasets.load_dataset` of every subset the import wrote, reading every row).
 Images are small generated JPEGs (64x48), so the table measures the per-row cost, not the per-image decode.
+
+Then the synthesis pipeline (bench/scale_pipeline.py): `synthesize` (caption-qa against the offline teacher with no
+latency: real image reads and checks, the image pack; one image makes two rows), `build` (build_dataset.py with its
+quality filters and near-duplicate index), `sft` (recipes/sft.py on the tiny recipe, --max_steps 1: the pre-flight's
+row checks with the real collator and the length column, then one step) and `sft-streaming` (the same, streaming).
+Their images are small shapes-world PNGs (84 px): the offline teacher reads each scene from the PNG's metadata.
 
 Prints one markdown row per stage and size (rows, wall, CPU per row, peak RSS of the stage's process, disk written)
 and, per stage, the largest size's CPU per row and peak RSS over the smallest's (the goals: within 1.2x and 1.3x).
@@ -19,15 +26,16 @@ import os
 import platform
 import random
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from PIL import Image
 
+from bench import scale_pipeline
+from bench.scale_measure import REPO, folder_bytes, measure
 
-REPO = Path(__file__).resolve().parents[1]
+
+STAGES = ("import", "load", *scale_pipeline.STAGES)
 LOAD = """
 import sys, datasets
 datasets.disable_progress_bars()
@@ -84,31 +92,8 @@ def write_release(root: Path, rows: int, seed: int = 0) -> dict[str, int]:
     return {"caption_laion": pictures, "instruct_laion": pictures, "text": texts}
 
 
-def measure(command: list[str], **env: str) -> dict:
-    """Run `command` in its own process: wall seconds, CPU seconds (user + sys) and peak RSS bytes."""
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO), **env},
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    stdout, stderr = process.stdout.read().decode(), process.stderr.read().decode()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited {process.returncode}:\n{stderr[-3000:]}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss * 1024, "stdout": stdout}
-
-
-def folder_bytes(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-
-
 def run_size(workdir: Path, rows: int) -> list[dict]:
-    """Both stages at one size; returns one result per stage."""
+    """The import and load stages at one size; returns one result per stage."""
     root, output = workdir / f"release-{rows}", workdir / f"dataset-{rows}"
     for folder in (root, output):
         shutil.rmtree(folder, ignore_errors=True)
@@ -135,12 +120,18 @@ def table(results: list[dict]) -> str:
             f"| {r['stage']} | {r['rows']:,} | {r['wall']:.1f} | {1000 * r['cpu'] / r['rows']:.3f} "
             f"| {r['rss'] / 2**20:.0f} | {r['disk'] / 2**20:.1f} |"
         )
-    lines += ["", "| stage | CPU/row, largest / smallest | peak RSS, largest / smallest |", "|---|---|---|"]
+    lines += [
+        "",
+        "| stage | CPU/row, largest / smallest | peak RSS, largest / smallest | CPU ms per added row |",
+        "|---|---|---|---|",
+    ]
     for stage in dict.fromkeys(r["stage"] for r in results):
         runs = sorted((r for r in results if r["stage"] == stage), key=lambda r: r["rows"])
         small, large = runs[0], runs[-1]
         per_row = (large["cpu"] / large["rows"]) / (small["cpu"] / small["rows"])
-        lines.append(f"| {stage} | {per_row:.2f}x | {large['rss'] / small['rss']:.2f}x |")
+        # The start-up (imports, models) is paid once: the cost of each row beyond the smallest size excludes it.
+        added = 1000 * (large["cpu"] - small["cpu"]) / max(large["rows"] - small["rows"], 1)
+        lines.append(f"| {stage} | {per_row:.2f}x | {large['rss'] / small['rss']:.2f}x | {added:.3f} |")
     return "\n".join(lines)
 
 
@@ -148,19 +139,20 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/allava-scale"))
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     parser.add_argument("--keep", action="store_true", help="keep the releases and datasets written")
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     results = []
-    for rows in args.sizes:
-        results += run_size(args.workdir, rows)
-        if not args.keep:
-            for folder in (
-                args.workdir / f"release-{rows}",
-                args.workdir / f"dataset-{rows}",
-                args.workdir / f"hf-{rows}",
-            ):
-                shutil.rmtree(folder, ignore_errors=True)
+    if {"import", "load"} & set(args.stages):
+        for rows in args.sizes:
+            results += [r for r in run_size(args.workdir, rows) if r["stage"] in args.stages]
+            if not args.keep:
+                for name in ("release", "dataset", "hf"):
+                    shutil.rmtree(args.workdir / f"{name}-{rows}", ignore_errors=True)
+    pipeline = [stage for stage in args.stages if stage in scale_pipeline.STAGES]
+    if pipeline:
+        results += scale_pipeline.run(args.workdir, args.sizes, pipeline, keep=args.keep)
     report = f"{table(results)}\n\n{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
     print(report)
     return report

@@ -15,7 +15,7 @@ def test_release_has_the_real_schema(tmp_path):
 
 
 def test_smoke_at_a_thousand_rows(tmp_path):
-    report = main(["--sizes", "300", "1000", "--workdir", str(tmp_path)])
+    report = main(["--sizes", "300", "1000", "--stages", "import", "load", "--workdir", str(tmp_path)])
     rows = [line.split(" | ") for line in report.splitlines() if line.startswith(("| import", "| load"))]
     stages = [(cells[0].strip("| "), cells[1]) for cells in rows[:4]]
     assert stages == [("import", "300"), ("load", "300"), ("import", "1,000"), ("load", "1,000")]
@@ -23,3 +23,20 @@ def test_smoke_at_a_thousand_rows(tmp_path):
         assert float(cells[3]) > 0 and float(cells[4]) > 0  # CPU per row, peak RSS
     assert [cells[0].strip("| ") for cells in rows[4:]] == ["import", "load"]  # the ratio rows
     assert not any(tmp_path.iterdir())  # releases, datasets and caches are removed
+
+
+def test_pipeline_stages_run_through_their_clis(tmp_path):
+    """synthesize -> build -> sft (map-style and streaming) at one tiny size: each measured, the rows they saw."""
+    report = main(
+        ["--sizes", "40", "--stages", "synthesize", "build", "sft", "sft-streaming", "--workdir", str(tmp_path)]
+    )
+    lines = [[cell.strip() for cell in line.strip("|").split("|")] for line in report.splitlines()[2:6]]
+    rows = {cells[0]: cells for cells in lines}
+    assert list(rows) == ["synthesize", "build", "sft", "sft-streaming"]
+    assert rows["synthesize"][1] == "40"  # 20 images, a caption row and a question row each
+    built = int(rows["build"][1])
+    assert 0 < built <= 40  # the near-duplicate filter may drop repeated random scenes
+    assert rows["sft"][1] == rows["sft-streaming"][1] == str(built)  # one step over the built dataset's rows
+    for cells in rows.values():
+        assert float(cells[3]) > 0 and float(cells[4]) > 0  # CPU per row, peak RSS
+    assert not any(tmp_path.iterdir())  # images, synthesis output, datasets, caches and backbones are removed
