@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from toolkit.cost import add_usd
+
 
 # USD per 1M tokens (input, output, cached input), list prices at the time of writing; override with --prices /
 # --price-*. Cached input is what prompt tokens served from the provider's prefix cache cost.
@@ -229,7 +231,7 @@ class CostMeter:
         """
         actual = self.price.cost(prompt_tokens, completion_tokens, cached_tokens) if self.price else 0.0
         self.reserved -= reserved
-        self.spent += actual
+        self.spent = add_usd(self.spent, actual)
         if expected is not None:
             estimated_prompt, max_completion = expected
             if estimated_prompt > 0:

@@ -9,7 +9,7 @@ from dataset_scripts.limits import CostMeter
 from dataset_scripts.outcome import Ending
 from dataset_scripts.teacher_client import TeacherClient
 from dataset_scripts.usage import ShardTotals, Usage, usage_report
-from toolkit.cost import NO_PRICE
+from toolkit.cost import NO_PRICE, add_usd
 
 
 def _by_name(counts: Counter, name: str) -> dict:
@@ -76,7 +76,7 @@ def run_summary(
             "api_retries": dict(stats.retries),
             "retry_after_honoured": stats.retry_after_honoured,
             "backoff_seconds": round(stats.backoff_seconds, 3),
-            "cost_usd": round(meter.spent - spent_before, 6) if priced else None,
+            "cost_usd": round(add_usd(meter.spent, -spent_before), 6) if priced else None,
             "by_endpoint": endpoints,
             "wall_time_s": round(wall_time, 3),
         },

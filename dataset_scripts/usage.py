@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from dataset_scripts.first_copies import Saving, saving_of
 from dataset_scripts.shards import OutputDir, iter_jsonl
-from toolkit.cost import NO_PRICE
+from toolkit.cost import NO_PRICE, add_usd
 
 
 USAGE_FIELDS = ("prompt_tokens", "cached_tokens", "completion_tokens", "requests")
@@ -26,7 +26,7 @@ class Usage:
         self.cached_tokens += cached_tokens
         self.completion_tokens += completion_tokens
         self.requests += 1
-        self.cost_usd += cost
+        self.cost_usd = add_usd(self.cost_usd, cost)
 
     def as_dict(self) -> dict:
         return {**self.__dict__, "cost_usd": round(self.cost_usd, 8)}
@@ -64,7 +64,7 @@ UNFINISHED = "(inputs not finished)"  # the by_subset label of usage billed to i
 def _add(usage: Usage, row_usage: dict) -> None:
     for name in USAGE_FIELDS:
         setattr(usage, name, getattr(usage, name) + row_usage.get(name, 0))
-    usage.cost_usd += row_usage.get("cost_usd", 0.0)
+    usage.cost_usd = add_usd(usage.cost_usd, row_usage.get("cost_usd", 0.0))
 
 
 def shard_totals(out: OutputDir) -> ShardTotals:
