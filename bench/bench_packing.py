@@ -109,7 +109,8 @@ def run(name: str, build_model, collator, processor, dataset: Dataset, args: arg
     return result
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line: run sizes, model shape and which variants to run."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=48, help="rows trained on per variant (one epoch)")
     parser.add_argument("--batch-size", type=int, default=8, help="samples per step (per_device_train_batch_size)")
@@ -124,7 +125,100 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="run the variants this many times, keep each's best")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time measures work alone)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def print_setup(rows: list[dict], lengths: list[int], shape: ModelShape, args: argparse.Namespace) -> None:
+    """One line on the rows, the model and the machine, so a table can be read against what it measured."""
+    print(
+        f"{len(rows)} rows, {sum(1 for r in rows if r['images'])} with an image; tokens per row min {min(lengths)} "
+        f"mean {sum(lengths) / len(lengths):.0f} max {max(lengths)}; batch {args.batch_size}, max_length "
+        f"{args.max_length}; text model Phi {args.layers}x{args.hidden}, CLIP {args.vision_layers}x"
+        f"{args.vision_hidden} at {shape.image_size} px; torch threads {torch.get_num_threads()}; "
+        f"load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+
+
+def model_builders(config, weights: dict) -> tuple:
+    """Builders of our model (per attention) and the baseline, each starting from the same `weights`."""
+
+    def ours_model(attention: str = "sdpa") -> AllavaForConditionalGeneration:
+        model = AllavaForConditionalGeneration(config)
+        model.load_state_dict(weights)
+        model.set_trainable_modules("allava")
+        model.set_attn_implementation({"text_config": attention})
+        return model
+
+    def theirs_model() -> LlavaForConditionalGeneration:
+        model = baseline_model(config)
+        model.load_state_dict(weights)
+        return model
+
+    return ours_model, theirs_model
+
+
+def build_variants(
+    config, weights: dict, processor, padded: AllavaCollator, datasets: tuple[Dataset, ...], args: argparse.Namespace
+) -> dict[str, tuple]:
+    """Variants a-f by key: name, model builder, collator (None: TRL's), processor, dataset, SFTConfig extras.
+
+    `datasets` is (ours, theirs, ours grouped by length); `padded` is the collator the lengths were measured with.
+    """
+    ours, theirs, grouped = datasets
+    ours_model, theirs_model = model_builders(config, weights)
+    ours_args = {"remove_unused_columns": False, "dataset_kwargs": {"skip_prepare_dataset": True}}
+    per_sample = PackedAllavaCollator(processor, args.max_length, attn_implementation=SDPA_PER_SAMPLE)
+    packed = PackedAllavaCollator(processor, args.max_length)
+    short = PackedAllavaCollator(processor, args.max_length, row_length=args.short_rows)
+    return {
+        "a": ("(a) TRL + transformers Llava, padded", theirs_model, None, baseline_processor(processor), theirs,
+              {"assistant_only_loss": True}),
+        "b": ("(b) ours, padded", ours_model, padded, processor, ours, ours_args),
+        "c": ("(c) ours, grouped by length", ours_model, padded, processor, grouped,
+              {"train_sampling_strategy": "sequential", **ours_args}),
+        "d": (f"(d) ours, packed, rows <= {args.max_length}, sdpa per sample", lambda: ours_model(SDPA_PER_SAMPLE),
+              per_sample, processor, ours, ours_args),
+        "e": (f"(e) ours, packed, rows <= {args.max_length}, masked sdpa", ours_model, packed, processor, ours,
+              ours_args),
+        "f": (f"(f) ours, packed, rows <= {args.short_rows or 'longest sample'}, masked sdpa", ours_model, short,
+              processor, ours, ours_args),
+    }  # fmt: skip
+
+
+def best_runs(variants: dict[str, tuple], args: argparse.Namespace) -> dict[str, dict]:
+    """Run the chosen variants `--repeats` times; keep each one's fastest run and its highest peak memory."""
+    best: dict[str, dict] = {}
+    for _ in range(args.repeats):
+        for key in args.variants:
+            name, build, collator, variant_processor, dataset, extras = variants[key]
+            result = run(name, build, collator, variant_processor, dataset, args, **extras)
+            if key not in best or result["tokens_per_cpu_s"] > best[key]["tokens_per_cpu_s"]:
+                best[key] = {**result, "peak_mib": max(result["peak_mib"], best.get(key, result)["peak_mib"])}
+    return best
+
+
+def print_table(best: dict[str, dict]) -> None:
+    """The markdown table of docs/packing.md, each variant against the baseline (a) when it ran."""
+    base = best.get("a")
+    print(f"\nload average after the runs: {os.getloadavg()[0]:.1f}")
+    print(
+        "| variant | non-pad tokens per CPU-second | per wall second | padding | largest batch (tokens) "
+        "| peak RSS delta | throughput vs (a) | memory vs (a) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for result in best.values():
+        speed = f"{result['tokens_per_cpu_s'] / base['tokens_per_cpu_s']:.2f}x" if base else "-"
+        memory = f"{result['peak_mib'] / base['peak_mib']:.2f}x" if base else "-"
+        print(
+            f"| {result['name']} | {result['tokens_per_cpu_s']:.0f} | {result['tokens_per_s']:.0f} | "
+            f"{result['padding']:.1%} | {result['largest_batch']} | {result['peak_mib']:.0f} MiB | {speed} "
+            f"| {memory} |"
+        )
+
+
+def main() -> None:
+    args = parse_args()
     release_memory()  # before anything large is allocated
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -141,67 +235,9 @@ def main() -> None:
     lengths = add_length_column(ours, padded)["length"]
     torch.manual_seed(args.seed)
     grouped = ours.select(get_length_grouped_indices(lengths, args.batch_size, len(lengths) // args.batch_size))
-    print(
-        f"{len(rows)} rows, {sum(1 for r in rows if r['images'])} with an image; tokens per row min {min(lengths)} "
-        f"mean {sum(lengths) / len(lengths):.0f} max {max(lengths)}; batch {args.batch_size}, max_length "
-        f"{args.max_length}; text model Phi {args.layers}x{args.hidden}, CLIP {args.vision_layers}x"
-        f"{args.vision_hidden} at {shape.image_size} px; torch threads {torch.get_num_threads()}; "
-        f"load average {os.getloadavg()[0]:.1f}",
-        flush=True,
-    )
-
-    def ours_model(attention: str = "sdpa") -> AllavaForConditionalGeneration:
-        model = AllavaForConditionalGeneration(config)
-        model.load_state_dict(weights)
-        model.set_trainable_modules("allava")
-        model.set_attn_implementation({"text_config": attention})
-        return model
-
-    def theirs_model() -> LlavaForConditionalGeneration:
-        model = baseline_model(config)
-        model.load_state_dict(weights)
-        return model
-
-    ours_args = {"remove_unused_columns": False, "dataset_kwargs": {"skip_prepare_dataset": True}}
-    per_sample = PackedAllavaCollator(processor, args.max_length, attn_implementation=SDPA_PER_SAMPLE)
-    packed = PackedAllavaCollator(processor, args.max_length)
-    short = PackedAllavaCollator(processor, args.max_length, row_length=args.short_rows)
-    variants = {  # name, model, collator (None: TRL's), processor, dataset, SFTConfig extras
-        "a": ("(a) TRL + transformers Llava, padded", theirs_model, None, baseline_processor(processor), theirs,
-              {"assistant_only_loss": True}),
-        "b": ("(b) ours, padded", ours_model, padded, processor, ours, ours_args),
-        "c": ("(c) ours, grouped by length", ours_model, padded, processor, grouped,
-              {"train_sampling_strategy": "sequential", **ours_args}),
-        "d": (f"(d) ours, packed, rows <= {args.max_length}, sdpa per sample", lambda: ours_model(SDPA_PER_SAMPLE),
-              per_sample, processor, ours, ours_args),
-        "e": (f"(e) ours, packed, rows <= {args.max_length}, masked sdpa", ours_model, packed, processor, ours,
-              ours_args),
-        "f": (f"(f) ours, packed, rows <= {args.short_rows or 'longest sample'}, masked sdpa", ours_model, short,
-              processor, ours, ours_args),
-    }  # fmt: skip
-    best: dict[str, dict] = {}
-    for _ in range(args.repeats):
-        for key in args.variants:
-            name, build, collator, variant_processor, dataset, extras = variants[key]
-            result = run(name, build, collator, variant_processor, dataset, args, **extras)
-            if key not in best or result["tokens_per_cpu_s"] > best[key]["tokens_per_cpu_s"]:
-                best[key] = {**result, "peak_mib": max(result["peak_mib"], best.get(key, result)["peak_mib"])}
-
-    base = best.get("a")
-    print(f"\nload average after the runs: {os.getloadavg()[0]:.1f}")
-    print(
-        "| variant | non-pad tokens per CPU-second | per wall second | padding | largest batch (tokens) "
-        "| peak RSS delta | throughput vs (a) | memory vs (a) |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for result in best.values():
-        speed = f"{result['tokens_per_cpu_s'] / base['tokens_per_cpu_s']:.2f}x" if base else "-"
-        memory = f"{result['peak_mib'] / base['peak_mib']:.2f}x" if base else "-"
-        print(
-            f"| {result['name']} | {result['tokens_per_cpu_s']:.0f} | {result['tokens_per_s']:.0f} | "
-            f"{result['padding']:.1%} | {result['largest_batch']} | {result['peak_mib']:.0f} MiB | {speed} "
-            f"| {memory} |"
-        )
+    print_setup(rows, lengths, shape, args)
+    variants = build_variants(config, weights, processor, padded, (ours, theirs, grouped), args)
+    print_table(best_runs(variants, args))
 
 
 if __name__ == "__main__":
