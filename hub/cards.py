@@ -14,7 +14,7 @@ from toolkit.cost import NO_PRICE, cost_text
 
 
 if TYPE_CHECKING:
-    from huggingface_hub import DatasetCard
+    from huggingface_hub import DatasetCard, DatasetCardData
 
 
 _SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
@@ -148,6 +148,63 @@ def _caveats(stats: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _card_data(stats: Mapping[str, Any], name: str, license: str) -> DatasetCardData:
+    """The card's YAML header: licence, size, tags and one `configs:` entry per subset."""
+    from huggingface_hub import DatasetCardData
+
+    subsets: Mapping[str, int] = stats["subsets"]
+    return DatasetCardData(
+        language=stats.get("languages") or "en",
+        license=license,
+        pretty_name=name,
+        size_categories=size_category(sum(subsets.values())),
+        task_categories=["image-text-to-text", "visual-question-answering"],
+        tags=["allava", "synthetic", "caption-then-qa"],
+        configs=[
+            {"config_name": subset, "data_files": [{"split": "train", "path": f"{subset}/train-*"}]}
+            for subset in subsets
+        ],
+    )
+
+
+def _intro_section(name: str, subsets: Mapping[str, int], repo_id: str | None) -> str:
+    """The title, what a row holds and how to load a subset."""
+    kinds = sorted({subset.split("_", 1)[0] for subset in subsets})
+    holds = "; ".join(f"**{kind}**: {_SUBSET_NOTES[kind]}" for kind in kinds)
+    loader = repo_id or "path/to/this/folder"
+    example = next(iter(subsets), "caption_laion")
+    return f"""# {name}
+
+ALLaVA-style vision-language data (arXiv 2402.11684): {sum(subsets.values())} rows in {len(subsets)} subsets.
+Each row has the released ALLaVA columns (`id`, `image`, `conversations` as `[{{from, value}}]`), the TRL-ready
+`messages` / `images` form, and provenance (`source`, `mode` — `caption-qa`, `vflan` or `text`, how the row was made —
+`teacher_model`, `prompt_version`, `prompt_hash`, `origin`, `original_caption`). Images are embedded as bytes.
+Subsets hold {holds}.
+
+```python
+from datasets import load_dataset
+
+ds = load_dataset("{loader}", "{example}", split="train")
+```"""
+
+
+def _left_out_section(stats: Mapping[str, Any]) -> str:
+    """What did not become a row: rejected replies, skipped inputs, duplicates and filtered rows."""
+    return f"""Rejected teacher replies (after retries), by reason:
+
+{markdown_table(("reason", "items"), stats.get("rejected") or {})}
+
+Skipped inputs, by reason:
+
+{markdown_table(("reason", "items"), stats.get("skipped") or {})}
+
+Duplicate records dropped while merging shards: {stats.get("duplicates_dropped", 0)}.
+
+Rows dropped by the quality filters (dataset_scripts/filters.py), by filter:
+
+{markdown_table(("filter", "rows"), (stats.get("filtered") or {}).get("dropped_rows") or {})}"""
+
+
 def build_dataset_card(
     stats: Mapping[str, Any],
     *,
@@ -161,41 +218,13 @@ def build_dataset_card(
     where known `kind`, `modes`, `strategies`, `teacher_models`, `prompt_versions`, `prompt_hashes`, `sampling`,
     `prompts`, `requests`, `tokens`, `cost_usd`, `rejected`, `skipped`, `duplicates_dropped`, `sources`.
     """
-    from huggingface_hub import DatasetCard, DatasetCardData
+    from huggingface_hub import DatasetCard
 
     subsets: Mapping[str, int] = stats["subsets"]
-    total = sum(subsets.values())
     name = pretty_name or ("ALLaVA-4V (imported)" if stats.get("kind") == "allava-4v-import" else "ALLaVA-style data")
-    data = DatasetCardData(
-        language=stats.get("languages") or "en",
-        license=license,
-        pretty_name=name,
-        size_categories=size_category(total),
-        task_categories=["image-text-to-text", "visual-question-answering"],
-        tags=["allava", "synthetic", "caption-then-qa"],
-        configs=[
-            {"config_name": subset, "data_files": [{"split": "train", "path": f"{subset}/train-*"}]}
-            for subset in subsets
-        ],
-    )
-    kinds = sorted({subset.split("_", 1)[0] for subset in subsets})
-    holds = "; ".join(f"**{kind}**: {_SUBSET_NOTES[kind]}" for kind in kinds)
-    loader = repo_id or "path/to/this/folder"
-    example = next(iter(subsets), "caption_laion")
+    data = _card_data(stats, name, license)
     body = f"""
-# {name}
-
-ALLaVA-style vision-language data (arXiv 2402.11684): {total} rows in {len(subsets)} subsets.
-Each row has the released ALLaVA columns (`id`, `image`, `conversations` as `[{{from, value}}]`), the TRL-ready
-`messages` / `images` form, and provenance (`source`, `mode` — `caption-qa`, `vflan` or `text`, how the row was made —
-`teacher_model`, `prompt_version`, `prompt_hash`, `origin`, `original_caption`). Images are embedded as bytes.
-Subsets hold {holds}.
-
-```python
-from datasets import load_dataset
-
-ds = load_dataset("{loader}", "{example}", split="train")
-```
+{_intro_section(name, subsets, repo_id)}
 
 ## Subsets
 
@@ -207,19 +236,7 @@ ds = load_dataset("{loader}", "{example}", split="train")
 
 ## Left out
 
-Rejected teacher replies (after retries), by reason:
-
-{markdown_table(("reason", "items"), stats.get("rejected") or {})}
-
-Skipped inputs, by reason:
-
-{markdown_table(("reason", "items"), stats.get("skipped") or {})}
-
-Duplicate records dropped while merging shards: {stats.get("duplicates_dropped", 0)}.
-
-Rows dropped by the quality filters (dataset_scripts/filters.py), by filter:
-
-{markdown_table(("filter", "rows"), (stats.get("filtered") or {}).get("dropped_rows") or {})}
+{_left_out_section(stats)}
 
 {_audit_section(stats.get("audit"))}
 ## Licence and caveats
