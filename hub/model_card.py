@@ -15,7 +15,7 @@ from hub.cards import markdown_listing, markdown_table
 
 
 if TYPE_CHECKING:
-    from huggingface_hub import EvalResult, ModelCard
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 
 ALLAVA_CITATION = """@article{chen2024allava,
@@ -28,6 +28,17 @@ ALLAVA_CITATION = """@article{chen2024allava,
 # Stand-in image for the usage snippet; tests swap it (and the repo id) for local paths.
 USAGE_IMAGE_URL = "http://images.cocodataset.org/val2017/000000039769.jpg"
 _BENCHMARK_FIELDS = ("metric", "value", "dataset_id", "split")
+_INTRO = (
+    'An ALLaVA vision-language model (arXiv 2402.11684): a LLaVA-1.5-shaped "lite" VLM — '
+    "vision tower, projector, small\n"
+    "language model — trained on caption-then-QA data synthesised by a strong teacher. The weights load with plain\n"
+    "`transformers` through the remote code shipped in this repo (`trust_remote_code=True`); "
+    "no fork, no custom `.chat()`."
+)
+_LIMITATIONS = """- Small language models hallucinate objects, counts and text in images; check answers that matter.
+- Trained with one image per conversation: multi-image prompts are untested.
+- Synthetic training data inherits the teacher's errors and biases; the base models' licences and the teacher
+  provider's terms of use also apply."""
 
 
 def usage_snippet(repo_id: str) -> str:
@@ -204,6 +215,29 @@ def _evaluation_section(benchmarks: Mapping[str, Mapping[str, Any]], partial: Ma
     )
 
 
+def _card_data(
+    name: str,
+    license: str,
+    base_models: list[str] | None,
+    datasets: list[str] | None,
+    complete: Mapping[str, Mapping[str, Any]],
+) -> ModelCardData:
+    """The card's YAML header; only `complete` benchmarks go into `model-index`."""
+    from huggingface_hub import ModelCardData
+
+    return ModelCardData(
+        base_model=base_models or None,
+        datasets=datasets or None,
+        eval_results=eval_results_from(complete) if complete else None,
+        language=["en"],
+        library_name="transformers",
+        license=license,
+        model_name=name,
+        pipeline_tag="image-text-to-text",
+        tags=["allava", "llava", "vision-language", "custom_code"],
+    )
+
+
 def build_model_card(
     config: Mapping[str, Any],
     *,
@@ -220,29 +254,17 @@ def build_model_card(
     `benchmarks`, the output of `scored_benchmarks`), what the model is (read from `config`, its config.json), the
     training recipe, a usage snippet that runs as written, evaluation scores and limitations. Partial scores (see
     `incomplete_benchmarks`) appear in the body with a warning, never in `model-index`."""
-    from huggingface_hub import ModelCard, ModelCardData
+    from huggingface_hub import ModelCard
 
     name = repo_id.split("/")[-1]
     benchmarks = benchmarks or {}
     partial = incomplete_benchmarks(benchmarks)
     complete = {key: score for key, score in benchmarks.items() if key not in partial}
-    data = ModelCardData(
-        base_model=base_models or None,
-        datasets=datasets or None,
-        eval_results=eval_results_from(complete) if complete else None,
-        language=["en"],
-        library_name="transformers",
-        license=license,
-        model_name=name,
-        pipeline_tag="image-text-to-text",
-        tags=["allava", "llava", "vision-language", "custom_code"],
-    )
+    data = _card_data(name, license, base_models, datasets, complete)
     body = f"""
 # {name}
 
-An ALLaVA vision-language model (arXiv 2402.11684): a LLaVA-1.5-shaped "lite" VLM — vision tower, projector, small
-language model — trained on caption-then-QA data synthesised by a strong teacher. The weights load with plain
-`transformers` through the remote code shipped in this repo (`trust_remote_code=True`); no fork, no custom `.chat()`.
+{_INTRO}
 
 ## Architecture
 
@@ -266,10 +288,7 @@ Base models: {markdown_listing(base_models)}. Training data: {markdown_listing(d
 
 ## Limitations
 
-- Small language models hallucinate objects, counts and text in images; check answers that matter.
-- Trained with one image per conversation: multi-image prompts are untested.
-- Synthetic training data inherits the teacher's errors and biases; the base models' licences and the teacher
-  provider's terms of use also apply.
+{_LIMITATIONS}
 
 ## Citation
 
