@@ -9,6 +9,7 @@ the training run happened to write. `--dry-run` writes exactly the folder that w
 The token comes from `HF_TOKEN` or `hf auth login`; it is never a flag and never printed.
 """
 
+import argparse
 import re
 import shutil
 import sys
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     return run(_main, argv, expected=(ValueError, OSError))
 
 
-def _main(argv: list[str] | None) -> None:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line: checkpoint, target repo and the card's licence, base models and datasets."""
     parser = Parser(
         "Publish an ALLaVA checkpoint to the Hub with its remote code, processor and model card.",
         "python hub/push_model.py runs/allava-phi2/finetune --repo-id my-org/allava-phi2 --dry-run",
@@ -135,7 +137,11 @@ def _main(argv: list[str] | None) -> None:
     )
     parser.add_argument("--max-shard-size", default="5GB")
     parser.add_argument("--commit-message", default="Upload ALLaVA model")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Bad input fails here, before any model library is imported or anything is written."""
     existing_folder(args.checkpoint, "checkpoint")
     check_repo_id(args.repo_id, "--repo-id")
     for flag, values in (("--base-model", args.base_models), ("--dataset", args.datasets)):
@@ -145,19 +151,17 @@ def _main(argv: list[str] | None) -> None:
     if not args.dry_run:
         require_token()
 
-    options = dict(
-        repo_id=args.repo_id,
-        license=args.license,
-        base_models=args.base_models,
-        datasets=args.datasets,
-        max_shard_size=args.max_shard_size,
-    )
-    if args.dry_run:
-        folder = build_upload_folder(args.checkpoint, args.upload_dir or Path(f"{args.checkpoint}-upload"), **options)
-        files = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
-        print(f"Dry run: {len(files)} files that would be uploaded to {args.repo_id} are in {folder}:")
-        print("\n".join(f"  {name}" for name in files))
-        return
+
+def _dry_run(args: argparse.Namespace, options: dict[str, Any]) -> None:
+    """Write the upload folder (default <checkpoint>-upload) and list its files; send nothing."""
+    folder = build_upload_folder(args.checkpoint, args.upload_dir or Path(f"{args.checkpoint}-upload"), **options)
+    files = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+    print(f"Dry run: {len(files)} files that would be uploaded to {args.repo_id} are in {folder}:")
+    print("\n".join(f"  {name}" for name in files))
+
+
+def _upload(args: argparse.Namespace, options: dict[str, Any]) -> None:
+    """Build the upload folder (a temp dir unless --upload-dir) and push it, removing stale weight files."""
     with tempfile.TemporaryDirectory(prefix="allava-upload-") as scratch:
         folder = build_upload_folder(args.checkpoint, args.upload_dir or Path(scratch), **options)
         print(
@@ -170,6 +174,22 @@ def _main(argv: list[str] | None) -> None:
                 delete_patterns=STALE_WEIGHT_PATTERNS,
             )
         )
+
+
+def _main(argv: list[str] | None) -> None:
+    args = _parse_args(argv)
+    _check_args(args)
+    options = dict(
+        repo_id=args.repo_id,
+        license=args.license,
+        base_models=args.base_models,
+        datasets=args.datasets,
+        max_shard_size=args.max_shard_size,
+    )
+    if args.dry_run:
+        _dry_run(args, options)
+    else:
+        _upload(args, options)
 
 
 if __name__ == "__main__":
