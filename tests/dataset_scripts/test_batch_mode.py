@@ -92,12 +92,16 @@ def test_kill_nine_while_batches_run_then_resume_polls_the_same_batches(tmp_path
         wait_for_rows(out, event, count, process)
         process.send_signal(signal.SIGKILL)
         process.wait()
-    # as if killed between creating a batch and writing it down: the rerun finds it in the batch list
+    # as if killed between creating a batch and writing it down: the rerun finds it in the batch list. Upload rows
+    # written after it stay (a kill cannot unwrite them; their batches may exist on the server too).
     rows = store(out)
     created = [i for i, row in enumerate(rows) if row["event"] == "created"]
     assert created
     lines = (out / "batches-00000-of-00001.jsonl").read_bytes().splitlines(keepends=True)
-    (out / "batches-00000-of-00001.jsonl").write_bytes(b"".join(lines[: created[-1]]))
+    assert len(lines) == len(rows)
+    later = zip(lines[created[-1] + 1 :], rows[created[-1] + 1 :], strict=True)
+    uploads_after = [line for line, row in later if row["event"] == "uploaded"]
+    (out / "batches-00000-of-00001.jsonl").write_bytes(b"".join(lines[: created[-1]] + uploads_after))
     final = start(images, out, teacher.base_url)
     assert final.wait(timeout=120) == 0, final.stderr.read().decode()
     assert len({r["key"] for r in records(out)}) == 12 == len(records(out))
