@@ -51,7 +51,8 @@ def test_faults_are_resubmitted_and_nothing_is_paid_twice(synth, teacher, shapes
     for record in records(out):  # billed at the batch price, cached tokens at its cached rate
         usage = record["usage"]
         cost = GPT_4O_BATCH.cost(usage["prompt_tokens"], usage["completion_tokens"], usage["cached_tokens"])
-        assert abs(usage["cost_usd"] - cost) < 1e-8  # records round to 8 decimals
+        # each request's cost is summed on the 1e-8-dollar grid (toolkit.cost.add_usd): half a unit off at most
+        assert abs(usage["cost_usd"] - cost) <= usage["requests"] * 0.5e-8 + 1e-12
 
 
 def test_input_files_are_split_by_size(synth, teacher, shapes_dir, tmp_path):
