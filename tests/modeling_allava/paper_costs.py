@@ -79,6 +79,26 @@ def zero_bytes(trainable: int, frozen: int, gpus: int = ZERO_GPUS) -> dict[str, 
     }
 
 
+def activation_bytes(text_config, batch: int, tokens: int) -> int:
+    """Activations of a bf16 step with activation checkpointing and SDPA: one saved hidden state per layer
+    (2·b·s·h·L) plus the recomputed layer's own (34·b·s·h, Korthikanti et al. without the attention scores)."""
+    h, layers = text_config.hidden_size, text_config.num_hidden_layers
+    return 2 * batch * tokens * h * layers + 34 * batch * tokens * h
+
+
+def memory_bytes(config, batch: int, tokens: int) -> dict[str, int]:
+    """One process, no sharding, before the optimiser: bf16 weights 2·(Ψ + Φ), bf16 gradients 2·Ψ, activations."""
+    with torch.device("meta"):
+        model = AllavaForConditionalGeneration(config)
+    trainable = sum(model.set_trainable_modules("allava").values())
+    frozen = sum(p.numel() for p in model.model.vision_tower.parameters())
+    return {
+        "weights": 2 * (trainable + frozen),
+        "grads": 2 * trainable,
+        "activations": activation_bytes(config.text_config, batch, tokens),
+    }
+
+
 def _gib(value: float) -> str:
     return f"{value / 2**30:.1f} GiB"
 
