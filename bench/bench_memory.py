@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 from trl.trainer.utils import add_fused_lm_head
@@ -151,6 +152,7 @@ def main() -> None:
     parser.add_argument("--recipe", default="allava-stablelm2", choices=sorted(RECIPES))
     parser.add_argument("--lengths", type=int, nargs="+", default=[RECIPES["allava-stablelm2"].max_length])
     parser.add_argument("--layers", type=int, default=None, help="cut both towers (a quick check, not the bench)")
+    parser.add_argument("--save", type=Path, default=None, help="also write the measured runs here (JSON)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -163,6 +165,8 @@ def main() -> None:
         run = json.loads(result["stdout"].strip().splitlines()[-1])
         runs.append({**run, "process_rss": result["rss"] - run["start_rss"], "wall": result["wall"]})
         print(f"{length} tokens: {result['wall']:.0f} s, loss {run['loss']:.3f}", file=sys.stderr, flush=True)
+    if args.save:
+        args.save.write_text(json.dumps(runs, indent=1))
     print(table(args.recipe, runs, args.layers))
     longest = RECIPES[args.recipe].max_length
     if len(runs) > 1 and max(run["length"] for run in runs) < longest:
