@@ -8,6 +8,11 @@ the lmms-eval 0.7 "simple model" API and usable without it:
   the images are `doc_to_visual(self.task_dict[task][split][doc_id])`; returns one string per request.
 - `loglikelihood(requests)`: `request.args` is `(context, continuation or doc_to_target, doc_to_visual, doc_id,
   task, split)`; returns `(sum of continuation log-probs, whether greedy decoding reproduces it)` per request.
+
+Under lmms-eval's own multi-process launch (`accelerate launch -m lmms_eval ...` or torchrun), lmms-eval gives each
+process every world_size-th document and gathers the answers on rank 0; like its own models, the plugin takes its
+rank, world size and device from the launch (accelerate's process state): one GPU per process (cuda:LOCAL_RANK), or
+CPU processes over gloo.
 """
 
 import torch
@@ -15,6 +20,7 @@ import torch
 from modeling_allava import load_image
 from recipes.benchmarks.common import Sample
 from recipes.benchmarks.generation import generate, load_model
+from recipes.benchmarks.shares import process_state
 
 
 MODEL_NAME = "allava"
@@ -39,11 +45,29 @@ class AllavaLmms:
         if str(batch_size).startswith("auto"):
             raise ValueError("allava: batch_size must be a number; automatic batch sizes are not supported.")
         trusted = str(trust_remote_code).lower() in ("true", "1", "yes")
+        state = process_state(device)  # the launch lmms-eval's own Accelerator already joined, or one process
+        self._rank, self._world_size = state.process_index, state.num_processes
+        if state.num_processes > 1 and not str(device or "").startswith("cpu"):
+            device = str(state.device)  # lmms-eval passes one device (default cuda) to every process
         self.model, self.processor = load_model(pretrained, dtype=dtype, device=device, trust_remote_code=trusted)
+        self._device = self.model.device
         self.batch_size = int(batch_size)
         self.max_new_tokens = int(max_new_tokens)
         if not hasattr(self, "task_dict"):
             self.task_dict = {}
+
+    @property
+    def device(self) -> torch.device:
+        """Where this process's model runs; lmms-eval's evaluator puts its per-rank request counts here to gather."""
+        return self._device
+
+    @property
+    def rank(self) -> int:
+        return self._rank
+
+    @property
+    def world_size(self) -> int:
+        return self._world_size
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
