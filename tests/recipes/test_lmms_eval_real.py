@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.bench_eval import TASK_UTILS, TASK_YAML
 from tests.recipes.benchmark_fixtures import save_tiny_model
 from tests.recipes.fixture_media import picture
 from tests.recipes.sharded import free_port
@@ -59,33 +60,6 @@ def test_create_generate_and_loglikelihood_through_lmms_eval(model_dir):
     assert logprob < 0 and isinstance(greedy, bool)
 
 
-TASK_YAML = """
-task: allava_tiny
-dataset_path: parquet
-dataset_kwargs:
-  data_files:
-    test: {parquet}
-test_split: test
-output_type: generate_until
-doc_to_visual: !function utils.doc_to_visual
-doc_to_text: "{{{{question}}}}"
-doc_to_target: "answer"
-generation_kwargs:
-  max_new_tokens: 4
-  do_sample: false
-metric_list:
-  - metric: exact_match
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  - version: 0.0
-"""
-TASK_UTILS = """
-def doc_to_visual(doc):
-    return [doc["image"].convert("RGB")]
-"""
-
-
 DOCS = 5  # odd: with 2 processes, lmms-eval pads rank 1 with a copy of a request, whose answer it must drop
 
 
@@ -101,7 +75,8 @@ def tasks(tmp_path_factory):
     )
     datasets.Dataset.from_list(rows, features=features).to_parquet(str(folder / "tiny.parquet"))
     (folder / "tasks").mkdir()
-    (folder / "tasks" / "allava_tiny.yaml").write_text(TASK_YAML.format(parquet=folder / "tiny.parquet"))
+    yaml = TASK_YAML.format(task="allava_tiny", parquet=folder / "tiny.parquet", max_new_tokens=4)
+    (folder / "tasks" / "allava_tiny.yaml").write_text(yaml)
     (folder / "tasks" / "utils.py").write_text(textwrap.dedent(TASK_UTILS))
     return folder / "tasks"
 
