@@ -13,7 +13,9 @@ warm-up to the last answer; rounds interleave the runs, the median is reported:
 - our evaluator: recipes/eval_benchmarks.py's generation path (prompts, length-ordered batches, the process's share,
   batched greedy generation) on the same documents; its per-sample files and judge are left out (no I/O timed).
 - our evaluator, 2 processes: the same under torchrun, one thread each (gloo), answers gathered on rank 0.
-Prints one markdown table: generations per second, the ratios, and how many greedy answers equal llava_hf's.
+Prints one markdown table: generations per second, the ratios, how many greedy answers equal llava_hf's, and each
+run's CPU seconds (of 2 processes, the busier one's): on a loaded machine two processes may not get two cores, and
+a 2-process CPU time of about half the 1-process one shows the work itself splits evenly.
 """
 
 from __future__ import annotations
@@ -152,8 +154,9 @@ def table(results: dict[str, dict], docs: int) -> str:
     """The markdown table: generations/s (median), ratios, answers equal to llava_hf's."""
     baseline, single = results["lmms-eval llava_hf"], results["our evaluator"]
     lines = [
-        "| run | processes x threads | batch | generations/s | vs llava_hf | vs 1 process | answers = llava_hf |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| run | processes x threads | batch | generations/s | vs llava_hf | vs 1 process | answers = llava_hf "
+        "| CPU s (per process, max) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, result in results.items():
         run = result["run"]
@@ -161,7 +164,7 @@ def table(results: dict[str, dict], docs: int) -> str:
         equal = sum(result["answers"][doc] == answer for doc, answer in baseline["answers"].items())
         lines.append(
             f"| {name} | {run.processes} x 1 | {run.batch_size} | {result['rate']:.2f} | "
-            f"{result['rate'] / baseline['rate']:.2f}x | {versus_one} | {equal}/{docs} |"
+            f"{result['rate'] / baseline['rate']:.2f}x | {versus_one} | {equal}/{docs} | {result['cpu_seconds']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -182,15 +185,18 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         write_task(folder, args.docs, shape.image_size, args.max_new_tokens)
         every = runs(args.batch_size)
         seconds = {run.name: [] for run in every}
+        cpu_seconds = {run.name: [] for run in every}
         for round_index in range(args.rounds):
             for run in every[round_index % len(every) :] + every[: round_index % len(every)]:
                 result = measure(run, folder, args.max_new_tokens, args.port)
                 seconds[run.name].append(result["seconds"])
+                cpu_seconds[run.name].append(result["cpu_seconds"])
                 results.setdefault(run.name, {"run": run, "answers": result["answers"]})
                 if result["answers"] != results[run.name]["answers"]:
                     raise RuntimeError(f"{run.name}: greedy answers changed between rounds")
     for name, result in results.items():
         result["seconds"] = statistics.median(seconds[name])
+        result["cpu_seconds"] = statistics.median(cpu_seconds[name])
         result["rate"] = args.docs / result["seconds"]
     print(f"{args.docs} documents, at most {args.max_new_tokens} new tokens, median of {args.rounds} rounds")
     print(table(results, args.docs))

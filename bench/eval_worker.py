@@ -8,7 +8,8 @@ on the native Llava export, or `allava` (our plugin) on the ALLaVA checkpoint; b
 exactly as `lmms-eval --model ...` does. `ours`: the generation path of recipes/eval_benchmarks.py (prompts and
 length-ordered batches, this process's share of them, batched greedy `generate`) on the same documents; under
 `torchrun`/`accelerate launch` each process generates its share and the answers are gathered on rank 0. Every run
-first warms up on two documents, then times the whole evaluation; it writes {"seconds", "answers": {doc_id: text}}.
+first warms up on two documents, then times the whole evaluation; it writes {"seconds", "cpu_seconds" (this
+process's CPU time; of 2 processes, the larger), "answers": {doc_id: text}}.
 """
 
 import argparse
@@ -48,10 +49,10 @@ def run_lmms(args: argparse.Namespace) -> dict:
         return simple_evaluate(model=lm, tasks=[TASK], task_manager=tasks, limit=limit, verbosity="WARNING")
 
     evaluate(2)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     results = evaluate(None)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "answers": lmms_answers(results["samples"][TASK])}
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"seconds": seconds, "cpu_seconds": cpu, "answers": lmms_answers(results["samples"][TASK])}
 
 
 def parquet_samples(path: str) -> list:
@@ -76,19 +77,21 @@ def run_ours(args: argparse.Namespace) -> dict | None:
     mine = share(batches, state.process_index, state.num_processes)
     generate(model, processor, samples[:2], 2)  # warm-up
     state.wait_for_everyone()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     answers = {}
     for batch in mine:
         batch_samples = [samples[position] for position in batch.positions]
         for sample, answer in zip(batch_samples, generate(model, processor, batch_samples, args.max_new_tokens)):
             answers[sample.id] = answer
+    cpu = time.process_time() - cpu  # before the barrier: a process that waits for the other spins in gloo
     state.wait_for_everyone()
     seconds = time.perf_counter() - start
     if state.num_processes > 1:
         shares = [None] * state.num_processes
-        torch.distributed.all_gather_object(shares, answers)
-        answers = {doc: answer for part in shares for doc, answer in part.items()}
-    return {"seconds": seconds, "answers": answers} if state.is_main_process else None
+        torch.distributed.all_gather_object(shares, (answers, cpu))
+        answers = {doc: answer for part, _ in shares for doc, answer in part.items()}
+        cpu = max(part_cpu for _, part_cpu in shares)
+    return {"seconds": seconds, "cpu_seconds": cpu, "answers": answers} if state.is_main_process else None
 
 
 def main(argv: list[str] | None = None) -> None:
