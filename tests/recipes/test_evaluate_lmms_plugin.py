@@ -163,6 +163,8 @@ def test_batch_size_in_model_args_and_from_lmms_eval_both_accepted(plugin, model
     model = cls.create_from_arg_string(f"pretrained={model_dir},batch_size=2", config)
     assert model.batch_size == 2
     assert cls.create_from_arg_string(f"pretrained={model_dir}", {**config, "batch_size": 3}).batch_size == 3
+    # Without a launcher: one process, on the device asked for (lmms-eval gathers per-rank counts on `device`).
+    assert (model.rank, model.world_size, model.device) == (0, 1, torch.device("cpu"))
 
 
 def test_unsupported_batch_size(plugin, model_dir):
