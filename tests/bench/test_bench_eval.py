@@ -7,7 +7,7 @@ from tests.recipes.sharded import free_port
 
 pytest.importorskip("lmms_eval", reason="the lmms-eval extra is not installed (pip install .[lmms-eval] decord)")
 pytest.importorskip("decord", reason="lmms-eval's llava_hf imports decord (pip install decord)")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 DOCS = 4
 
 
