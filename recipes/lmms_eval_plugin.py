@@ -84,19 +84,36 @@ class AllavaLmms:
         images = [load_image(v, where=f"{task}/{split}/{doc_id} visual[{i}]") for i, v in enumerate(visuals or [])]
         return Sample(id=str(doc_id), prompt=context.replace("<image>", "").strip(), images=images)
 
+    def _budget(self, gen_kwargs: dict) -> int:
+        return int(gen_kwargs.get("max_new_tokens", self.max_new_tokens))
+
+    def _batches(self, arguments: list[tuple]) -> list[list[int]]:
+        """Request positions batched as lmms-eval's own models batch them: only requests with the same token budget
+        together (a batch shares one; lmms-eval hands over the requests of all tasks at once), longest context first
+        within a budget, so that batches are even and the first one shows at once whether memory suffices."""
+        budgets = [self._budget(gen_kwargs) for _, gen_kwargs, *_ in arguments]
+        contexts = [context for context, *_ in arguments]
+        lengths = [len(ids) for ids in self.processor.tokenizer(contexts, add_special_tokens=False)["input_ids"]]
+        batches: list[list[int]] = []
+        for position in sorted(range(len(arguments)), key=lambda i: (budgets[i], -lengths[i], i)):
+            last = batches[-1] if batches else None
+            if last and len(last) < self.batch_size and budgets[last[0]] == budgets[position]:
+                last.append(position)
+            else:
+                batches.append([position])
+        return batches
+
     def generate_until(self, requests) -> list[str]:
-        answers: list[str] = []
-        for start in range(0, len(requests), self.batch_size):
-            chunk = [request.args for request in requests[start : start + self.batch_size]]
-            # A batch shares one token budget; lmms-eval gives all requests of a task the same gen_kwargs.
-            budgets = [int(gen_kwargs.get("max_new_tokens", self.max_new_tokens)) for _, gen_kwargs, *_ in chunk]
-            samples = [self._sample(context, *rest) for context, _, *rest in chunk]
-            outputs = generate(self.model, self.processor, samples, max(budgets))
-            for (_, gen_kwargs, *_), output in zip(chunk, outputs):
-                until = gen_kwargs.get("until") or []
+        arguments = [request.args for request in requests]
+        answers = [""] * len(arguments)
+        for batch in self._batches(arguments):
+            samples = [self._sample(arguments[i][0], *arguments[i][2:]) for i in batch]
+            outputs = generate(self.model, self.processor, samples, self._budget(arguments[batch[0]][1]))
+            for position, output in zip(batch, outputs):
+                until = arguments[position][1].get("until") or []
                 for stop in [until] if isinstance(until, str) else until:
                     output = output.split(stop)[0] if stop else output
-                answers.append(output.strip())
+                answers[position] = output.strip()
         return answers
 
     @torch.inference_mode()
