@@ -8,6 +8,11 @@ the lmms-eval 0.7 "simple model" API and usable without it:
   the images are `doc_to_visual(self.task_dict[task][split][doc_id])`; returns one string per request.
 - `loglikelihood(requests)`: `request.args` is `(context, continuation or doc_to_target, doc_to_visual, doc_id,
   task, split)`; returns `(sum of continuation log-probs, whether greedy decoding reproduces it)` per request.
+
+Under lmms-eval's own multi-process launch (`accelerate launch -m lmms_eval ...` or torchrun), lmms-eval gives each
+process every world_size-th document and gathers the answers on rank 0; like its own models, the plugin takes its
+rank, world size and device from the launch (accelerate's process state): one GPU per process (cuda:LOCAL_RANK), or
+CPU processes over gloo.
 """
 
 import torch
@@ -15,6 +20,7 @@ import torch
 from modeling_allava import load_image
 from recipes.benchmarks.common import Sample
 from recipes.benchmarks.generation import generate, load_model
+from recipes.benchmarks.shares import process_state
 
 
 MODEL_NAME = "allava"
@@ -39,11 +45,29 @@ class AllavaLmms:
         if str(batch_size).startswith("auto"):
             raise ValueError("allava: batch_size must be a number; automatic batch sizes are not supported.")
         trusted = str(trust_remote_code).lower() in ("true", "1", "yes")
+        state = process_state(device)  # the launch lmms-eval's own Accelerator already joined, or one process
+        self._rank, self._world_size = state.process_index, state.num_processes
+        if state.num_processes > 1 and not str(device or "").startswith("cpu"):
+            device = str(state.device)  # lmms-eval passes one device (default cuda) to every process
         self.model, self.processor = load_model(pretrained, dtype=dtype, device=device, trust_remote_code=trusted)
+        self._device = self.model.device
         self.batch_size = int(batch_size)
         self.max_new_tokens = int(max_new_tokens)
         if not hasattr(self, "task_dict"):
             self.task_dict = {}
+
+    @property
+    def device(self) -> torch.device:
+        """Where this process's model runs; lmms-eval's evaluator puts its per-rank request counts here to gather."""
+        return self._device
+
+    @property
+    def rank(self) -> int:
+        return self._rank
+
+    @property
+    def world_size(self) -> int:
+        return self._world_size
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
@@ -60,19 +84,36 @@ class AllavaLmms:
         images = [load_image(v, where=f"{task}/{split}/{doc_id} visual[{i}]") for i, v in enumerate(visuals or [])]
         return Sample(id=str(doc_id), prompt=context.replace("<image>", "").strip(), images=images)
 
+    def _budget(self, gen_kwargs: dict) -> int:
+        return int(gen_kwargs.get("max_new_tokens", self.max_new_tokens))
+
+    def _batches(self, arguments: list[tuple]) -> list[list[int]]:
+        """Request positions batched as lmms-eval's own models batch them: only requests with the same token budget
+        together (a batch shares one; lmms-eval hands over the requests of all tasks at once), longest context first
+        within a budget, so that batches are even and the first one shows at once whether memory suffices."""
+        budgets = [self._budget(gen_kwargs) for _, gen_kwargs, *_ in arguments]
+        contexts = [context for context, *_ in arguments]
+        lengths = [len(ids) for ids in self.processor.tokenizer(contexts, add_special_tokens=False)["input_ids"]]
+        batches: list[list[int]] = []
+        for position in sorted(range(len(arguments)), key=lambda i: (budgets[i], -lengths[i], i)):
+            last = batches[-1] if batches else None
+            if last and len(last) < self.batch_size and budgets[last[0]] == budgets[position]:
+                last.append(position)
+            else:
+                batches.append([position])
+        return batches
+
     def generate_until(self, requests) -> list[str]:
-        answers: list[str] = []
-        for start in range(0, len(requests), self.batch_size):
-            chunk = [request.args for request in requests[start : start + self.batch_size]]
-            # A batch shares one token budget; lmms-eval gives all requests of a task the same gen_kwargs.
-            budgets = [int(gen_kwargs.get("max_new_tokens", self.max_new_tokens)) for _, gen_kwargs, *_ in chunk]
-            samples = [self._sample(context, *rest) for context, _, *rest in chunk]
-            outputs = generate(self.model, self.processor, samples, max(budgets))
-            for (_, gen_kwargs, *_), output in zip(chunk, outputs):
-                until = gen_kwargs.get("until") or []
+        arguments = [request.args for request in requests]
+        answers = [""] * len(arguments)
+        for batch in self._batches(arguments):
+            samples = [self._sample(arguments[i][0], *arguments[i][2:]) for i in batch]
+            outputs = generate(self.model, self.processor, samples, self._budget(arguments[batch[0]][1]))
+            for position, output in zip(batch, outputs):
+                until = arguments[position][1].get("until") or []
                 for stop in [until] if isinstance(until, str) else until:
                     output = output.split(stop)[0] if stop else output
-                answers.append(output.strip())
+                answers[position] = output.strip()
         return answers
 
     @torch.inference_mode()

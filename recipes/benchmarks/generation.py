@@ -7,6 +7,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from recipes.remote_code import load_pretrained
 
+from .batching import Batch, length_batches
 from .common import Sample
 
 
@@ -30,6 +31,15 @@ def render_prompt(processor, sample: Sample) -> str:
     """The exact text the model sees (image placeholder before expansion), for the per-sample log."""
     messages = sample.messages(with_pixels=False)
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def prompts_and_batches(processor, samples: Sequence[Sample], batch_size: int) -> tuple[list[str], list[Batch]]:
+    """Each sample's rendered prompt, and the samples cut into batches of similar prompt length (batching.py)."""
+    prompts = [render_prompt(processor, sample) for sample in samples]
+    lengths = (
+        [len(ids) for ids in processor.tokenizer(prompts, add_special_tokens=False)["input_ids"]] if prompts else []
+    )
+    return prompts, length_batches(samples, lengths, batch_size)
 
 
 # The decoding every answer is made with; recorded in results.json and in each cache's settings.

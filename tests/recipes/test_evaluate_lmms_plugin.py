@@ -128,6 +128,24 @@ def test_generate_until_matches_our_generation_and_applies_stop_strings(plugin, 
         model.generate_until_multi_round([])
 
 
+def test_generate_until_batches_by_budget_and_length_and_answers_in_request_order(plugin, model_dir):
+    model = resolve(plugin.manifest())(pretrained=str(model_dir), batch_size=2)
+    docs = [{"image": picture(i)} for i in range(4)]
+    model.task_dict = {"demo": {"test": docs}}
+    # Two tasks' requests as lmms-eval hands them over together: budgets 2 and 6, prompts of different lengths.
+    contexts = ["Is it blue?", "What colour is the large shape in this picture?", "Why?", "What is it made of?"]
+    budgets = [2, 6, 2, 6]
+    requests = [request(c, {"max_new_tokens": b}, i) for i, (c, b) in enumerate(zip(contexts, budgets))]
+    assert model._batches([r.args for r in requests]) == [[0, 2], [1, 3]]  # one budget per batch, longest first
+    answers = model.generate_until(requests)
+    for i, (context, budget) in enumerate(zip(contexts, budgets)):
+        sample = [Sample(id=str(i), prompt=context, images=[picture(i)])]
+        (own,) = generate(model.model, model.processor, sample, budget)
+        assert answers[i] == own  # in request order, with its own budget
+        if budget == 2:  # not the other task's longer one
+            assert len(own) < len(generate(model.model, model.processor, sample, 6)[0])
+
+
 def test_loglikelihood_is_highest_and_greedy_for_the_models_own_continuation(plugin, model_dir):
     model = resolve(plugin.manifest())(pretrained=str(model_dir))
     model.task_dict = {"demo": {"test": [{"image": picture(2)}]}}
@@ -163,6 +181,8 @@ def test_batch_size_in_model_args_and_from_lmms_eval_both_accepted(plugin, model
     model = cls.create_from_arg_string(f"pretrained={model_dir},batch_size=2", config)
     assert model.batch_size == 2
     assert cls.create_from_arg_string(f"pretrained={model_dir}", {**config, "batch_size": 3}).batch_size == 3
+    # Without a launcher: one process, on the device asked for (lmms-eval gathers per-rank counts on `device`).
+    assert (model.rank, model.world_size, model.device) == (0, 1, torch.device("cpu"))
 
 
 def test_unsupported_batch_size(plugin, model_dir):
