@@ -185,8 +185,8 @@ def save_jpeg(scene: Scene, path: str | Path, size: int, grain: float = 0.0) -> 
 
 
 def scene_from_image(img_or_bytes: Image.Image | bytes) -> Scene | None:
-    """The scene stored in a PNG's metadata (or a `save_jpeg` JPEG's comment), or None for any other image
-    (re-encoded copies lose it)."""
+    """The scene stored in a PNG's metadata (or a `save_jpeg` JPEG's comment), or None for any other image (a copy
+    re-encoded without that metadata loses it)."""
     try:
         image = Image.open(io.BytesIO(img_or_bytes)) if isinstance(img_or_bytes, bytes) else img_or_bytes
         text = getattr(image, "text", None) or image.info
