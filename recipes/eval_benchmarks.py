@@ -147,7 +147,7 @@ if __name__ == "__main__":
     # Usage errors and mistyped paths end here, before the imports below (several seconds).
     run(parse_args, sys.argv[1:], exit_now=True)
 
-from recipes.benchmarks.batching import BATCHING, length_batches, share  # noqa: E402
+from recipes.benchmarks.batching import BATCHING, length_batches, prompt_lengths, share  # noqa: E402
 from recipes.benchmarks.benchmark import Benchmark  # noqa: E402
 from recipes.benchmarks.cache import SharedCache, weights_fingerprint  # noqa: E402
 from recipes.benchmarks.data import load_rows  # noqa: E402
@@ -223,10 +223,7 @@ def prepare(name: str, args: argparse.Namespace, processor, judge: Judge | None,
         **{key: provenance[key] for key in ("dataset_id", "dataset_revision", "dataset_config", "split")},
     }
     prompts = [render_prompt(processor, sample) for sample in samples]
-    lengths = (
-        [len(ids) for ids in processor.tokenizer(prompts, add_special_tokens=False)["input_ids"]] if prompts else []
-    )
-    batches = length_batches(samples, lengths, args.batch_size)
+    batches = length_batches(samples, prompt_lengths(processor.tokenizer, prompts), args.batch_size)
     cache = SharedCache(args.output / "cache", name, settings, state.process_index)
     mine = share(batches, state.process_index, state.num_processes)
     return Plan(
