@@ -2,6 +2,8 @@
 
 import json
 
+from PIL import Image
+
 from bench.bench_scale import main, write_release
 from bench.scale_eval import write_textvqa
 
@@ -13,6 +15,12 @@ def test_release_has_the_real_schema(tmp_path):
     assert caption[0]["id"] == "allava_laion_cap_0" and caption[0]["image"] == "allava_laion/images/0.jpeg"
     assert [turn["from"] for turn in caption[0]["conversations"]] == ["human", "gpt"]
     assert (tmp_path / caption[0]["image"]).stat().st_size > 0
+
+
+def test_release_with_photo_like_images(tmp_path):
+    write_release(tmp_path, 5, image_side=120)
+    image = Image.open(tmp_path / "allava_laion" / "images" / "1.jpeg")
+    assert image.format == "JPEG" and image.size == (120, 90)
 
 
 def test_smoke_at_a_thousand_rows(tmp_path):
