@@ -73,11 +73,7 @@ class AllavaScriptArguments:
         },
     )
     shuffle_buffer: int = field(
-        default=10_000,
-        metadata={
-            "help": "With streaming: rows held in the buffer that shuffles the stream (each entry is "
-            "first shuffled in its share of another such buffer: at most 2x this many rows held)."
-        },
+        default=10_000, metadata={"help": "With streaming: rows held in the buffer that shuffles the stream."}
     )
     max_tokens_per_batch: int | None = field(
         default=None,

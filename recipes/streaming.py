@@ -9,10 +9,8 @@ columns, as `recipes/data.py` does for a map-style mixture. On a stream:
 - `take_fraction` keeps each row whose seeded hash of (seed, entry, row id) falls below the fraction: a fixed random
   share, the same on every rank and every pass, of about (not exactly) that many rows;
 - `epochs` repeats the entry, each copy shuffled with its own seed;
-- each entry or copy is shuffled in its share of the buffer (`shuffle_buffer` / number of copies rows), then they are
-  interleaved round-robin until every one is used up (each row once), and the whole is shuffled in a buffer of
-  `shuffle_buffer` rows (and the order of the files): at most 2 x `shuffle_buffer` rows, with their image bytes,
-  are held, however many entries;
+- the entries and their copies are interleaved round-robin until every one is used up (each row once), then shuffled
+  in a buffer of `shuffle_buffer` rows (and the order of the files);
 - `datasets.distributed.split_dataset_by_node` gives each process a disjoint share: whole files when their number is
   a multiple of the process count, else every n-th row (each process then reads, but does not decode, all rows).
 
@@ -79,7 +77,7 @@ def stream_mixture(
     """The whole mixture as one shuffled stream (the same on every process; `split_dataset_by_node` shares it out)."""
     if shuffle_buffer < 1:
         raise InputError(f"shuffle_buffer must be a whole number >= 1, got {shuffle_buffer!r}")
-    copies = []  # (stream, seed) per entry and epoch copy
+    parts = []
     for entry in parse_mixture(mixture):
         stream = open_entry(entry)
         if entry.take_fraction < 1:
@@ -87,14 +85,9 @@ def stream_mixture(
         if sources is not None:
             record = {"path": entry.path, "name": entry.name, "split": entry.split, "revision": entry.revision}
             sources.append({**record, "take_fraction": entry.take_fraction, "epochs": entry.epochs, "rows": None})
-        copies.extend((stream, seed + copy) for copy in range(entry.epochs))
-    if len(copies) == 1:
-        return _shuffled(copies[0][0], copies[0][1], shuffle_buffer)
-    # Each copy is shuffled in its share of the buffer, then the interleaved whole in the full buffer: the rows held
-    # stay within 2 x shuffle_buffer however many entries the mixture has (rows carry their image bytes).
-    share = max(1, shuffle_buffer // len(copies))
-    parts = [_shuffled(stream, copy_seed, share) for stream, copy_seed in copies]
-    return _shuffled(interleave_datasets(parts, stopping_strategy=EACH_ROW_ONCE), seed, shuffle_buffer)
+        parts.extend(_shuffled(stream, seed + copy, shuffle_buffer) for copy in range(entry.epochs))
+    mixed = parts[0] if len(parts) == 1 else interleave_datasets(parts, stopping_strategy=EACH_ROW_ONCE)
+    return _shuffled(mixed, seed, shuffle_buffer)
 
 
 EACH_ROW_ONCE = "all_exhausted_without_replacement"

@@ -90,23 +90,6 @@ def test_a_one_file_entry_is_shuffled_as_datasets_would(shapes_dataset):
     assert ours == plain and len(ours) == 48 and ours != sorted(ours)
 
 
-def test_each_copy_is_shuffled_in_its_share_of_the_buffer(shapes_dataset, monkeypatch):
-    """Rows held stay within 2 x shuffle_buffer: three copies get a third each, the interleaved whole all of it."""
-    sizes = []
-    shuffle = datasets.IterableDataset.shuffle
-
-    def recording(self, *args, buffer_size, **kwargs):
-        sizes.append(buffer_size)
-        return shuffle(self, *args, buffer_size=buffer_size, **kwargs)
-
-    monkeypatch.setattr(datasets.IterableDataset, "shuffle", recording)
-    mixture = [{"path": str(shapes_dataset), "name": "caption_shapes"}, {"path": str(shapes_dataset), "name": "text"}]
-    mixture[1]["epochs"] = 2
-    rows = list(stream_mixture(mixture, seed=0, shuffle_buffer=30))
-    assert sizes == [10, 10, 10, 30]
-    assert len(rows) == 48 + 2 * 24  # every row of every copy, once
-
-
 def test_the_trainer_gets_one_unshuffled_row(shapes_dataset):
     """TRL's SFTTrainer reads one row of its train_dataset; with a stream that row costs no shuffle buffer."""
     mixture = [{"path": str(shapes_dataset), "name": "text"}, {"path": str(shapes_dataset), "name": "caption_shapes"}]
