@@ -1,7 +1,7 @@
 """Data stages at several row counts, each through the CLI a user runs, each in its own process.
 
     python bench/bench_scale.py [--sizes 1000 10000 100000] [--stages import load ...] [--workdir /tmp/allava-scale]
-                                [--keep]
+                                [--keep] [--image-side 500]
 
 Stages: `import` (dataset_scripts/import_allava4v.py on a simulated ALLaVA-4V release of the real schema: ids,
 `allava_laion/images/...` paths, human/gpt conversations; caption and instruct LAION rows share their images as in the
@@ -13,6 +13,11 @@ latency: real image reads and checks, the image pack; one image makes two rows),
 quality filters and near-duplicate index), `sft` (recipes/sft.py on the tiny recipe, --max_steps 1: the pre-flight's
 row checks with the real collator and the length column, then one step) and `sft-streaming` (the same, streaming).
 Their images are small shapes-world PNGs (84 px): the offline teacher reads each scene from the PNG's metadata.
+Last, `eval` (bench/scale_eval.py: recipes/eval_benchmarks.py on a simulated N-row TextVQA, tiny model).
+
+`--image-side 500` runs the image-touching stages on photo-like ~500 px JPEGs instead (import's LAION images and
+eval's 500x375, the pipeline's shapes-world scenes 500x500 with their scene in the JPEG comment), for the per-image
+cost.
 
 Prints one markdown row per stage and size (rows, wall, CPU per row, peak RSS of the stage's process, disk written)
 and, per stage, the largest size's CPU per row and peak RSS over the smallest's (the goals: within 1.2x and 1.3x).
@@ -31,11 +36,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench import scale_pipeline
+from bench import scale_eval, scale_pipeline
 from bench.scale_measure import REPO, folder_bytes, measure
 
 
-STAGES = ("import", "load", *scale_pipeline.STAGES)
+STAGES = ("import", "load", *scale_pipeline.STAGES, "eval")
 LOAD = """
 import sys, datasets
 datasets.disable_progress_bars()
@@ -48,14 +53,18 @@ print(rows)
 """
 
 
-def write_release(root: Path, rows: int, seed: int = 0) -> dict[str, int]:
-    """A release of `rows` rows: 40% caption LAION, 40% instruct LAION (same images), 20% text."""
+def write_release(root: Path, rows: int, seed: int = 0, image_side: int | None = None) -> dict[str, int]:
+    """A release of `rows` rows: 40% caption LAION, 40% instruct LAION (same images), 20% text. Images are 64x48
+    one-colour JPEGs, or with `image_side` photo-like ones (scale_eval.jpeg)."""
     rng = random.Random(seed)
     images = root / "allava_laion" / "images"
     images.mkdir(parents=True)
     (root / "allava_text").mkdir()
     pictures = int(rows * 0.4)
     for n in range(pictures):
+        if image_side:
+            (images / f"{n}.jpeg").write_bytes(scale_eval.jpeg(rng, image_side))
+            continue
         colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
         Image.new("RGB", (64, 48), colour).save(images / f"{n}.jpeg", quality=85)
 
@@ -92,12 +101,12 @@ def write_release(root: Path, rows: int, seed: int = 0) -> dict[str, int]:
     return {"caption_laion": pictures, "instruct_laion": pictures, "text": texts}
 
 
-def run_size(workdir: Path, rows: int) -> list[dict]:
+def run_size(workdir: Path, rows: int, image_side: int | None = None) -> list[dict]:
     """The import and load stages at one size; returns one result per stage."""
     root, output = workdir / f"release-{rows}", workdir / f"dataset-{rows}"
     for folder in (root, output):
         shutil.rmtree(folder, ignore_errors=True)
-    subsets = write_release(root, rows)
+    subsets = write_release(root, rows, image_side=image_side)
     script = str(REPO / "dataset_scripts" / "import_allava4v.py")
     imported = measure([sys.executable, script, "--root", str(root), "--output", str(output)])
     imported.update(stage="import", rows=rows, disk=folder_bytes(output))
@@ -108,6 +117,15 @@ def run_size(workdir: Path, rows: int) -> list[dict]:
         raise RuntimeError(f"load read {loaded['stdout'].strip()} rows of {rows}")
     loaded.update(stage="load", rows=rows, disk=folder_bytes(cache))
     return [imported, loaded]
+
+
+def run_eval(workdir: Path, rows: int, image_side: int | None, keep: bool) -> dict:
+    """The eval stage at one size (scale_eval.py); the benchmark, output and model are removed unless `keep`."""
+    result = scale_eval.evaluate(workdir, rows, image_side or 64)
+    if not keep:
+        for name in (f"textvqa-{rows}", f"eval-{rows}", f"hf-eval-{rows}", "eval-model"):
+            shutil.rmtree(workdir / name, ignore_errors=True)
+    return result
 
 
 def table(results: list[dict]) -> str:
@@ -141,18 +159,26 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/allava-scale"))
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     parser.add_argument("--keep", action="store_true", help="keep the releases and datasets written")
+    parser.add_argument(
+        "--image-side",
+        type=int,
+        help="photo-like JPEGs of this side (e.g. 500: 500x375, ~70 KB) instead of the small images, for the "
+        "per-image cost",
+    )
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     results = []
     if {"import", "load"} & set(args.stages):
         for rows in args.sizes:
-            results += [r for r in run_size(args.workdir, rows) if r["stage"] in args.stages]
+            results += [r for r in run_size(args.workdir, rows, args.image_side) if r["stage"] in args.stages]
             if not args.keep:
                 for name in ("release", "dataset", "hf"):
                     shutil.rmtree(args.workdir / f"{name}-{rows}", ignore_errors=True)
     pipeline = [stage for stage in args.stages if stage in scale_pipeline.STAGES]
     if pipeline:
-        results += scale_pipeline.run(args.workdir, args.sizes, pipeline, keep=args.keep)
+        results += scale_pipeline.run(args.workdir, args.sizes, pipeline, keep=args.keep, image_side=args.image_side)
+    if "eval" in args.stages:
+        results += [run_eval(args.workdir, rows, args.image_side, args.keep) for rows in args.sizes]
     report = f"{table(results)}\n\n{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
     print(report)
     return report

@@ -1,11 +1,12 @@
 """The synthesis pipeline at several row counts, for bench/bench_scale.py: synthesize -> build -> sft pre-flight.
 
 Each stage is the CLI a user runs, in its own process (scale_measure.measure). At a size of N rows, synthesize reads
-N / 2 shapes-world PNGs (the offline teacher reads each scene from the PNG's metadata, so these cannot be JPEGs) and
-writes a caption row and a question row per image; build_dataset.py merges them with every quality filter on (the
-near-duplicate index drops some of the repeated random scenes); sft.py runs the tiny recipe for one step over the
-built dataset, map-style (every row checked with the real collator, the length column for group_by_length) and
-streaming. The teacher (the offline stand-in, no latency) and the tiny backbones are set up once, outside the clock.
+N / 2 shapes-world PNGs (the offline teacher reads each scene from the PNG's metadata; with an image side, JPEGs
+carrying it in their comment) and writes a caption row and a question row per image; build_dataset.py merges them
+with every quality filter on (the near-duplicate index drops some of the repeated random scenes); sft.py runs the
+tiny recipe for one step over the built dataset, map-style (every row checked with the real collator, the length
+column for group_by_length) and streaming. The teacher (the offline stand-in, no latency) and the tiny backbones
+are set up once, outside the clock.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from recipes.tiny import shapes_world
 
 STAGES = ("synthesize", "build", "sft", "sft-streaming")
 IMAGE_SIZE = 84  # the tiny recipe's image side (a 3x3 grid of 28 px patches)
+PHOTO_GRAIN = 40.0  # noise sigma of the photo-like JPEGs: ~70 KB at 500 px, as a LAION photo
 
 
 @contextlib.contextmanager
@@ -38,18 +40,23 @@ def offline_teacher() -> Iterator[str]:
         process.wait()
 
 
-def synthesize(workdir: Path, rows: int, base_url: str) -> dict:
+def synthesize(workdir: Path, rows: int, base_url: str, image_side: int | None = None) -> dict:
+    """caption-qa over rows / 2 scenes: 84 px PNGs, or with `image_side` photo-like JPEGs of that side."""
     images, output = workdir / f"images-{rows}", workdir / f"synthesis-{rows}"
-    shapes_world.write_scenes(images, rows // 2, seed=rows, size=IMAGE_SIZE)
+    if image_side:
+        shapes_world.write_scenes(images, rows // 2, seed=rows, size=image_side, grain=PHOTO_GRAIN)
+    else:
+        shapes_world.write_scenes(images, rows // 2, seed=rows, size=IMAGE_SIZE)
     script = str(REPO / "dataset_scripts" / "synthesize.py")
     options = ["--mode", "caption-qa", "--input", str(images), "--output", str(output), "--model", "bench"]
     result = measure(
         [sys.executable, script, *options, "--base-url", base_url, "--concurrency", "16", "--quiet"],
         OPENAI_API_KEY="bench",
     )
-    done = json.loads(next(output.glob("summary-*.json")).read_text())["done"]
-    if done != rows // 2:
-        raise RuntimeError(f"synthesize finished {done} of {rows // 2} images")
+    summary = json.loads(next(output.glob("summary-*.json")).read_text())
+    done, skipped = summary["done"], sum(summary["skipped"].values())  # skipped: near-duplicate images
+    if done + skipped != rows // 2 or summary["rejected"]:
+        raise RuntimeError(f"synthesize finished {done} of {rows // 2} images ({summary['outcome']})")
     return {**result, "stage": "synthesize", "rows": 2 * done, "disk": folder_bytes(output)}
 
 
@@ -80,15 +87,17 @@ def sft(workdir: Path, rows: int, streaming: bool) -> dict:
     return {**result, "stage": stage, "rows": sum(subsets.values()), "disk": disk}
 
 
-def run_stage(stage: str, workdir: Path, rows: int, base_url: str) -> dict:
+def run_stage(stage: str, workdir: Path, rows: int, base_url: str, image_side: int | None = None) -> dict:
     if stage == "synthesize":
-        return synthesize(workdir, rows, base_url)
+        return synthesize(workdir, rows, base_url, image_side)
     if stage == "build":
         return build(workdir, rows)
     return sft(workdir, rows, streaming=stage == "sft-streaming")
 
 
-def run(workdir: Path, sizes: list[int], stages: list[str], keep: bool = False) -> list[dict]:
+def run(
+    workdir: Path, sizes: list[int], stages: list[str], keep: bool = False, image_side: int | None = None
+) -> list[dict]:
     """`stages` at each size, after the stages whose output they read (synthesize, build: run but not reported
     unless asked for); one result per reported stage and size."""
     training = {"sft", "sft-streaming"} & set(stages)
@@ -100,7 +109,7 @@ def run(workdir: Path, sizes: list[int], stages: list[str], keep: bool = False) 
     with offline_teacher() as base_url:
         for rows in sizes:
             for stage in needed:
-                result = run_stage(stage, workdir, rows, base_url)
+                result = run_stage(stage, workdir, rows, base_url, image_side)
                 if stage in stages:
                     results.append(result)
             if not keep:

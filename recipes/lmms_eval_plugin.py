@@ -18,6 +18,7 @@ CPU processes over gloo.
 import torch
 
 from modeling_allava import load_image
+from recipes.benchmarks.batching import prompt_lengths
 from recipes.benchmarks.common import Sample
 from recipes.benchmarks.generation import generate, load_model
 from recipes.benchmarks.shares import process_state
@@ -93,7 +94,7 @@ class AllavaLmms:
         within a budget, so that batches are even and the first one shows at once whether memory suffices."""
         budgets = [self._budget(gen_kwargs) for _, gen_kwargs, *_ in arguments]
         contexts = [context for context, *_ in arguments]
-        lengths = [len(ids) for ids in self.processor.tokenizer(contexts, add_special_tokens=False)["input_ids"]]
+        lengths = prompt_lengths(self.processor.tokenizer, contexts)
         batches: list[list[int]] = []
         for position in sorted(range(len(arguments)), key=lambda i: (budgets[i], -lengths[i], i)):
             last = batches[-1] if batches else None

@@ -53,7 +53,13 @@ from recipes.model_loading import (  # noqa: E402
 from recipes.packing import PackedAllavaCollator, training_collator  # noqa: E402
 from recipes.row_checks import check_rows, drop_or_refuse  # noqa: E402
 from recipes.script_arguments import AllavaScriptArguments  # noqa: E402
-from recipes.streaming import EncodedStream, load_position, refuse_unstreamable, stream_mixture  # noqa: E402
+from recipes.streaming import (  # noqa: E402
+    EncodedStream,
+    load_position,
+    refuse_unstreamable,
+    stream_mixture,
+    trainer_sample,
+)
 from recipes.token_budget import check_budget  # noqa: E402
 from recipes.trainer import AllavaSFTTrainer, allava_settings  # noqa: E402
 from recipes.training_summary import summary_of_run, write_summary_and_card  # noqa: E402
@@ -153,7 +159,7 @@ def checked_rows(
     skip, dropped = load_position(resume, rank, world_size) if resume else (0, 0)
     stream = EncodedStream(mixture, collator, rank, world_size, script_args.drop_bad_rows, skip, dropped)
     stream.token_budget = script_args.max_tokens_per_batch
-    return mixture, stream, dropped
+    return trainer_sample(script_args.dataset_mixture), stream, dropped
 
 
 def saved_message(output_dir: str, lora_base: str | None) -> str:

@@ -85,12 +85,29 @@ def stream_mixture(
         if sources is not None:
             record = {"path": entry.path, "name": entry.name, "split": entry.split, "revision": entry.revision}
             sources.append({**record, "take_fraction": entry.take_fraction, "epochs": entry.epochs, "rows": None})
-        parts.extend(stream.shuffle(seed=seed + copy, buffer_size=shuffle_buffer) for copy in range(entry.epochs))
+        parts.extend(_shuffled(stream, seed + copy, shuffle_buffer) for copy in range(entry.epochs))
     mixed = parts[0] if len(parts) == 1 else interleave_datasets(parts, stopping_strategy=EACH_ROW_ONCE)
-    return mixed.shuffle(seed=seed, buffer_size=shuffle_buffer)
+    return _shuffled(mixed, seed, shuffle_buffer)
 
 
 EACH_ROW_ONCE = "all_exhausted_without_replacement"
+INPUT_SHARDS = 10  # datasets' default max_buffer_input_shards: files read into a shuffle buffer at a time
+
+
+def _shuffled(stream: IterableDataset, seed: int, shuffle_buffer: int) -> IterableDataset:
+    """`stream.shuffle`, the same order as datasets' defaults give. A one-file stream is not wrapped in datasets'
+    shard interleaving (which, over one file, keeps its order): closing or finishing each interleaving costs a 5 s
+    sleep (`SLEEP_TIME_ON_THREADS_SHUTDOWN`, for parquet sources), paid before step 1 when the data fits the buffer."""
+    shards = 1 if stream.num_shards == 1 else INPUT_SHARDS
+    return stream.shuffle(seed=seed, buffer_size=shuffle_buffer, max_buffer_input_shards=shards)
+
+
+def trainer_sample(mixture: Sequence[Mapping[str, Any]]) -> IterableDataset:
+    """The Trainer's `train_dataset` with a stream: the first entry's first row, unshuffled. TRL's SFTTrainer reads
+    one row of it (are there images?); from the shuffled mixture that one row would fill a whole shuffle buffer (every
+    buffered row read, its image bytes held) and closing the interleaved stream costs `datasets` a 5 s sleep per
+    interleaving level. Batches never come from it: they come from `EncodedStream` (`stream_loader`)."""
+    return open_entry(parse_mixture(mixture)[0]).take(1)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,16 @@ def batch_key(ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
+def prompt_lengths(tokenizer, prompts: Sequence[str], chunk: int = 512) -> list[int]:
+    """Tokens per prompt, tokenized `chunk` prompts at a time: a fast tokenizer's encodings of a whole benchmark at
+    once took ~12 KB a prompt (measured at 10,000 TextVQA prompts), and the allocator kept it after they were freed."""
+    lengths = []
+    for start in range(0, len(prompts), chunk):
+        encoded = tokenizer(list(prompts[start : start + chunk]), add_special_tokens=False)["input_ids"]
+        lengths += [len(ids) for ids in encoded]
+    return lengths
+
+
 def length_batches(samples: Sequence[Sample], prompt_lengths: Sequence[int], batch_size: int) -> list[Batch]:
     """Batches of similar prompts: by image count, then prompt tokens, both descending; ties keep sample order."""
     order = sorted(range(len(samples)), key=lambda i: (-len(samples[i].images), -prompt_lengths[i], i))

@@ -7,7 +7,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from recipes.remote_code import load_pretrained
 
-from .batching import Batch, length_batches
+from .batching import Batch, length_batches, prompt_lengths
 from .common import Sample
 
 
@@ -36,10 +36,7 @@ def render_prompt(processor, sample: Sample) -> str:
 def prompts_and_batches(processor, samples: Sequence[Sample], batch_size: int) -> tuple[list[str], list[Batch]]:
     """Each sample's rendered prompt, and the samples cut into batches of similar prompt length (batching.py)."""
     prompts = [render_prompt(processor, sample) for sample in samples]
-    lengths = (
-        [len(ids) for ids in processor.tokenizer(prompts, add_special_tokens=False)["input_ids"]] if prompts else []
-    )
-    return prompts, length_batches(samples, lengths, batch_size)
+    return prompts, length_batches(samples, prompt_lengths(processor.tokenizer, prompts), batch_size)
 
 
 # The decoding every answer is made with; recorded in results.json and in each cache's settings.

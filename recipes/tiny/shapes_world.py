@@ -173,12 +173,27 @@ def png_bytes(scene: Scene, size: int = 112) -> bytes:
     return buffer.getvalue()
 
 
+def save_jpeg(scene: Scene, path: str | Path, size: int, grain: float = 0.0) -> None:
+    """The rendered scene as a quality-85 JPEG (photo-sized benches), with `grain` (noise sigma) so it compresses
+    like a photograph; JPEG has no tEXt chunk, so the scene goes in its comment segment as `shapes_world:<json>`."""
+    image = render(scene, size)
+    if grain:
+        noise = Image.effect_noise((size, size), grain).convert("RGB")
+        image = Image.blend(image, noise, 0.25)
+    comment = f"{PNG_KEY}:{json.dumps(scene.to_dict(), sort_keys=True)}"
+    image.save(path, format="JPEG", quality=85, comment=comment.encode())
+
+
 def scene_from_image(img_or_bytes: Image.Image | bytes) -> Scene | None:
-    """The scene stored in a PNG's metadata, or None for any other image (re-encoded copies lose it)."""
+    """The scene stored in a PNG's metadata (or a `save_jpeg` JPEG's comment), or None for any other image (a copy
+    re-encoded without that metadata loses it)."""
     try:
         image = Image.open(io.BytesIO(img_or_bytes)) if isinstance(img_or_bytes, bytes) else img_or_bytes
         text = getattr(image, "text", None) or image.info
         raw = text.get(PNG_KEY)
+        comment = image.info.get("comment", b"")
+        if raw is None and comment.startswith(f"{PNG_KEY}:".encode()):
+            raw = comment[len(PNG_KEY) + 1 :].decode()
         return Scene.from_dict(json.loads(raw)) if raw else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -266,15 +281,19 @@ def solve_text_instruction(instruction: str) -> str | None:
     return None
 
 
-def write_scenes(folder: str | Path, n: int, seed: int, size: int = 112) -> list[Path]:
-    """Write `n` random scenes as `scene-<i>.png`; use different seeds for train and held-out sets."""
+def write_scenes(folder: str | Path, n: int, seed: int, size: int = 112, grain: float | None = None) -> list[Path]:
+    """Write `n` random scenes as `scene-<i>.png` (with `grain`: photo-like `.jpeg`, see save_jpeg); use different
+    seeds for train and held-out sets."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     paths = []
     for index in range(n):
-        path = folder / f"scene-{seed}-{index:06d}.png"
-        save_png(random_scene(rng), path, size)
+        path = folder / f"scene-{seed}-{index:06d}.{'png' if grain is None else 'jpeg'}"
+        if grain is None:
+            save_png(random_scene(rng), path, size)
+        else:
+            save_jpeg(random_scene(rng), path, size, grain)
         paths.append(path)
     return paths
 

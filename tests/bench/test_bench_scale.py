@@ -2,7 +2,10 @@
 
 import json
 
+from PIL import Image
+
 from bench.bench_scale import main, write_release
+from bench.scale_eval import write_textvqa
 
 
 def test_release_has_the_real_schema(tmp_path):
@@ -12,6 +15,12 @@ def test_release_has_the_real_schema(tmp_path):
     assert caption[0]["id"] == "allava_laion_cap_0" and caption[0]["image"] == "allava_laion/images/0.jpeg"
     assert [turn["from"] for turn in caption[0]["conversations"]] == ["human", "gpt"]
     assert (tmp_path / caption[0]["image"]).stat().st_size > 0
+
+
+def test_release_with_photo_like_images(tmp_path):
+    write_release(tmp_path, 5, image_side=120)
+    image = Image.open(tmp_path / "allava_laion" / "images" / "1.jpeg")
+    assert image.format == "JPEG" and image.size == (120, 90)
 
 
 def test_smoke_at_a_thousand_rows(tmp_path):
@@ -40,3 +49,23 @@ def test_pipeline_stages_run_through_their_clis(tmp_path):
     for cells in rows.values():
         assert float(cells[3]) > 0 and float(cells[4]) > 0  # CPU per row, peak RSS
     assert not any(tmp_path.iterdir())  # images, synthesis output, datasets, caches and backbones are removed
+
+
+def test_eval_stage_runs_the_cli_on_a_simulated_benchmark(tmp_path):
+    """eval_benchmarks.py on a 30-row TextVQA copy (parquet, one JPEG per row): every row scored, the files removed."""
+    report = main(["--sizes", "30", "--stages", "eval", "--workdir", str(tmp_path)])
+    cells = [cell.strip() for cell in report.splitlines()[2].strip("|").split("|")]
+    assert cells[:2] == ["eval", "30"]  # the stage checks the samples file has a line per row
+    assert float(cells[3]) > 0 and float(cells[4]) > 0 and float(cells[5]) > 0  # CPU per row, peak RSS, disk
+    assert not any(tmp_path.iterdir())
+
+
+def test_textvqa_copy_has_the_schema_the_loader_reads(tmp_path):
+    from recipes.benchmarks.data import load_rows
+    from recipes.benchmarks.textvqa import BENCHMARK, make_samples
+
+    folder = write_textvqa(tmp_path / "textvqa", 3, side=40)
+    rows, provenance = load_rows(BENCHMARK, str(folder), None, None)
+    samples = make_samples(rows, "ocr_tokens")
+    assert [sample.id for sample in samples] == ["0", "1", "2"] and provenance["source"] == "local"
+    assert samples[2].images[0]().size == (40, 30) and len(samples[0].target["answers"]) == 10

@@ -1,6 +1,6 @@
 """Length-sorted batches, the same for every process count; the counts table printed before generating."""
 
-from recipes.benchmarks.batching import batch_key, length_batches, share
+from recipes.benchmarks.batching import batch_key, length_batches, prompt_lengths, share
 from recipes.benchmarks.common import Sample
 from recipes.benchmarks.progress import plan_table
 
@@ -16,6 +16,18 @@ def test_batches_group_image_count_then_prompt_length_longest_first_ties_in_samp
     assert [batch.positions for batch in batches] == [(1, 3), (2, 5), (0, 4)]
     assert batches[0].key == batch_key(["s1", "s3"]) != batch_key(["s3", "s1"])
     assert sorted(p for batch in batches for p in batch.positions) == list(range(6))  # every sample exactly once
+
+
+def test_prompt_lengths_in_chunks_are_the_lengths_of_each_prompt():
+    calls = []
+
+    def tokenizer(prompts, add_special_tokens):
+        calls.append(len(prompts))
+        return {"input_ids": [prompt.split() for prompt in prompts]}
+
+    prompts = ["a b", "c", "d e f", "g h i j", "k"]
+    assert prompt_lengths(tokenizer, prompts, chunk=2) == [2, 1, 3, 4, 1] and calls == [2, 2, 1]
+    assert prompt_lengths(tokenizer, []) == []
 
 
 def test_shares_deal_batches_in_turn_and_together_make_all_batches_for_any_process_count():

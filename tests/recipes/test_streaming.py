@@ -12,15 +12,18 @@ import pytest
 from modeling_allava import AllavaProcessor
 from recipes import sft
 from recipes.collator import AllavaCollator
+from recipes.data import parse_mixture
 from recipes.packing import PackedAllavaCollator
 from recipes.streaming import (
     STREAM_KEY,
     EncodedStream,
     StreamBatches,
     load_position,
+    open_entry,
     refuse_unstreamable,
     save_position,
     stream_mixture,
+    trainer_sample,
 )
 from tests.recipes.conftest import (
     REPO,
@@ -77,6 +80,23 @@ def test_processes_share_each_pass_without_overlap(shapes_dataset, checker):
     assert passes[0][:30] == one_pass(EncodedStream(stream, checker, 0, 2), 30)  # the same order on every run
     # Rows of both entries are mixed from the start, not one entry after the other.
     assert {row_id.split("_")[0] for row_id in passes[0][:12]} == {"caption", "text"}
+
+
+def test_a_one_file_entry_is_shuffled_as_datasets_would(shapes_dataset):
+    """No shard interleaving over a single file (each one a 5 s sleep when it ends), and the very same order."""
+    entry = {"path": str(shapes_dataset), "name": "caption_shapes"}
+    ours = [row["id"] for row in stream_mixture([entry], seed=4, shuffle_buffer=10)]
+    stream = open_entry(parse_mixture([entry])[0]).shuffle(seed=4, buffer_size=10)  # the entry's copy, then the mix
+    plain = [row["id"] for row in stream.shuffle(seed=4, buffer_size=10)]
+    assert ours == plain and len(ours) == 48 and ours != sorted(ours)
+
+
+def test_the_trainer_gets_one_unshuffled_row(shapes_dataset):
+    """TRL's SFTTrainer reads one row of its train_dataset; with a stream that row costs no shuffle buffer."""
+    mixture = [{"path": str(shapes_dataset), "name": "text"}, {"path": str(shapes_dataset), "name": "caption_shapes"}]
+    rows = list(trainer_sample(mixture))
+    first = next(iter(open_entry(parse_mixture(mixture)[0])))
+    assert rows == [first] and set(first) == {"id", "messages", "images"}
 
 
 def test_take_fraction_is_a_fixed_share_on_a_stream(shapes_dataset, checker):

@@ -43,6 +43,21 @@ def test_png_metadata_round_trip(tmp_path):
     assert world.scene_from_image(b"not an image") is None
 
 
+def test_photo_like_jpegs_carry_their_scene_in_the_comment(tmp_path):
+    """JPEG has no tEXt chunk: the scene rides in its comment segment, so the offline teacher can read photo-sized
+    JPEGs too; the pixels alone carry no scene."""
+    (path,) = world.write_scenes(tmp_path, 1, seed=3, size=200, grain=40.0)
+    scene = world.random_scene(random.Random(3))
+    image = Image.open(path)
+    assert path.suffix == ".jpeg" and image.format == "JPEG" and image.size == (200, 200)
+    assert world.scene_from_image(image) == scene and world.scene_from_image(path.read_bytes()) == scene
+    pixels = Image.new("RGB", image.size)
+    pixels.paste(image)
+    buffer = io.BytesIO()
+    pixels.save(buffer, format="JPEG", quality=85)
+    assert world.scene_from_image(buffer.getvalue()) is None
+
+
 def test_shapes_are_drawn_in_their_third_in_their_colour():
     for scene in ALL_SCENES[::7]:
         pixels = world.render(scene, 112).load()
