@@ -77,6 +77,37 @@ def test_release_layout_and_plain_chat_datasets_are_converted(tmp_path, shapes_d
     assert dataset[4]["images"] == [] and dataset[4]["id"].endswith("#0")  # generated ids name path and index
 
 
+def test_each_image_is_cached_once(tmp_path, monkeypatch):
+    """A built dataset holds each image in `image` and `images`; training's cache must hold it once (reading every
+    column and casting the image lists afterwards cached it four times: about 200 GB more for ALLaVA's images)."""
+    import io
+    import random
+
+    import datasets as hf_datasets
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(hf_datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    rows = shapes_rows("caption", 6, seed=4)
+    for n, row in enumerate(rows):  # noise images (~28 KB PNGs), large enough to dominate every other column
+        buffer = io.BytesIO()
+        PILImage.frombytes("RGB", (96, 96), random.Random(n).randbytes(96 * 96 * 3)).save(buffer, format="PNG")
+        row["image"] = {"bytes": buffer.getvalue(), "path": None}
+        row["images"] = [row["image"]]
+    folder = write_dataset_folder(tmp_path / "built", {"caption_shapes": rows})
+    release = tmp_path / "release"  # the ALLaVA release layout, converted by the loader
+    Dataset.from_list(rows, features=data.FEATURES).select_columns(["id", "image", "conversations"]).to_parquet(
+        release / "train.parquet"
+    )
+    image_bytes = sum(len(row["image"]["bytes"]) for row in rows)
+    for path, name in ((folder, "caption_shapes"), (release, None)):
+        dataset = load_mixture([{"path": str(path), "name": name}])
+        assert dataset.features == TRAINING_FEATURES and dataset[0]["images"][0]["bytes"] == rows[0]["image"]["bytes"]
+        cached = sum(f.stat().st_size for f in (tmp_path / "cache").rglob("*.arrow"))
+        assert image_bytes < cached < 2.3 * image_bytes  # one copy (the release layout: its read, then converted)
+        for arrow in (tmp_path / "cache").rglob("*.arrow"):
+            arrow.unlink()
+
+
 @pytest.mark.parametrize(
     "mixture, message",
     [
@@ -84,8 +115,11 @@ def test_release_layout_and_plain_chat_datasets_are_converted(tmp_path, shapes_d
         ([{"name": "text"}], r"dataset_mixture\[0\]: 'path'"),
         ([{"path": "x"}, {"path": "y", "take_fraction": 1.5}], r"dataset_mixture\[1\]: 'take_fraction' must be"),
         # TRL's `fraction` (a share of the whole mixture) is not ours: refused, pointing to `take_fraction`
-        ([{"path": "x"}, {"path": "y", "fraction": 0.3}], r"^dataset_mixture\[1\]: 'fraction' is TRL's share of the "
-         r"whole mixture.*write 'take_fraction: 0.3'"),
+        (
+            [{"path": "x"}, {"path": "y", "fraction": 0.3}],
+            r"^dataset_mixture\[1\]: 'fraction' is TRL's share of the "
+            r"whole mixture.*write 'take_fraction: 0.3'",
+        ),
         ([{"path": "x", "epochs": 0.5}], r"dataset_mixture\[0\]: 'epochs'"),
         ([], r"non-empty list"),
         ({"path": "x"}, r"non-empty list"),
