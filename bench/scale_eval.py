@@ -41,14 +41,12 @@ def jpeg(rng: random.Random, side: int, grain: float = 40.0) -> bytes:
     return buffer.getvalue()
 
 
-def write_textvqa(folder: Path, rows: int, side: int = 64, seed: int = 0) -> Path:
-    """`rows` questions in TextVQA's schema as `folder/data/validation-00000-of-00001.parquet`, written in row groups
-    (with the `datasets` feature metadata, so `image` reads as an Image column)."""
+def textvqa_features():
+    """The columns of TextVQA's Hub copy that recipes/benchmarks/textvqa.py reads (also the tests' fixture)."""
     from datasets import Features, List, Value
     from datasets import Image as ImageFeature
 
-    rng = random.Random(seed)
-    features = Features(
+    return Features(
         {
             "question_id": Value("int64"),
             "question": Value("string"),
@@ -58,7 +56,13 @@ def write_textvqa(folder: Path, rows: int, side: int = 64, seed: int = 0) -> Pat
             "ocr_tokens": List(Value("string")),
         }
     )
-    schema = features.arrow_schema
+
+
+def write_textvqa(folder: Path, rows: int, side: int = 64, seed: int = 0) -> Path:
+    """`rows` questions in TextVQA's schema as `folder/data/validation-00000-of-00001.parquet`, written in row groups
+    (with the `datasets` feature metadata, so `image` reads as an Image column)."""
+    rng = random.Random(seed)
+    schema = textvqa_features().arrow_schema
     (folder / "data").mkdir(parents=True)
     with pq.ParquetWriter(folder / "data" / "validation-00000-of-00001.parquet", schema) as writer:
         for start in range(0, rows, BATCH_ROWS):

@@ -3,8 +3,9 @@
 import json
 from pathlib import Path
 
-from datasets import Dataset, Features, Image, List, Value
+from datasets import Dataset, Image, Value
 
+from bench.scale_eval import textvqa_features
 from tests.recipes.fixture_media import picture, png_base64, save_split
 
 
@@ -72,18 +73,9 @@ def textvqa(folder: Path) -> Path:
             "ocr_tokens": ["copenhagen"],
         },
     ]
-    features = Features(
-        {
-            "question_id": Value("int64"),
-            "question": Value("string"),
-            "image_id": Value("string"),
-            "image": Image(),
-            "answers": List(Value("string")),
-            "ocr_tokens": List(Value("string")),
-        }
-    )
     (folder / "data").mkdir(parents=True)
-    Dataset.from_list(rows, features=features).to_parquet(str(folder / "data" / "validation-00000-of-00001.parquet"))
+    path = folder / "data" / "validation-00000-of-00001.parquet"
+    Dataset.from_list(rows, features=textvqa_features()).to_parquet(str(path))
     return folder
 
 
