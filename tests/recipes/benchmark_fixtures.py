@@ -48,3 +48,11 @@ def write_all(root: Path, names=None) -> dict[str, Path]:
 
 def dataset_path_args(folders: dict[str, Path]) -> list[str]:
     return [arg for name, folder in folders.items() for arg in ("--dataset-path", f"{name}={folder}")]
+
+
+def evaluator_args(workspace: dict, output: Path, names: list[str], max_new_tokens: int, judge=None) -> list[str]:
+    """recipes/eval_benchmarks.py arguments for the tiny model over the named fixtures (with `judge`: a FakeJudge)."""
+    argv = ["--model", str(workspace["model"]), "--benchmarks", ",".join(names), "--output", str(output)]
+    argv += ["--max-new-tokens", str(max_new_tokens)]
+    argv += dataset_path_args({name: workspace["data"][name] for name in names})
+    return argv + (["--judge-model", "fake-judge", "--judge-base-url", judge.url] if judge is not None else [])

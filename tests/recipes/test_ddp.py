@@ -1,19 +1,12 @@
 """Two processes on CPU (gloo) through `accelerate launch` with the DDP config the real recipes use."""
 
-import socket
-
 import pytest
 
 from tests.recipes.conftest import REPO, log_history, mixture_args, quick_args, run_script
+from tests.recipes.sharded import free_port
 
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_two_process_ddp_training_on_cpu(tiny_backbones, shapes_dataset, tmp_path):

@@ -6,7 +6,6 @@ judging, scoring, reporting), not accuracy; scoring itself is pinned by scripted
 
 import hashlib
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from recipes.benchmarks.judge import model_is_first
 from recipes.benchmarks.paper import paper_scores
 from tests.recipes import benchmark_fixtures, benchmark_rows_choice
 from tests.recipes.fake_judge import FakeJudge, prompt_text
+from tests.recipes.sharded import free_port
 
 
 SECRET = "sk-test-DO-NOT-LEAK-42"
@@ -78,21 +78,7 @@ def judge_key(monkeypatch):
 
 
 def run(workspace, output: Path, names: list[str], *extra: str, judge: FakeJudge | None = None) -> dict:
-    folders = {name: workspace["data"][name] for name in names}
-    argv = [
-        "--model",
-        str(workspace["model"]),
-        "--benchmarks",
-        ",".join(names),
-        "--output",
-        str(output),
-        "--max-new-tokens",
-        "4",
-        *benchmark_fixtures.dataset_path_args(folders),
-        *extra,
-    ]
-    if judge is not None:
-        argv += ["--judge-model", "fake-judge", "--judge-base-url", judge.url]
+    argv = [*benchmark_fixtures.evaluator_args(workspace, output, names, 4, judge), *extra]
     assert eval_benchmarks.main(argv) == 0
     return json.loads((output / "results.json").read_text())
 
@@ -371,9 +357,7 @@ def test_bad_data_gives_errors_naming_the_place(workspace, tmp_path, monkeypatch
 
 
 def test_an_unreachable_judge_is_named_without_credentials_and_fails_the_run(workspace, tmp_path, capsys):
-    with socket.socket() as probe:  # a loopback port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a loopback port nothing listens on
     url = f"http://judge-user:judge-password@127.0.0.1:{port}/v1?api-key=query-secret#frag"
     argv = ["--judge-model", "m", "--judge-base-url", url, "--judge-http-retries", "0", "--judge-timeout", "5"]
     with pytest.raises(SystemExit) as exit_info:

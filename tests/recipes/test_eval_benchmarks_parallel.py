@@ -7,7 +7,6 @@ process several batches; greedy answers of the tiny random model are compared as
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from recipes import eval_benchmarks
 from tests.recipes import benchmark_fixtures
 from tests.recipes.conftest import REPO
 from tests.recipes.fake_judge import FakeJudge
+from tests.recipes.sharded import free_port
 
 
 pytestmark = pytest.mark.slow
@@ -25,28 +25,8 @@ NAMES = ["mmbench_en", "gqa", "mmvet", "hallusionbench"]
 SECRET = "sk-test-parallel"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def arguments(workspace: dict, output: Path, judge: FakeJudge | None, names: list[str] = NAMES) -> list[str]:
-    judging = ["--judge-model", "fake-judge", "--judge-base-url", judge.url] if judge else []
-    return [
-        "--model",
-        str(workspace["model"]),
-        "--benchmarks",
-        ",".join(names),
-        "--output",
-        str(output),
-        "--max-new-tokens",
-        "6",
-        "--batch-size",
-        "2",
-        *judging,
-        *benchmark_fixtures.dataset_path_args({name: workspace["data"][name] for name in names}),
-    ]
+    return [*benchmark_fixtures.evaluator_args(workspace, output, names, 6, judge), "--batch-size", "2"]
 
 
 def launch(launcher: list[str], argv: list[str]) -> str:

@@ -2,22 +2,16 @@
 process each) that meet on loopback and train one model together."""
 
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
 from tests.recipes.conftest import REPO, log_history, mixture_args, quick_args
+from tests.recipes.sharded import free_port
 
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_two_machines_on_loopback(tiny_backbones, shapes_dataset, tmp_path):
