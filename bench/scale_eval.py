@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from bench.scale_measure import REPO, folder_bytes, measure
+from recipes.tiny.shapes_world import with_grain
 
 
 BATCH_ROWS = 1000  # parquet row group: the writer holds this many rows' images at a time
@@ -33,9 +34,7 @@ def jpeg(rng: random.Random, side: int, grain: float = 40.0) -> bytes:
     width, height = side, side * 3 // 4
     colour = tuple(rng.randrange(256) for _ in range(3))
     image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
-    image = Image.blend(image, Image.new("RGB", (width, height), colour), 0.5)
-    if grain:
-        image = Image.blend(image, Image.effect_noise((width, height), grain).convert("RGB"), 0.25)
+    image = with_grain(Image.blend(image, Image.new("RGB", (width, height), colour), 0.5), grain)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()

@@ -173,13 +173,18 @@ def png_bytes(scene: Scene, size: int = 112) -> bytes:
     return buffer.getvalue()
 
 
+def with_grain(image: Image.Image, grain: float) -> Image.Image:
+    """`image` with a quarter of Gaussian noise of sigma `grain` blended in (none for 0), so that it compresses like
+    a photograph; the photo-sized benches' images."""
+    if not grain:
+        return image
+    return Image.blend(image, Image.effect_noise(image.size, grain).convert("RGB"), 0.25)
+
+
 def save_jpeg(scene: Scene, path: str | Path, size: int, grain: float = 0.0) -> None:
     """The rendered scene as a quality-85 JPEG (photo-sized benches), with `grain` (noise sigma) so it compresses
     like a photograph; JPEG has no tEXt chunk, so the scene goes in its comment segment as `shapes_world:<json>`."""
-    image = render(scene, size)
-    if grain:
-        noise = Image.effect_noise((size, size), grain).convert("RGB")
-        image = Image.blend(image, noise, 0.25)
+    image = with_grain(render(scene, size), grain)
     comment = f"{PNG_KEY}:{json.dumps(scene.to_dict(), sort_keys=True)}"
     image.save(path, format="JPEG", quality=85, comment=comment.encode())
 
