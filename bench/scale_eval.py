@@ -21,14 +21,14 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from bench.scale_measure import REPO, folder_bytes, measure
-from recipes.tiny.shapes_world import with_grain
+from recipes.tiny.shapes_world import PHOTO_GRAIN, with_grain
 
 
 BATCH_ROWS = 1000  # parquet row group: the writer holds this many rows' images at a time
 WORDS = ("open", "shop", "sale", "coffee", "street", "exit", "bus", "stop", "city", "book")
 
 
-def jpeg(rng: random.Random, side: int, grain: float = 40.0) -> bytes:
+def jpeg(rng: random.Random, side: int, grain: float = PHOTO_GRAIN) -> bytes:
     """A quality-85 JPEG of `side` x 3/4 side, distinct per call: a colour over a gradient, with noise (`grain`,
     its sigma) so it compresses like a photograph (~70 KB at 500 px)."""
     width, height = side, side * 3 // 4

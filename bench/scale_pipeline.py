@@ -25,7 +25,6 @@ from recipes.tiny import shapes_world
 
 STAGES = ("synthesize", "build", "sft", "sft-streaming")
 IMAGE_SIZE = 84  # the tiny recipe's image side (a 3x3 grid of 28 px patches)
-PHOTO_GRAIN = 40.0  # noise sigma of the photo-like JPEGs: ~70 KB at 500 px, as a LAION photo
 
 
 @contextlib.contextmanager
@@ -43,10 +42,8 @@ def offline_teacher() -> Iterator[str]:
 def synthesize(workdir: Path, rows: int, base_url: str, image_side: int | None = None) -> dict:
     """caption-qa over rows / 2 scenes: 84 px PNGs, or with `image_side` photo-like JPEGs of that side."""
     images, output = workdir / f"images-{rows}", workdir / f"synthesis-{rows}"
-    if image_side:
-        shapes_world.write_scenes(images, rows // 2, seed=rows, size=image_side, grain=PHOTO_GRAIN)
-    else:
-        shapes_world.write_scenes(images, rows // 2, seed=rows, size=IMAGE_SIZE)
+    grain = shapes_world.PHOTO_GRAIN if image_side else None
+    shapes_world.write_scenes(images, rows // 2, seed=rows, size=image_side or IMAGE_SIZE, grain=grain)
     script = str(REPO / "dataset_scripts" / "synthesize.py")
     options = ["--mode", "caption-qa", "--input", str(images), "--output", str(output), "--model", "bench"]
     result = measure(

@@ -173,6 +173,9 @@ def png_bytes(scene: Scene, size: int = 112) -> bytes:
     return buffer.getvalue()
 
 
+PHOTO_GRAIN = 40.0  # the benches' noise sigma: a 500 px image then compresses to ~70 KB of JPEG, as a LAION photo
+
+
 def with_grain(image: Image.Image, grain: float) -> Image.Image:
     """`image` with a quarter of Gaussian noise of sigma `grain` blended in (none for 0), so that it compresses like
     a photograph; the photo-sized benches' images."""
