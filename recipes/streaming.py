@@ -28,9 +28,12 @@ anything (no image is decoded for a skipped row). The Trainer's own batch skippi
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
+import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import count
@@ -103,11 +106,22 @@ def _shuffled(stream: IterableDataset, seed: int, shuffle_buffer: int) -> Iterab
 
 
 def trainer_sample(mixture: Sequence[Mapping[str, Any]]) -> IterableDataset:
-    """The Trainer's `train_dataset` with a stream: the first entry's first row, unshuffled. TRL's SFTTrainer reads
-    one row of it (are there images?); from the shuffled mixture that one row would fill a whole shuffle buffer (every
-    buffered row read, its image bytes held) and closing the interleaved stream costs `datasets` a 5 s sleep per
-    interleaving level. Batches never come from it: they come from `EncodedStream` (`stream_loader`)."""
-    return open_entry(parse_mixture(mixture)[0]).take(1)
+    """The Trainer's `train_dataset` with a stream: the first entry's first row, unshuffled, held in memory. TRL's
+    SFTTrainer reads one row of it (are there images?); from the shuffled mixture that one row would fill a whole
+    shuffle buffer (every buffered row read, its image bytes held) and closing the interleaved stream costs
+    `datasets` a 5 s sleep per interleaving level. In memory, no parquet scan is left to the Trainer (see
+    `EncodedStream.close`). Batches never come from it: they come from `EncodedStream` (`stream_loader`)."""
+    first = first_row(open_entry(parse_mixture(mixture)[0]))
+    return datasets.Dataset.from_list([first], features=TRAINING_FEATURES).to_iterable_dataset()
+
+
+def first_row(stream: IterableDataset) -> dict:
+    """The stream's first row, its read closed at once (StopIteration when empty): no scan stays open behind it."""
+    rows = iter(stream)
+    try:
+        return next(rows)
+    finally:
+        rows.close()
 
 
 @dataclass(frozen=True)
@@ -131,7 +145,7 @@ def open_entry(entry: MixtureEntry) -> IterableDataset:
         stream = datasets.load_dataset(
             entry.path, entry.name, split=entry.split, revision=entry.revision, streaming=True
         )
-        columns = stream.column_names or list(next(iter(stream)))
+        columns = stream.column_names or list(first_row(stream))
     except StopIteration:
         raise InputError(f"{entry.describe()}: the dataset is empty") from None
     except Exception as error:  # datasets raises many types (FileNotFoundError, DatasetNotFoundError, ValueError...)
@@ -224,13 +238,16 @@ class EncodedStream(torch.utils.data.IterableDataset):
         self.skip_rows, self.dropped = skip_rows, dropped
         self.token_budget: int | None = None  # max_tokens_per_batch: batches by tokens (recipes/token_budget.py)
         self.packed = False  # whether those batches are packed (cost: their tokens) or padded (rows x longest)
+        self._passes: weakref.WeakSet = weakref.WeakSet()  # the passes being read, for `close`
 
     def __iter__(self) -> Iterator[StreamedRow]:
         rows_read = 0
         for pass_number in count():
             self.share.set_epoch(pass_number)
             usable = 0
-            for row in self.share:
+            rows = iter(self.share)
+            self._passes.add(rows)
+            for row in rows:
                 rows_read += 1
                 if rows_read <= self.skip_rows:
                     usable += 1  # read before the checkpoint: not checked again
@@ -245,6 +262,21 @@ class EncodedStream(torch.utils.data.IterableDataset):
                     "files than processes, or every row bad); use fewer processes or more data"
                 )
             logger.info("process %d: pass %d over its share of the stream ended", self.rank, pass_number)
+
+    def close(self) -> None:
+        """Stop every pass still being read, now, while Python is whole. Training stops mid-pass; a parquet scan
+        left open until the interpreter exits can abort the process after all its work is saved (SIGABRT,
+        "terminate called without an active exception": Arrow threads that need the GIL after Python has begun to
+        shut down, apache/arrow#45214). Those threads then get `datasets`' own grace, counted from the close (an
+        interleaved stream's close has already waited it)."""
+        started = time.monotonic()
+        open_passes = list(self._passes)
+        for rows in open_passes:
+            rows.close()
+        gc.collect()
+        grace = datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN - (time.monotonic() - started)
+        if open_passes and grace > 0:
+            time.sleep(grace)
 
     def _encode(self, row: dict) -> EncodedRow | None:
         try:

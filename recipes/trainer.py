@@ -69,6 +69,9 @@ class AllavaSFTTrainer(StreamingTrainerMixin, SFTTrainer):
                 else "no checkpoint was saved yet; rerun the same command to start again"
             )
             raise Interrupted(f"stopped at step {self.state.global_step}; {hint}") from None
+        finally:
+            if self.stream is not None:
+                self.stream.close()
 
     def rows_dropped(self, dropped: int) -> int:
         """Bad rows dropped in the whole run: `dropped` for a checked dataset; for a stream, those of every process

@@ -5,8 +5,6 @@ import json
 import sys
 from pathlib import Path
 
-import datasets
-
 from recipes import sft
 
 
@@ -21,8 +19,5 @@ def record(self, position: dict) -> None:
 
 
 if __name__ == "__main__":
-    # `datasets` sleeps 5 s whenever an interleaved parquet stream ends (apache/arrow#45214); the test's tiny mixture
-    # ends a pass every few steps.
-    datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN = 0
     sft.AllavaSFTTrainer.note_stream_batch = record
     sys.exit(sft.main())

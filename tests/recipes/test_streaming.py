@@ -12,12 +12,13 @@ import pytest
 from modeling_allava import AllavaProcessor
 from recipes import sft
 from recipes.collator import AllavaCollator
-from recipes.data import parse_mixture
+from recipes.data import TRAINING_FEATURES, parse_mixture
 from recipes.packing import PackedAllavaCollator
 from recipes.streaming import (
     STREAM_KEY,
     EncodedStream,
     StreamBatches,
+    first_row,
     load_position,
     open_entry,
     refuse_unstreamable,
@@ -94,9 +95,21 @@ def test_a_one_file_entry_is_shuffled_as_datasets_would(shapes_dataset):
 def test_the_trainer_gets_one_unshuffled_row(shapes_dataset):
     """TRL's SFTTrainer reads one row of its train_dataset; with a stream that row costs no shuffle buffer."""
     mixture = [{"path": str(shapes_dataset), "name": "text"}, {"path": str(shapes_dataset), "name": "caption_shapes"}]
-    rows = list(trainer_sample(mixture))
-    first = next(iter(open_entry(parse_mixture(mixture)[0])))
-    assert rows == [first] and set(first) == {"id", "messages", "images"}
+    sample = trainer_sample(mixture)
+    first = first_row(open_entry(parse_mixture(mixture)[0]))
+    assert list(sample) == [first] and set(first) == {"id", "messages", "images"}
+    assert sample.n_shards == 1 and sample.features == TRAINING_FEATURES  # held in memory: no parquet scan to leave
+
+
+def test_close_ends_the_pass_being_read(shapes_dataset, checker, monkeypatch):
+    """Training stops mid-pass; `close` ends that pass's read (its parquet scan) while Python is whole, not at exit."""
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
+    stream = EncodedStream(stream_mixture([{"path": str(shapes_dataset), "name": "text"}], 0, 4), checker, 0, 1)
+    reading = iter(stream)
+    next(reading)
+    passes = list(stream._passes)
+    stream.close()
+    assert len(passes) == 1 and passes[0].gi_frame is None  # a closed generator has no frame
 
 
 def test_take_fraction_is_a_fixed_share_on_a_stream(shapes_dataset, checker):
