@@ -94,15 +94,16 @@ def stream_mixture(
 
 
 EACH_ROW_ONCE = "all_exhausted_without_replacement"
-INPUT_SHARDS = 10  # datasets' default max_buffer_input_shards: files read into a shuffle buffer at a time
 
 
 def _shuffled(stream: IterableDataset, seed: int, shuffle_buffer: int) -> IterableDataset:
-    """`stream.shuffle`, the same order as datasets' defaults give. A one-file stream is not wrapped in datasets'
-    shard interleaving (which, over one file, keeps its order): closing or finishing each interleaving costs a 5 s
-    sleep (`SLEEP_TIME_ON_THREADS_SHUTDOWN`, for parquet sources), paid before step 1 when the data fits the buffer."""
-    shards = 1 if stream.num_shards == 1 else INPUT_SHARDS
-    return stream.shuffle(seed=seed, buffer_size=shuffle_buffer, max_buffer_input_shards=shards)
+    """`stream.shuffle` reading one file at a time (in a seeded order that changes every pass) into the buffer.
+    datasets' default reads 10 files at once (`max_buffer_input_shards`), each through its own thread and its own
+    copy of the row pipeline, and sleeps 5 s (`SLEEP_TIME_ON_THREADS_SHUTDOWN`) whenever one of them ends or is
+    closed. Measured on a built 10^6-row dataset (2 entries of 18 files, the default buffer of 10,000): first row
+    after 63 s and 3.7 GB resident, closing took 156 s; one file at a time: 4.5 s, 0.7 GB, 5 s. Over one file both
+    give the same order."""
+    return stream.shuffle(seed=seed, buffer_size=shuffle_buffer, max_buffer_input_shards=1)
 
 
 def trainer_sample(mixture: Sequence[Mapping[str, Any]]) -> IterableDataset:
