@@ -28,7 +28,7 @@ from dataset_scripts.dataset_writer import (
 )
 from dataset_scripts.dual_encoder import DualEncoder, HFDualEncoder
 from dataset_scripts.filters import FilterOptions, QualityFilters, add_filter_arguments, options_from_args
-from dataset_scripts.first_copies import Saving, saving_of
+from dataset_scripts.first_copies import Saving, left_out_skips
 from dataset_scripts.image_pack import PackError
 from dataset_scripts.report import REPORT_NAME, write_report
 from dataset_scripts.schema import IMAGE_TOKEN, make_row, subset_name
@@ -153,24 +153,20 @@ class Builder:
 
     def left_out(self) -> tuple[dict, dict, dict]:
         """(rejected, skipped) inputs by reason over all shards, leaving out any later finished; and the prompts."""
-        rejected, skipped, prompts = {}, {}, {}
+        rejected, prompts = {}, {}
         for folder in self.inputs:
             for path in _shard_files(folder, "rejects"):
                 for row in iter_jsonl(path):
                     self._account(row)
                     rejected[row["item_id"]] = row["reason"]
-            for path in _shard_files(folder, "skipped"):
-                for row in iter_jsonl(path):
-                    skipped[row["item_id"]] = row
             for path in sorted(folder.glob("summary-*-of-*.json")):
                 summary = json.loads(path.read_text(encoding="utf-8"))
                 prompts.update(summary.get("prompts") or {})
                 self.priced = self.priced or summary.get("price_usd_per_1m") is not None
         finished = self.done_items
         rejected_counts = Counter(reason for item, reason in rejected.items() if item not in finished)
-        left_out = [row for item, row in skipped.items() if item not in finished and item not in rejected]
-        skipped_counts = Counter(row["reason"] for row in left_out)
-        self.saved = saving_of(left_out)
+        skips = (row for folder in self.inputs for path in _shard_files(folder, "skipped") for row in iter_jsonl(path))
+        skipped_counts, self.saved = left_out_skips(skips, finished, rejected)
         return merge_counts(rejected_counts), merge_counts(skipped_counts), prompts
 
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Iterable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Container, Iterable
 from dataclasses import dataclass
 
 from dataset_scripts.images import PreparedImage
@@ -59,9 +60,9 @@ class Saving:
     requests: int = 0
     cost_usd: float = 0.0
 
-    def add(self, row: dict) -> None:
-        """Count one `near_duplicate` skip row."""
-        saved = row.get("saved") or {}
+    def add(self, saved: dict | None) -> None:
+        """Count one `near_duplicate` skip by its row's `saved` entry."""
+        saved = saved or {}
         self.inputs += 1
         self.requests += saved.get("requests", 0)
         self.cost_usd += saved.get("cost_usd") or 0.0
@@ -76,13 +77,24 @@ def _cost_text(cost: float | None) -> str:
     return NO_PRICE if cost is None else f"${cost:.4f}"
 
 
-def saving_of(last_skips: Iterable[dict]) -> Saving:
-    """The saving of each input's last skip row (inputs finished since left out by the caller)."""
+def left_out_skips(
+    rows: Iterable[dict], finished: Container[str], rejected: Container[str]
+) -> tuple[Counter[str], Saving]:
+    """(skips by reason, near-duplicate saving) from each input's last skip row, leaving out the inputs finished or
+    rejected since. Only the reason and saving of each input are held: a run at scale skips hundreds of thousands
+    (321,083 of 500,000 inputs in the 10^6-row bench, whose whole rows took ~1 KB each)."""
+    last: dict[str, tuple[str, dict | None]] = {}
+    for row in rows:
+        last[row["item_id"]] = (row["reason"], row.get("saved"))
+    counts: Counter[str] = Counter()
     saving = Saving()
-    for row in last_skips:
-        if row["reason"] == NEAR_DUPLICATE:
-            saving.add(row)
-    return saving
+    for item, (reason, saved) in last.items():
+        if item in finished or item in rejected:
+            continue
+        counts[reason] += 1
+        if reason == NEAR_DUPLICATE:
+            saving.add(saved)
+    return counts, saving
 
 
 def estimated_saving(spec: TaskSpec, meter: CostMeter, item: Item, image: PreparedImage) -> dict:

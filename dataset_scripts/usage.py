@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from dataset_scripts.first_copies import Saving, saving_of
+from dataset_scripts.first_copies import Saving, left_out_skips
 from dataset_scripts.shards import OutputDir, iter_jsonl
 from toolkit.cost import NO_PRICE, add_usd
 
@@ -75,7 +75,7 @@ def shard_totals(out: OutputDir) -> ShardTotals:
     a record or reject (its record will carry that usage on: counted there once it is written).
     """
     totals = ShardTotals()
-    done_items, rejected, skipped, finished_keys = set(), {}, {}, set()
+    done_items, rejected, finished_keys = set(), {}, set()
     for kind in ("records", "rejects"):
         for row in iter_jsonl(out.path(kind)):
             if kind == "records":
@@ -96,11 +96,8 @@ def shard_totals(out: OutputDir) -> ShardTotals:
     if unfinished.requests:
         totals.by_subset[UNFINISHED] = unfinished
         _add(totals.usage, unfinished.as_dict())
-    for row in iter_jsonl(out.path("skipped")):
-        skipped[row["item_id"]] = row
-    left_out = [row for item, row in skipped.items() if item not in done_items and item not in rejected]
+    skipped, totals.saved = left_out_skips(iter_jsonl(out.path("skipped")), done_items, rejected)
     totals.done = len(done_items)
     totals.rejected = dict(Counter(reason for item, reason in rejected.items() if item not in done_items))
-    totals.skipped = dict(Counter(row["reason"] for row in left_out))
-    totals.saved = saving_of(left_out)
+    totals.skipped = dict(skipped)
     return totals

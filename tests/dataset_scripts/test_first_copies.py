@@ -10,6 +10,7 @@ from PIL import Image, PngImagePlugin
 
 from dataset_scripts import runner
 from dataset_scripts.build_dataset import build
+from dataset_scripts.first_copies import left_out_skips
 from dataset_scripts.images import prepare
 from dataset_scripts.inputs import Item, shard_of
 from dataset_scripts.limits import Price, estimate_image_tokens, estimate_text_tokens
@@ -197,3 +198,17 @@ def test_the_data_report_shows_the_count_and_the_saving(synth, pictures, tmp_pat
     page = (tmp_path / "ds" / REPORT_NAME).read_text()
     cost = summary["near_duplicates"]["cost"]
     assert f"<b>1 · {cost}</b><span>requests and USD saved: 1 near-duplicate images not sent</span>" in page
+
+
+def test_left_out_skips_counts_each_inputs_last_skip_unless_finished_or_rejected_since():
+    rows = [
+        {"item_id": "a", "reason": "unreadable"},
+        {"item_id": "a", "reason": "near_duplicate", "saved": {"requests": 2, "cost_usd": 0.5}},  # the last one counts
+        {"item_id": "b", "reason": "near_duplicate", "saved": {"requests": 2, "cost_usd": 0.25}},
+        {"item_id": "c", "reason": "near_duplicate", "saved": {"requests": 2, "cost_usd": 1.0}},  # finished since
+        {"item_id": "d", "reason": "unreadable"},  # rejected since
+        {"item_id": "e", "reason": "unreadable", "detail": "x" * 100},
+    ]
+    counts, saving = left_out_skips(iter(rows), finished={"c"}, rejected={"d": "refusal"})
+    assert counts == {"near_duplicate": 2, "unreadable": 1}
+    assert (saving.inputs, saving.requests, saving.cost_usd) == (2, 4, 0.75)
