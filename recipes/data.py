@@ -27,6 +27,7 @@ import datasets
 import pyarrow.parquet as pq
 from datasets import Dataset, Features, Image, List, Value, concatenate_datasets
 from datasets.utils.file_utils import xopen
+from pyarrow import ArrowException
 
 from dataset_scripts.schema import FEATURES, conversations_to_messages
 from recipes.dataset_cache import local_cache_dir
@@ -131,10 +132,14 @@ def load_entry(entry: MixtureEntry, cache_dir: str | None) -> Dataset:
     try:
         where = {"revision": entry.revision, "cache_dir": cache_dir}
         builder = datasets.load_dataset_builder(entry.path, entry.name, **where)
+    except Exception as error:  # datasets raises many types (FileNotFoundError, DatasetNotFoundError, ValueError...)
+        raise InputError(f"{entry.describe()}: cannot load the dataset: {error}") from error
+    refuse_empty_parquet(entry, builder)
+    try:
         dataset = datasets.load_dataset(
             entry.path, entry.name, split=entry.split, **where, **_training_columns(builder)
         )
-    except Exception as error:  # datasets raises many types (FileNotFoundError, DatasetNotFoundError, ValueError...)
+    except Exception as error:
         raise InputError(f"{entry.describe()}: cannot load the dataset: {error}") from error
     if not isinstance(dataset, Dataset):
         raise InputError(f"{entry.describe()}: expected a map-style Dataset, got {type(dataset).__name__}")
@@ -157,6 +162,24 @@ def load_entry(entry: MixtureEntry, cache_dir: str | None) -> Dataset:
             f"{entry.describe()}: columns do not match the ALLaVA schema ({error}); 'messages' must hold "
             "{role, content: [{type, text}]} and 'images' a list of images"
         ) from error
+
+
+def refuse_empty_parquet(entry: MixtureEntry, builder: datasets.DatasetBuilder) -> None:
+    """Name a parquet file of the split whose first row group is empty (pyarrow writes one for a table without
+    rows): `datasets` takes that group's size, 0, as its batch size and pyarrow refuses it, as an anonymous error
+    when loading and mid-run when streaming. Local files only: a hub file's footer would cost a request each."""
+    for file in (builder.config.data_files or {}).get(entry.split, []):
+        if "://" in file or not file.endswith(".parquet"):
+            continue
+        try:
+            metadata = pq.ParquetFile(file).metadata
+        except (OSError, ArrowException) as error:
+            raise InputError(f"{entry.describe()}: {file}: not a readable parquet file ({error})") from None
+        if metadata.num_row_groups and metadata.row_group(0).num_rows == 0:
+            raise InputError(
+                f"{entry.describe()}: {file} starts with an empty row group (written without rows?), which datasets "
+                "cannot read; remove or rewrite the file"
+            )
 
 
 def _training_columns(builder: datasets.DatasetBuilder) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from datasets.distributed import split_dataset_by_node
 
 from dataset_scripts.schema import conversations_to_messages
 from recipes.collator import AllavaCollator, EncodedRow
-from recipes.data import COLUMNS, TRAINING_FEATURES, MixtureEntry, parse_mixture
+from recipes.data import COLUMNS, TRAINING_FEATURES, MixtureEntry, parse_mixture, refuse_empty_parquet
 from recipes.token_budget import budget_batches
 from toolkit.cli import InputError, is_path_like
 
@@ -140,8 +140,14 @@ class _KeepShare:
 
 def open_entry(entry: MixtureEntry) -> IterableDataset:
     """One entry as a stream with the columns `id`, `messages`, `images` (images left encoded)."""
-    if is_path_like(entry.path) and not Path(entry.path).expanduser().exists():
-        raise InputError(f"{entry.describe()}: no such folder (a local path; hub ids look like org/name)")
+    if is_path_like(entry.path):
+        if not Path(entry.path).expanduser().exists():
+            raise InputError(f"{entry.describe()}: no such folder (a local path; hub ids look like org/name)")
+        try:
+            builder = datasets.load_dataset_builder(entry.path, entry.name, revision=entry.revision)
+        except Exception as error:  # as below
+            raise InputError(f"{entry.describe()}: cannot stream the dataset: {error}") from error
+        refuse_empty_parquet(entry, builder)
     try:
         stream = datasets.load_dataset(
             entry.path, entry.name, split=entry.split, revision=entry.revision, streaming=True

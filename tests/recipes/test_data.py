@@ -2,14 +2,16 @@
 
 import re
 
+import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset, Features, Image, List, Value
 
-from dataset_scripts.schema import conversations_to_messages, make_row
+from dataset_scripts.schema import FEATURES, conversations_to_messages, make_row
 from recipes import data, sft
 from recipes.collator import AllavaCollator
 from recipes.data import TRAINING_FEATURES, load_mixture, local_cache_dir, parse_mixture
 from recipes.row_checks import check_rows, drop_or_refuse
+from recipes.streaming import stream_mixture
 from recipes.tiny.models import build_tiny_processor
 from tests.recipes.conftest import PROVENANCE, REPO, mixture_args, quick_args, shapes_rows, write_dataset_folder
 from toolkit.cli import InputError
@@ -145,6 +147,23 @@ def test_missing_dataset_and_wrong_columns_are_named(tmp_path, shapes_dataset):
     )
     with pytest.raises(ValueError, match=r"dataset_mixture\[0\].*do not match the ALLaVA schema"):
         load_mixture([{"path": str(tmp_path / "odd")}])
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_parquet_file_without_rows_is_named(tmp_path, streaming):
+    """pyarrow writes a table without rows as one empty row group, which `datasets` cannot read (its batch size
+    becomes 0): a traceback when loading, and mid-run when streaming if the file is not the first."""
+    rows = shapes_rows("text", 6, seed=4)
+    folder = tmp_path / "with-an-empty-file"
+    folder.mkdir()
+    Dataset.from_list(rows, features=FEATURES).to_parquet(folder / "train-00000-of-00002.parquet")
+    pq.write_table(FEATURES.arrow_schema.empty_table(), folder / "train-00001-of-00002.parquet")
+    read = (lambda m: list(stream_mixture(m, seed=0, shuffle_buffer=4))) if streaming else load_mixture
+    with pytest.raises(InputError, match=r"dataset_mixture\[0\].*train-00001-of-00002.parquet starts with an empty"):
+        read([{"path": str(folder)}])
+    writer = pq.ParquetWriter(folder / "train-00001-of-00002.parquet", FEATURES.arrow_schema)
+    writer.close()  # no row group at all: datasets skips such a file, and so do we
+    assert len(read([{"path": str(folder)}])) == 6
 
 
 def test_broken_release_row_is_named(tmp_path):
