@@ -196,7 +196,7 @@ class Synthesis:
 
     def _read_image(self, item: Item) -> PreparedImage:
         """Read and check one input image."""
-        raw = item.reader(self.options.fetch_timeout, self.options.max_image_bytes)
+        raw = item.read_image(self.options.fetch_timeout, self.options.max_image_bytes)
         image = prepare(raw, self.options.max_side, self.options.max_pixels, item.origin)
         return self.first_copies.signed(image, item.origin)
 

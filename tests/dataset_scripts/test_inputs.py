@@ -1,4 +1,5 @@
 import json
+import tracemalloc
 
 import pytest
 
@@ -9,13 +10,32 @@ from dataset_scripts.inputs import InputError, load_items, select_shard
 def test_folder_manifest_and_shards(tmp_path, shapes_dir):
     items = load_items(str(shapes_dir), "caption-qa", "shapes")
     assert len(items) == 24 and all(item.origin.endswith(".png") for item in items)
-    assert items[0].reader(1.0, 10**7) == (shapes_dir / items[0].origin).read_bytes()
+    assert items[0].read_image(1.0, 10**7) == (shapes_dir / items[0].origin).read_bytes()
     shards = [select_shard(items, 3, index) for index in range(3)]
     ids = [item.item_id for shard in shards for item in shard]
     assert sorted(ids) == sorted(item.item_id for item in items) and len(set(ids)) == len(ids)
     assert len(select_shard(items, 3, 0, limit=2)) == 2
     with pytest.raises(InputError, match="--shard-index"):
         select_shard(items, 3, 3)
+
+
+def test_a_folder_is_listed_part_by_part_in_little_memory(tmp_path):
+    """Inputs keep the order `Path`s sort in ("a/x" before "a-b/x"), and one input holds a few hundred bytes (ALLaVA
+    lists ~1.4M): each carried its own reader and `Path`, 0.87 KB, before."""
+    names = [f"{folder}/{n:05d}.jpg" for folder in ("a-b", "a", "a b") for n in range(1000)]
+    for name in names:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).touch()
+    tracemalloc.start()
+    try:
+        items = load_items(str(tmp_path), "caption-qa", "laion")
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    expected = [path.relative_to(tmp_path).as_posix() for path in sorted(tmp_path / name for name in names)]
+    assert [item.origin for item in items] == expected and expected[0].startswith("a/")
+    assert held / len(items) < 400
+    assert items[0].read_image(1.0, 10) == b"" and len({id(item.images) for item in items}) == 1
 
 
 def test_manifests_in_every_format(tmp_path, shapes_dir):
@@ -83,7 +103,7 @@ def test_hf_inputs_from_a_local_dataset(tmp_path, shapes_dir):
     table.to_parquet(str(tmp_path / "hfdata" / "train.parquet"))
     items = load_items(f"hf:{tmp_path / 'hfdata'}:train", "vflan", "shapes")
     assert len(items) == 3 and items[0].question == "Where are the shapes?"
-    assert items[1].reader(1.0, 10**7) == paths[1].read_bytes()
+    assert items[1].read_image(1.0, 10**7) == paths[1].read_bytes()
     assert items[0].origin == f"hf:{tmp_path / 'hfdata'}:train#0"
     with pytest.raises(InputError, match="expected hf:"):
         load_items("hf:justaname", "caption-qa", "laion")
@@ -103,10 +123,10 @@ def test_hf_string_cells_stay_inside_the_dataset(tmp_path, shapes_dir):
     cells = ["images/a.png", str(tmp_path / "secret.txt"), "../secret.txt", "images/../../secret.txt"]
     datasets.Dataset.from_dict({"image": cells}).to_parquet(str(folder / "train.parquet"))
     items = load_items(f"hf:{folder}:train", "caption-qa", "laion")
-    assert items[0].reader(1.0, 10**7) == inside.read_bytes()
+    assert items[0].read_image(1.0, 10**7) == inside.read_bytes()
     for item, cell in zip(items[1:], cells[1:]):
         with pytest.raises(SkipImage) as error:
-            item.reader(1.0, 10**7)
+            item.read_image(1.0, 10**7)
         assert error.value.reason == "refused" and f"{cell}: outside the dataset folder" in str(error.value)
 
 
@@ -119,5 +139,5 @@ def test_hub_dataset_path_cells_are_refused(monkeypatch, tmp_path):
     monkeypatch.setattr(datasets, "load_dataset", lambda name, config, split: table)
     for item in load_items("hf:someone/photos:train", "caption-qa", "laion"):
         with pytest.raises(SkipImage) as error:
-            item.reader(1.0, 10**7)
+            item.read_image(1.0, 10**7)
         assert error.value.reason == "refused" and "a file path in a Hub dataset" in str(error.value)

@@ -133,6 +133,6 @@ def test_manifest_urls_follow_the_private_url_switch(server, tmp_path):
     manifest.write_text(json.dumps({"image": f"{server}/img.png"}) + "\n")
     refused = load_items(str(manifest), "caption-qa", "laion")[0]
     with pytest.raises(SkipImage, match="refused"):
-        refused.reader(5.0, 10**6)
+        refused.read_image(5.0, 10**6)
     allowed = load_items(str(manifest), "caption-qa", "laion", allow_private_urls=True)[0]
-    assert allowed.reader(5.0, 10**6) == PNG
+    assert allowed.read_image(5.0, 10**6) == PNG
