@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,15 +57,18 @@ class PreparedImage:
 
 
 def read_file(path: str | Path, max_bytes: int) -> bytes:
-    path = Path(path)
+    """A file's bytes, refused as a skip when missing, oversized or unreadable. Read through `os` with the path as
+    given: making a `Path` of it would intern its name, and a run reads ~1M names (the table of interned strings keeps
+    its size once grown: ~150 B an input)."""
     try:
-        size = path.stat().st_size
+        size = os.stat(path).st_size
     except OSError as error:
         raise SkipImage("missing", f"{path}: {error.strerror or error}") from None
     if size > max_bytes:
         raise SkipImage("oversized", f"{path}: {size} bytes > {max_bytes}")
     try:
-        return path.read_bytes()
+        with open(path, "rb") as file:
+            return file.read()
     except OSError as error:
         raise SkipImage("unreadable", f"{path}: {error.strerror or error}") from None
 

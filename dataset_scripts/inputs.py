@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,8 +79,7 @@ class _ManifestImages:
     def __call__(self, value: str, timeout: float, max_bytes: int) -> bytes:
         if "://" in value:
             return fetch_url(value, timeout, max_bytes, self.allow_private)
-        path = Path(value)
-        return read_file(path if path.is_absolute() else self.base / path, max_bytes)
+        return read_file(os.path.join(self.base, value), max_bytes)  # an absolute value stands alone
 
 
 def _first(row: dict, keys: tuple[str, ...]) -> str | None:
@@ -186,16 +186,25 @@ def _from_manifest(path: Path, mode: str, source: str, allow_private: bool) -> l
 def _from_folder(folder: Path, mode: str, source: str) -> list[Item]:
     if mode != "caption-qa":
         raise InputError(f"{folder}: an image folder only fits --mode caption-qa ({mode} needs a manifest)")
-    names = [
-        path.relative_to(folder).as_posix()
-        for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-    ]
+    names = _image_files(folder)
     if not names:
         raise InputError(f"{folder}: no images found (looked for {sorted(IMAGE_SUFFIXES)})")
     names.sort(key=_path_order)
     images = _FolderImages(folder)
     return [Item(origin=name, source=source, images=images) for name in names]
+
+
+def _image_files(folder: Path) -> list[str]:
+    """Paths of the image files under `folder`, relative to it, as `rglob` finds them (symlinked files included,
+    symlinked folders not entered). `os.walk`, not `rglob`: pathlib interns every name it parses, and the interpreter's
+    table of interned strings keeps its size once grown (~150 B an input)."""
+    names = []
+    for root, _, files in os.walk(folder):
+        relative = os.path.relpath(root, folder)
+        for file in files:
+            if os.path.splitext(file)[1].lower() in IMAGE_SUFFIXES and os.path.isfile(os.path.join(root, file)):
+                names.append(file if relative == "." else f"{relative}/{file}".replace(os.sep, "/"))
+    return names
 
 
 def _path_order(name: str) -> str:
@@ -209,7 +218,7 @@ class _FolderImages:
     folder: Path
 
     def __call__(self, name: str, timeout: float, max_bytes: int) -> bytes:
-        return read_file(self.folder / name, max_bytes)
+        return read_file(os.path.join(self.folder, name), max_bytes)
 
 
 @dataclass(frozen=True)

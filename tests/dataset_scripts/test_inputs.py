@@ -21,7 +21,7 @@ def test_folder_manifest_and_shards(tmp_path, shapes_dir):
 
 def test_a_folder_is_listed_part_by_part_in_little_memory(tmp_path):
     """Inputs keep the order `Path`s sort in ("a/x" before "a-b/x"), and one input holds a few hundred bytes (ALLaVA
-    lists ~1.4M): each carried its own reader and `Path`, 0.87 KB, before."""
+    lists ~1.4M): each carried its own reader and `Path`, 0.87 KB, before, and pathlib's interned names more."""
     names = [f"{folder}/{n:05d}.jpg" for folder in ("a-b", "a", "a b") for n in range(1000)]
     for name in names:
         (tmp_path / name).parent.mkdir(exist_ok=True)
@@ -36,6 +36,20 @@ def test_a_folder_is_listed_part_by_part_in_little_memory(tmp_path):
     assert [item.origin for item in items] == expected and expected[0].startswith("a/")
     assert held / len(items) < 400
     assert items[0].read_image(1.0, 10) == b"" and len({id(item.images) for item in items}) == 1
+
+
+def test_a_folder_lists_image_files_as_rglob_would(tmp_path):
+    """Image suffixes in any case, hidden folders included, a symlinked file included, a symlinked folder not
+    entered, broken links and non-images left out."""
+    for name in ("a/x.jpg", "a/b/y.PNG", ".hidden/h.png", "top.webp", "notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()
+    (tmp_path / "link.jpg").symlink_to(tmp_path / "a" / "x.jpg")
+    (tmp_path / "linked-folder").symlink_to(tmp_path / "a")
+    (tmp_path / "broken.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (tmp_path / "folder.jpg").mkdir()
+    origins = [item.origin for item in load_items(str(tmp_path), "caption-qa", "laion")]
+    assert origins == [".hidden/h.png", "a/b/y.PNG", "a/x.jpg", "link.jpg", "top.webp"]
 
 
 def test_manifests_in_every_format(tmp_path, shapes_dir):
