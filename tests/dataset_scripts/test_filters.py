@@ -78,7 +78,7 @@ def test_a_shared_plain_area_does_not_crowd_one_bucket():
 
 
 def test_the_index_holds_rows_not_objects():
-    """A run keeps every image it has seen (ALLaVA: ~700,000): a Signature and a list per band took 1.47 KB each."""
+    """A run keeps every image it has seen (ALLaVA: ~700,000): a Signature and a list per band took 1.34 KB each."""
     rng = random.Random(1)
     index = NearDuplicateIndex(4)
     tracemalloc.start()
