@@ -124,6 +124,11 @@ def train(argv: list[str]) -> None:
         summary = summary_of_run(script_args, training_args, model_args, trainer.state, sources, dropped, argv)
         write_summary_and_card(output_dir, summary, model.config.to_dict(), processor)
         logger.info(saved_message(output_dir, model.name_or_path if peft_config else None))
+    # Each process leaves its process group once every process is done (a no-op in one process). Left to interpreter
+    # exit, the two-process streaming test's rank 1 aborted (SIGABRT, "terminate called without an active exception")
+    # after all work was saved in 2 of 12 runs; with the group destroyed, in none of 12.
+    trainer.accelerator.wait_for_everyone()
+    PartialState().destroy_process_group()
 
 
 def parse_arguments(argv: list[str]) -> tuple[AllavaScriptArguments, SFTConfig, ModelConfig]:
